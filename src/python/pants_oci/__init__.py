@@ -1,0 +1,1 @@
+"""pants_oci: daemonless OCI container images as a Pants backend."""

@@ -1,0 +1,202 @@
+"""The `oci_image` target and its fields.
+
+Pants imports this module itself (on its own Python 3.9 in real repos), so it may import only
+the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from pants.engine.addresses import Address
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    Dependencies,
+    DictStringToStringField,
+    InvalidFieldException,
+    StringField,
+    StringSequenceField,
+    Target,
+)
+from pants.util.strutil import help_text, softwrap
+
+from pants_oci.core.reference import InvalidReferenceError, parse_reference
+
+SCRATCH = "scratch"
+OCI_LAYOUT_PREFIX = "oci-layout:"
+DOCKER_ARCHIVE_PREFIX = "docker-archive:"
+
+# POSIX-style environment variable names, as shells and `docker run -e` accept them.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class OciImageBaseField(StringField):
+    alias = "base"
+    default = SCRATCH
+    help = help_text(
+        f"""
+        The image this one is built on. One of:
+
+          * `"{SCRATCH}"` (the default): an empty image; the image holds only its own layers.
+          * A registry reference pinned by digest, as you would pass to `docker pull`, e.g.
+            `"python:3.11-slim@sha256:<64 hex digits>"` or
+            `"ghcr.io/acme/base@sha256:<64 hex digits>"`. Names without a registry mean Docker
+            Hub (`busybox` is `docker.io/library/busybox`), as with every container tool.
+          * The address of another `oci_image` target, written with a leading `:` or `//`
+            (`":base"`, `"//images/base:base"`), to build on an image from this repo.
+          * A local image file in the repo, with a transport prefix as `skopeo` spells it:
+            `"{OCI_LAYOUT_PREFIX}path/to/layout-dir"` or `"{DOCKER_ARCHIVE_PREFIX}path/to/image.tar"`.
+
+        The base's config (entrypoint, cmd, env, workdir, ...) is inherited; the fields of this
+        target override it.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        assert value is not None  # the field has a default
+        value = value.strip()
+        if value == SCRATCH or value.startswith((":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+            return value
+        try:
+            parse_reference(value)
+        except InvalidReferenceError as e:
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    The `{cls.alias}` field in target {address} is not a valid image reference:
+                    {e}. Use `"{SCRATCH}"`, a reference such as
+                    `"registry.example.com/team/base@sha256:..."`, an `oci_image` address
+                    starting with `:` or `//`, or an `{OCI_LAYOUT_PREFIX}`/`{DOCKER_ARCHIVE_PREFIX}`
+                    path.
+                    """
+                )
+            ) from e
+        return value
+
+
+class OciImageEntrypointField(StringSequenceField):
+    alias = "entrypoint"
+    help = help_text(
+        """
+        The executable and leading arguments the container runs, in exec form (a list, no shell),
+        as the image config's `Entrypoint`, e.g. `["/app/server", "--port=8080"]`.
+
+        Unset means inherit the base image's entrypoint. Set to `[]` to clear it. As with
+        `docker`, setting the entrypoint also clears an inherited `cmd` unless this target sets
+        `cmd` too.
+        """
+    )
+
+
+class OciImageCmdField(StringSequenceField):
+    alias = "cmd"
+    help = help_text(
+        """
+        The default arguments of the container, in exec form, as the image config's `Cmd`.
+        They follow the entrypoint, or are the command itself when there is no entrypoint;
+        `docker run IMAGE args...` (or `runc`/`podman`) replaces them.
+
+        Unset means inherit the base image's cmd. Set to `[]` to clear it.
+        """
+    )
+
+
+class OciImageEnvField(DictStringToStringField):
+    alias = "env"
+    help = help_text(
+        """
+        Environment variables of the container, e.g. `{"PORT": "8080", "LANG": "C.UTF-8"}`.
+
+        They are added to the base image's environment; a variable the base already sets is
+        replaced in place. Values are literal: `$OTHER` is not expanded.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[dict[str, Any]], address: Address
+    ) -> Optional[Any]:
+        value = super().compute_value(raw_value, address)
+        for name in value or ():
+            if not _ENV_NAME.match(name):
+                raise InvalidFieldException(
+                    softwrap(
+                        f"""
+                        The `{cls.alias}` field in target {address} has an invalid variable name
+                        {name!r}: names are letters, digits and `_`, not starting with a digit.
+                        """
+                    )
+                )
+        return value
+
+
+class OciImageWorkdirField(StringField):
+    alias = "workdir"
+    help = help_text(
+        """
+        The working directory of the container's process, an absolute path such as `"/app"`,
+        as the image config's `WorkingDir`. Unset means inherit the base image's.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not value.startswith("/"):
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    The `{cls.alias}` field in target {address} must be an absolute path, but was
+                    {value!r}. Use {"/" + value!r}.
+                    """
+                )
+            )
+        return value
+
+
+class OciImageDependenciesField(Dependencies):
+    help = help_text(
+        """
+        Files, resources and packages to put in the image, each becoming image content.
+        """
+    )
+
+
+class OciImageTarget(Target):
+    alias = "oci_image"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        OciImageBaseField,
+        OciImageDependenciesField,
+        OciImageEntrypointField,
+        OciImageCmdField,
+        OciImageEnvField,
+        OciImageWorkdirField,
+    )
+    help = help_text(
+        """
+        A container image in the OCI format, built without a Docker daemon.
+
+        The image is its `base` plus layers made from its dependencies, with the config set by
+        the fields below. Builds are reproducible: the same sources give byte-identical layers,
+        config and manifest on any machine.
+
+        Example:
+
+            oci_image(
+                name="server",
+                base="python:3.11-slim@sha256:<digest>",
+                dependencies=[":app"],
+                entrypoint=["/usr/local/bin/python", "/app/server.py"],
+                env={"PORT": "8080"},
+                workdir="/app",
+            )
+        """
+    )
+
+
+def target_types() -> list[type[Target]]:
+    return [OciImageTarget]

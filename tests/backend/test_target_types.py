@@ -1,0 +1,83 @@
+"""The `oci_image` target's fields: values users write in BUILD files and the errors they get."""
+
+from __future__ import annotations
+
+import pytest
+from pants.engine.addresses import Address
+from pants.engine.internals.scheduler import ExecutionError
+from pants.testutil.rule_runner import RuleRunner
+
+from pants_oci.target_types import (
+    OciImageBaseField,
+    OciImageCmdField,
+    OciImageEntrypointField,
+    OciImageEnvField,
+    OciImageTarget,
+    OciImageWorkdirField,
+)
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    return RuleRunner(target_types=[OciImageTarget])
+
+
+def _image(rule_runner: RuleRunner, body: str) -> OciImageTarget:
+    rule_runner.write_files({"img/BUILD": f"oci_image(name='img', {body})"})
+    target = rule_runner.get_target(Address("img", target_name="img"))
+    assert isinstance(target, OciImageTarget)
+    return target
+
+
+def test_fields_read_from_build_file(rule_runner: RuleRunner) -> None:
+    target = _image(
+        rule_runner,
+        f"""base="busybox@{DIGEST}", entrypoint=["/bin/sh", "-c"], cmd=["echo hi"],
+        env={{"B": "2", "A": "1"}}, workdir="/app" """,
+    )
+    assert target[OciImageBaseField].value == f"busybox@{DIGEST}"
+    assert target[OciImageEntrypointField].value == ("/bin/sh", "-c")
+    assert target[OciImageCmdField].value == ("echo hi",)
+    # Insertion order is kept: it becomes the order of the image config's Env.
+    assert list(target[OciImageEnvField].value.items()) == [("B", "2"), ("A", "1")]
+    assert target[OciImageWorkdirField].value == "/app"
+
+
+def test_defaults(rule_runner: RuleRunner) -> None:
+    target = _image(rule_runner, "")
+    assert target[OciImageBaseField].value == "scratch"
+    assert target[OciImageEntrypointField].value is None
+    assert target[OciImageCmdField].value is None
+    assert target[OciImageEnvField].value is None
+    assert target[OciImageWorkdirField].value is None
+
+
+@pytest.mark.parametrize(
+    "base",
+    [":other", "//images/base:base", "oci-layout:images/base", "docker-archive:base.tar"],
+)
+def test_base_accepts_addresses_and_local_images(rule_runner: RuleRunner, base: str) -> None:
+    assert _image(rule_runner, f"base={base!r}")[OciImageBaseField].value == base
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('base="Busybox:latest"', ["`base` field in target img:img", "lowercase"]),
+        ('base="busybox@sha256:abc"', ["`base` field in target img:img", "sha256:abc"]),
+        ('workdir="app"', ["`workdir` field in target img:img", "absolute", "'/app'"]),
+        ('env={"1BAD": "x"}', ["`env` field in target img:img", "'1BAD'"]),
+        ('env={"A": 1}', ["env", "img:img", "string"]),
+        ('cmd="echo hi"', ["cmd", "img:img"]),
+    ],
+)
+def test_bad_values_name_target_field_and_fix(
+    rule_runner: RuleRunner, body: str, expected: list[str]
+) -> None:
+    with pytest.raises(ExecutionError) as error:
+        _image(rule_runner, body)
+    message = str(error.value)
+    for fragment in expected:
+        assert fragment in message, message
