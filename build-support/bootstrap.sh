@@ -48,15 +48,16 @@ _install_env() {
   "$python" -m venv "$venv"
   local pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
   # Pants 2.17.1's wheels are tagged cp37-cp39 but run on CPython 3.11: fetch the 3.9 wheel and
-  # install it under a 3.11 tag.
+  # install it under a 3.11 tag. Its test utilities (RuleRunner) come from a pure wheel.
   "${pip[@]}" download --no-deps --only-binary=:all: --python-version 3.9 \
-    -d "$work" "pantsbuild.pants==$PANTS_VERSION"
+    -d "$work" "pantsbuild.pants==$PANTS_VERSION" "pantsbuild.pants.testutil==$PANTS_VERSION"
   local wheel renamed
   wheel="$(ls "$work"/pantsbuild.pants-"$PANTS_VERSION"-cp39-cp39-*.whl)" ||
     _bootstrap_die "no Pants $PANTS_VERSION wheel for this platform"
   renamed="${wheel/-cp39-cp39-/-cp311-cp311-}"
   mv "$wheel" "$renamed"
-  "${pip[@]}" install --no-deps --ignore-requires-python "$renamed"
+  "${pip[@]}" install --no-deps --ignore-requires-python "$renamed" \
+    "$work"/pantsbuild.pants.testutil-"$PANTS_VERSION"-py3-none-any.whl
   "${pip[@]}" install --no-deps -r "$PANTS_OCI_ROOT/build-support/requirements.txt"
   rm -rf "$work"
   "$venv/bin/python" -c 'import pants.version, httpx, pydantic' ||

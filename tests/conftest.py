@@ -1,0 +1,13 @@
+"""Shared fixtures for every test: real registries, token service and a busybox base image
+(see tests/harness/fixtures.py)."""
+
+from tests.harness.fixtures import (  # noqa: F401 - imported so pytest registers them
+    busybox_image,
+    busybox_image_blobs,
+    registry_anonymous,
+    registry_basic,
+    registry_factory,
+    registry_tls,
+    registry_token,
+    unique_repo,
+)
