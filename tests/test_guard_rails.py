@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 # Core modules that need nothing beyond the stdlib and run on Python 3.9: the only part of the
 # core the backend may import.
-STDLIB_CORE_MODULES = frozenset({"reference", "digest", "media_types"})
+STDLIB_CORE_MODULES = frozenset({"reference", "digest", "media_types", "errors"})
 
 
 def _modules(root: Path) -> list[Path]:
@@ -58,15 +58,25 @@ def _top_level_only_imports(tree: ast.Module) -> Iterator[tuple[int, str]]:
             yield from _imports(node)
 
 
-def _is_allowed_backend_import(module: str) -> bool:
-    top = module.split(".")[0]
-    if top in sys.stdlib_module_names or top == "pants":
-        return True
+def _is_stdlib(module: str) -> bool:
+    return module.partition(".")[0] in sys.stdlib_module_names
+
+
+def _is_stdlib_core(module: str) -> bool:
+    """`pants_oci.core` alone, or `pants_oci.core.<stdlib-only module>[.name]`."""
     parts = module.split(".")
-    if parts[:2] != ["pants_oci", "core"]:
-        return top == "pants_oci"
-    # `pants_oci.core` alone, or `pants_oci.core.<stdlib-only module>[.name]`.
-    return len(parts) == 2 or parts[2] in STDLIB_CORE_MODULES
+    return parts[:2] == ["pants_oci", "core"] and (
+        len(parts) == 2 or parts[2] in STDLIB_CORE_MODULES
+    )
+
+
+def _is_allowed_backend_import(module: str) -> bool:
+    top = module.partition(".")[0]
+    if _is_stdlib(module) or top == "pants":
+        return True
+    if module.startswith("pants_oci.core"):
+        return _is_stdlib_core(module)
+    return top == "pants_oci"
 
 
 def _annotation_unions(tree: ast.AST) -> Iterator[int]:
@@ -107,16 +117,15 @@ def _check_python39_module(path: Path, allowed: Callable[[str], bool]) -> list[s
 def test_backend_modules_are_python39_and_import_only_stdlib_pants_and_pants_oci() -> None:
     modules = _backend_modules()
     assert PACKAGE / "register.py" in modules and PACKAGE / "target_types.py" in modules
-    problems = [p for path in modules for p in _check_python39_module(path, _is_allowed_backend_import)]
+    problems = [
+        p for path in modules for p in _check_python39_module(path, _is_allowed_backend_import)
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_stdlib_core_modules_are_python39_and_stdlib_only() -> None:
     def allowed(module: str) -> bool:
-        top = module.split(".")[0]
-        parts = module.split(".")
-        in_core = parts[:2] == ["pants_oci", "core"] and (len(parts) == 2 or parts[2] in STDLIB_CORE_MODULES)
-        return top in sys.stdlib_module_names or in_core
+        return _is_stdlib(module) or _is_stdlib_core(module)
 
     problems = [p for path in _stdlib_core_modules() for p in _check_python39_module(path, allowed)]
     assert not problems, "\n".join(problems)
@@ -126,7 +135,11 @@ def test_core_package_import_pulls_in_no_third_party_module() -> None:
     # Pants imports pants_oci.core.reference on 3.9 without pydantic/httpx: `pants_oci.core`'s
     # __init__ must not import them eagerly.
     tree = ast.parse((CORE / "__init__.py").read_text())
-    eager = [m for _, m in _top_level_only_imports(tree) if m.split(".")[0] not in sys.stdlib_module_names]
+    eager = [
+        m
+        for _, m in _top_level_only_imports(tree)
+        if m.split(".")[0] not in sys.stdlib_module_names
+    ]
     assert not eager, f"pants_oci/core/__init__.py imports {eager} at import time"
 
 

@@ -24,8 +24,16 @@ def test_second_run_performs_no_install_step() -> None:
 
 def test_help_documents_oci_image_fields() -> None:
     result = run_pants("help", "oci_image")
-    for text in ("oci_image", "built without a Docker daemon", "base", "entrypoint", "cmd",
-                 "env", "workdir", "pinned by digest"):
+    for text in (
+        "oci_image",
+        "built without a Docker daemon",
+        "base",
+        "entrypoint",
+        "cmd",
+        "env",
+        "workdir",
+        "pinned by digest",
+    ):
         assert text in result.stdout, result.stdout
     assert "DEPRECAT" not in result.stderr and "WARN" not in result.stderr, result.stderr
 

@@ -46,7 +46,8 @@ class OciImageBaseField(StringField):
           * The address of another `oci_image` target, written with a leading `:` or `//`
             (`":base"`, `"//images/base:base"`), to build on an image from this repo.
           * A local image file in the repo, with a transport prefix as `skopeo` spells it:
-            `"{OCI_LAYOUT_PREFIX}path/to/layout-dir"` or `"{DOCKER_ARCHIVE_PREFIX}path/to/image.tar"`.
+            `"{OCI_LAYOUT_PREFIX}path/to/layout-dir"` or
+            `"{DOCKER_ARCHIVE_PREFIX}path/to/image.tar"`.
 
         The base's config (entrypoint, cmd, env, workdir, ...) is inherited; the fields of this
         target override it.
@@ -58,7 +59,9 @@ class OciImageBaseField(StringField):
         value = super().compute_value(raw_value, address)
         assert value is not None  # the field has a default
         value = value.strip()
-        if value == SCRATCH or value.startswith((":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+        if value == SCRATCH or value.startswith(
+            (":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)
+        ):
             return value
         try:
             parse_reference(value)
@@ -116,9 +119,7 @@ class OciImageEnvField(DictStringToStringField):
     )
 
     @classmethod
-    def compute_value(
-        cls, raw_value: Optional[dict[str, Any]], address: Address
-    ) -> Optional[Any]:
+    def compute_value(cls, raw_value: Optional[dict[str, Any]], address: Address) -> Optional[Any]:
         value = super().compute_value(raw_value, address)
         for name in value or ():
             if not _ENV_NAME.match(name):

@@ -1,0 +1,145 @@
+"""Every exception pants_oci.core raises, in one place.
+
+    OCIError                          base of all of them
+    ├── InvalidReferenceError         an image reference that the grammar rejects (ValueError)
+    ├── InvalidDigestError            a malformed `algorithm:hex` digest (ValueError)
+    ├── DigestMismatchError           bytes whose digest is not the one expected
+    ├── DocumentError                 a manifest, index or config we cannot use
+    │   └── UnsupportedMediaTypeError     e.g. Docker schema1 manifests
+    ├── PlatformNotFoundError         no manifest in an index matches the wanted platform
+    ├── LayerError                    a layer's inputs cannot be read, or contradict each other
+    ├── ImageArchiveError             an OCI image layout or docker-archive tar we cannot use
+    │   └── RefNotFoundError              it holds no image under the name asked for
+    ├── CredentialError               credentials could not be found or read
+    │   └── CredentialHelperError         a docker-credential-* helper failed
+    ├── TransportError                connection, TLS or timeout failure talking to a registry
+    └── RegistryError                 the registry answered with an error
+        ├── UnauthorizedError             401: credentials missing or wrong
+        ├── DeniedError                   403: the credentials lack access
+        ├── NotFoundError                 404: unknown repository, manifest or blob
+        ├── RangeError                    416: an upload resumed at the wrong offset
+        └── TooManyRequestsError          429: rate limited, after retries
+
+A RegistryError carries the registry host, the repository, the HTTP status, and the first error
+code/message of the registry's error JSON. Credentials never appear in any message: errors are
+built from hosts, repositories and registry answers, never from request headers.
+
+This module is stdlib-only and Python 3.9-compatible: the Pants backend imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class OCIError(Exception):
+    """Base class of every error raised by pants_oci.core."""
+
+
+class InvalidReferenceError(OCIError, ValueError):
+    """An image reference that the distribution reference grammar rejects."""
+
+
+class InvalidDigestError(OCIError, ValueError):
+    """A digest that is not `algorithm:encoded` with a valid algorithm and encoding."""
+
+
+class DigestMismatchError(OCIError):
+    """Content whose digest differs from the digest it was requested or announced by."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class DocumentError(OCIError):
+    """A manifest, index or image config that cannot be parsed or used."""
+
+
+class UnsupportedMediaTypeError(DocumentError):
+    """A document of a media type we refuse, such as Docker schema1."""
+
+
+class PlatformNotFoundError(OCIError):
+    """An index or manifest list has no manifest for the wanted platform."""
+
+    def __init__(self, message: str, *, wanted: str, available: list[str]) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.available = available
+
+
+class LayerError(OCIError):
+    """A layer cannot be built: a missing or unreadable source, a file that changed while it
+    was read, two sources for one path, a symlink loop, a path that leaves the layer root."""
+
+
+class ImageArchiveError(OCIError):
+    """An OCI image layout directory or a docker-archive tar that is malformed or unusable."""
+
+
+class RefNotFoundError(ImageArchiveError):
+    """A layout or archive has no image under the ref name (tag) or digest asked for."""
+
+    def __init__(self, message: str, *, wanted: str, available: list[str]) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.available = available
+
+
+class CredentialError(OCIError):
+    """Credentials for a registry could not be found or read."""
+
+
+class CredentialHelperError(CredentialError):
+    """A `docker-credential-<name>` helper failed, timed out, or is not installed."""
+
+
+class TransportError(OCIError):
+    """The registry could not be reached: connection refused, TLS failure, timeout."""
+
+    def __init__(self, message: str, *, registry: str) -> None:
+        super().__init__(message)
+        self.registry = registry
+
+
+class RegistryError(OCIError):
+    """The registry answered a request with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str,
+        repository: Optional[str] = None,
+        status: Optional[int] = None,
+        code: Optional[str] = None,
+        detail: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.registry = registry
+        self.repository = repository
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class UnauthorizedError(RegistryError):
+    """401: the registry wants credentials, or refused the ones given."""
+
+
+class DeniedError(RegistryError):
+    """403 (or a token without the needed scope): authenticated, but not allowed."""
+
+
+class NotFoundError(RegistryError):
+    """404: the repository, manifest, tag or blob does not exist."""
+
+
+class RangeError(RegistryError):
+    """416: an upload chunk did not start where the registry's upload session is."""
+
+
+class TooManyRequestsError(RegistryError):
+    """429: the registry is rate limiting us, and retries did not get through."""
