@@ -1,0 +1,161 @@
+"""DockerConfigKeychain: the credentials ``docker login`` saved.
+
+Reads ``$DOCKER_CONFIG/config.json``, or ``~/.docker/config.json`` when DOCKER_CONFIG is not
+set, and answers as docker itself would:
+
+1. ``credHelpers`` names a helper for this registry: ask ``docker-credential-<name>``;
+2. else ``credsStore`` names a default helper: ask it;
+3. else the ``auths`` entry for the registry: ``registrytoken``, then ``identitytoken``, then
+   ``auth`` (base64 of ``user:password``) or ``username``/``password``.
+
+When a helper applies, its answer is final, as in docker: a helper that has no entry means no
+credentials, even if ``auths`` has one. Keys may be host names, ``host:port``, or URLs such as
+``https://index.docker.io/v1/`` (Docker Hub's legacy key) and ``http://localhost:5000``;
+Docker Hub's names all match each other.
+
+A missing config file means no credentials; a file that is not valid JSON raises
+CredentialError naming the file. The file is read once, at the first look-up.
+
+Private: import DockerConfigKeychain from :mod:`pants_oci.core.auth`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pants_oci.core._credential_helpers import DEFAULT_HELPER_TIMEOUT, get_credential
+from pants_oci.core._credentials import Credential, helper_server_url, normalize_registry
+from pants_oci.core.errors import CredentialError
+
+
+def docker_config_path(env: Mapping[str, str]) -> Path:
+    """Where docker keeps config.json for this environment."""
+    directory = env.get("DOCKER_CONFIG")
+    if directory:
+        return Path(directory) / "config.json"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".docker" / "config.json"
+
+
+class DockerConfigKeychain:
+    """Credentials from docker's config.json and the credential helpers it names."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+    ) -> None:
+        """``env`` (default ``os.environ``) supplies DOCKER_CONFIG, HOME and the PATH that
+        helpers are looked up on; ``path`` names a config.json explicitly instead."""
+        self._env: Mapping[str, str] = dict(os.environ if env is None else env)
+        self.path = Path(path) if path is not None else docker_config_path(self._env)
+        self.helper_timeout = helper_timeout
+        self._lock = threading.Lock()
+        self._config: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"DockerConfigKeychain(path={str(self.path)!r})"
+
+    def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
+        config = self._load()
+        wanted = normalize_registry(registry)
+        helper = _lookup(config.get("credHelpers"), wanted) or config.get("credsStore")
+        if isinstance(helper, str) and helper:
+            return get_credential(
+                helper,
+                helper_server_url(registry),
+                registry=registry,
+                env=self._env,
+                timeout=self.helper_timeout,
+            )
+        auths = config.get("auths")
+        if not isinstance(auths, dict):
+            return None
+        for key, entry in auths.items():
+            if normalize_registry(key) == wanted and isinstance(entry, dict):
+                credential = self._credential_from_entry(key, entry)
+                if credential is not None:
+                    return credential
+        return None
+
+    def _load(self) -> dict[str, Any]:
+        with self._lock:
+            if self._config is None:
+                self._config = self._read()
+            return self._config
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise CredentialError(
+                f"cannot read docker config {self.path}: {e.strerror or e}"
+            ) from None
+        try:
+            config = json.loads(text)
+        except ValueError as e:
+            # Only the position: the text around it may be a secret.
+            raise CredentialError(
+                f"docker config {self.path} is not valid JSON "
+                f"(line {getattr(e, 'lineno', '?')}, column {getattr(e, 'colno', '?')})"
+            ) from None
+        if not isinstance(config, dict):
+            raise CredentialError(f"docker config {self.path} is not a JSON object")
+        return config
+
+    def _credential_from_entry(self, key: str, entry: dict[str, Any]) -> Credential | None:
+        source = f"docker config {self.path}"
+        registry_token = entry.get("registrytoken")
+        if isinstance(registry_token, str) and registry_token:
+            return Credential.registry_token(registry_token, source=source)
+
+        username, password = _username_password(entry, key, self.path)
+        identity_token = entry.get("identitytoken")
+        if isinstance(identity_token, str) and identity_token:
+            return Credential.identity_token(
+                identity_token, username=username or None, source=source
+            )
+        if username or password:
+            return Credential.basic(username or "", password or "", source=source)
+        return None
+
+
+def _lookup(table: Any, wanted: str) -> Any:
+    """The value in a {registry key: value} table whose key names the ``wanted`` registry."""
+    if not isinstance(table, dict):
+        return None
+    for key, value in table.items():
+        if normalize_registry(key) == wanted:
+            return value
+    return None
+
+
+def _username_password(entry: dict[str, Any], key: str, path: Path) -> tuple[str, str]:
+    encoded = entry.get("auth")
+    if isinstance(encoded, str) and encoded:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialError(
+                f"docker config {path}: the `auth` of {key!r} is not base64 of 'user:password'"
+            ) from None
+        username, colon, password = decoded.partition(":")
+        if not colon:
+            raise CredentialError(
+                f"docker config {path}: the `auth` of {key!r} has no ':' between user and password"
+            )
+        return username, password
+    fields = (entry.get("username"), entry.get("password"))
+    user, pw = (value if isinstance(value, str) else "" for value in fields)
+    return user, pw

@@ -1,0 +1,222 @@
+"""Credentials for Google's registries (Container Registry and Artifact Registry), via google-auth.
+
+Google registries accept HTTP Basic (or Basic to their token service) with the username
+``oauth2accesstoken`` and a Google OAuth2 access token as the password; no
+``docker-credential-gcloud`` is needed. The access token comes from:
+
+- application default credentials: the key file named by GOOGLE_APPLICATION_CREDENTIALS, else
+  whatever ``google.auth.default()`` finds (gcloud's ADC file, the GCE metadata server — the
+  latter needs the ``requests`` package, as google-auth requires);
+- or, in StaticKeychain options for a Google registry, one of
+  ``{"service_account_info": {...}}`` (a parsed key file), ``{"service_account_file": PATH}``
+  or ``{"token": ACCESS_TOKEN}`` (a ready access token, used as is).
+
+Access tokens are refreshed when google-auth says they are about to expire; each credential
+returned carries ``expires_at`` so that holders re-resolve in time.
+
+Private: import GoogleKeychain from :mod:`pants_oci.core.auth`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import google.auth
+import google.auth.exceptions
+import google.auth.transport
+import google.oauth2.service_account
+import httpx
+
+from pants_oci.core._credentials import Credential, normalize_registry
+from pants_oci.core.errors import CredentialError
+
+GOOGLE_USERNAME = "oauth2accesstoken"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_OPTION_KEYS = frozenset({"service_account_info", "service_account_file", "token"})
+_HTTP_TIMEOUT = 30.0
+
+# google-auth's functions are untyped; these typed handles keep mypy --strict content.
+_load_any_file: Callable[..., tuple[Any, Any]] = google.auth.load_credentials_from_file
+_service_account_from_info: Callable[..., Any] = (
+    google.oauth2.service_account.Credentials.from_service_account_info
+)
+_service_account_from_file: Callable[..., Any] = (
+    google.oauth2.service_account.Credentials.from_service_account_file
+)
+_find_default: Callable[..., tuple[Any, Any]] = google.auth.default
+_GoogleTransportError: Callable[..., Exception] = google.auth.exceptions.TransportError
+
+
+def is_google_registry(registry: str) -> bool:
+    """gcr.io, *.gcr.io (eu.gcr.io, ...) and *.pkg.dev (europe-docker.pkg.dev, ...)."""
+    host = normalize_registry(registry).rsplit(":", 1)[0]
+    return host == "gcr.io" or host.endswith((".gcr.io", ".pkg.dev"))
+
+
+class _HttpxResponse(google.auth.transport.Response):
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    @property
+    def data(self) -> bytes:
+        return self._response.content
+
+
+class HttpxGoogleRequest(google.auth.transport.Request):
+    """google-auth's transport interface over httpx (google-auth's own needs ``requests``)."""
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> _HttpxResponse:
+        try:
+            response = httpx.request(
+                method,
+                url,
+                content=body,
+                headers=headers,
+                timeout=timeout or _HTTP_TIMEOUT,
+            )
+        except httpx.HTTPError as e:
+            raise _GoogleTransportError(f"{type(e).__name__} calling {url}") from e
+        return _HttpxResponse(response)
+
+
+class GoogleTokenSource:
+    """A google-auth credentials object, refreshed under a lock when its token runs out."""
+
+    def __init__(self, credentials: Any, source: str) -> None:
+        self._credentials: Any = credentials
+        self.source = source
+        self._lock = threading.Lock()
+
+    def credential(self, registry: str) -> Credential:
+        with self._lock:
+            if not self._credentials.valid:
+                try:
+                    self._credentials.refresh(HttpxGoogleRequest())
+                except google.auth.exceptions.GoogleAuthError as e:
+                    raise CredentialError(
+                        f"could not get a Google access token for {registry} "
+                        f"from {self.source}: {_short(e)}"
+                    ) from None
+            token: str = self._credentials.token
+            expiry: datetime.datetime | None = self._credentials.expiry
+        expires_at = None
+        if expiry is not None:
+            # google-auth keeps expiry as a naive UTC datetime.
+            expires_at = expiry.replace(tzinfo=datetime.timezone.utc).timestamp()
+        return Credential.basic(GOOGLE_USERNAME, token, source=self.source, expires_at=expires_at)
+
+
+def token_source_from_options(options: Mapping[str, Any], where: str) -> GoogleTokenSource | str:
+    """Parse StaticKeychain's Google options: a token source, or a ready access token."""
+    if len(options) != 1 or next(iter(options)) not in GOOGLE_OPTION_KEYS:
+        raise CredentialError(
+            f"{where}: Google options take exactly one of "
+            f"{', '.join(sorted(GOOGLE_OPTION_KEYS))} (got {', '.join(sorted(options))})"
+        )
+    ((key, value),) = options.items()
+    if key == "token":
+        if not isinstance(value, str) or not value:
+            raise CredentialError(f"{where}: `token` must be a non-empty string")
+        return value
+    try:
+        if key == "service_account_info":
+            if not isinstance(value, Mapping):
+                raise CredentialError(f"{where}: `service_account_info` must be a dict")
+            credentials = _service_account_from_info(dict(value), scopes=[CLOUD_PLATFORM_SCOPE])
+            return GoogleTokenSource(credentials, f"Google credentials given for {where}")
+        path = os.fspath(value)
+        credentials = _service_account_from_file(path, scopes=[CLOUD_PLATFORM_SCOPE])
+        return GoogleTokenSource(credentials, f"Google key file {path}")
+    except OSError as e:
+        raise CredentialError(
+            f"{where}: unusable Google credentials: cannot read {value}: {e.strerror or e}"
+        ) from None
+    except (google.auth.exceptions.GoogleAuthError, ValueError) as e:
+        raise CredentialError(f"{where}: unusable Google credentials: {_short(e)}") from None
+
+
+class GoogleKeychain:
+    """Application default credentials for Google registries; None for every other registry.
+
+    With GOOGLE_APPLICATION_CREDENTIALS in ``env`` (default ``os.environ``) that key file is
+    used; otherwise ``google.auth.default()`` searches as it always does. When it finds
+    nothing, this keychain answers None, so a chain goes on to the next keychain.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env: Mapping[str, str] = dict(os.environ if env is None else env)
+        self._lock = threading.Lock()
+        self._looked_up = False
+        self._source: GoogleTokenSource | None = None
+
+    def __repr__(self) -> str:
+        return "GoogleKeychain()"
+
+    def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
+        if not is_google_registry(registry):
+            return None
+        source = self._token_source()
+        return None if source is None else source.credential(registry)
+
+    def _token_source(self) -> GoogleTokenSource | None:
+        with self._lock:
+            if not self._looked_up:
+                self._source = self._find_default_credentials()
+                self._looked_up = True
+            return self._source
+
+    def _find_default_credentials(self) -> GoogleTokenSource | None:
+        key_file = self._env.get("GOOGLE_APPLICATION_CREDENTIALS")
+        try:
+            if key_file:
+                credentials = _load_key_file(key_file)
+                return GoogleTokenSource(
+                    credentials, f"GOOGLE_APPLICATION_CREDENTIALS file {key_file}"
+                )
+            credentials, _ = _find_default(
+                scopes=[CLOUD_PLATFORM_SCOPE], request=HttpxGoogleRequest()
+            )
+        except google.auth.exceptions.DefaultCredentialsError as e:
+            if key_file:
+                raise CredentialError(
+                    f"GOOGLE_APPLICATION_CREDENTIALS file {key_file} is unusable: {_short(e)}"
+                ) from None
+            return None
+        return GoogleTokenSource(credentials, "Google application default credentials")
+
+
+def _load_key_file(path: str) -> Any:
+    """Any key file ADC accepts (service account, authorized user, external account)."""
+    with warnings.catch_warnings():
+        # google-auth warns that generic loading may load any credential type; that is what
+        # ADC does by design, and the file is the user's own GOOGLE_APPLICATION_CREDENTIALS.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        credentials, _ = _load_any_file(path, scopes=[CLOUD_PLATFORM_SCOPE])
+    return credentials
+
+
+def _short(error: Exception) -> str:
+    # google-auth errors carry the token endpoint's answer; keep the first line of it.
+    text = str(error.args[0]) if error.args else type(error).__name__
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -1,0 +1,235 @@
+"""Google registries: google-auth's real service-account flow against a loopback token endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from pants_oci.core.auth import (
+    CredentialKind,
+    GoogleKeychain,
+    StaticKeychain,
+    default_keychain,
+    is_google_registry,
+)
+from pants_oci.core.errors import CredentialError
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_HOSTS = ("gcr.io", "eu.gcr.io", "europe-docker.pkg.dev")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class GoogleTokenEndpoint:
+    """A loopback OAuth2 token endpoint that checks google-auth's signed JWT-bearer assertion."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.expires_in = 3600
+        self.fail_with: tuple[int, dict[str, str]] | None = None
+        self.grants: list[dict[str, Any]] = []
+        self.issued: list[str] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                status, body = endpoint.answer(form)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.token_uri = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def answer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        header_b64, claims_b64, signature_b64 = form["assertion"].split(".")
+        # The real signature check: google-auth signed with the service account's key.
+        self.key.public_key().verify(
+            b64url_decode(signature_b64),
+            f"{header_b64}.{claims_b64}".encode(),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+        claims = json.loads(b64url_decode(claims_b64))
+        self.grants.append({"grant_type": form.get("grant_type"), **claims})
+        if self.fail_with is not None:
+            return self.fail_with
+        token = f"ya29.test-{secrets.token_hex(8)}"
+        self.issued.append(token)
+        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+
+    def service_account_info(self) -> dict[str, str]:
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        return {
+            "type": "service_account",
+            "project_id": "pants-oci-test",
+            "private_key_id": "test-key-1",
+            "private_key": pem,
+            "client_email": "builder@pants-oci-test.iam.gserviceaccount.com",
+            "client_id": "1234567890",
+            "token_uri": self.token_uri,
+        }
+
+    def key_file(self, directory: Path) -> Path:
+        path = directory / "service-account.json"
+        path.write_text(json.dumps(self.service_account_info()))
+        return path
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def google_endpoint() -> Iterator[GoogleTokenEndpoint]:
+    endpoint = GoogleTokenEndpoint()
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("gcr.io", True),
+        ("eu.gcr.io", True),
+        ("us.gcr.io", True),
+        ("europe-docker.pkg.dev", True),
+        ("us-central1-docker.pkg.dev", True),
+        ("GCR.IO", True),
+        ("https://gcr.io/v2/", True),
+        ("notgcr.io", False),
+        ("gcr.io.evil.com", False),
+        ("pkg.dev.example.com", False),
+        ("ghcr.io", False),
+        ("docker.io", False),
+    ],
+)
+def test_is_google_registry(host: str, expected: bool) -> None:
+    assert is_google_registry(host) is expected
+
+
+def test_application_default_credentials_from_google_application_credentials(
+    google_endpoint: GoogleTokenEndpoint, tmp_path: Path
+) -> None:
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(google_endpoint.key_file(tmp_path))}
+    keychain = GoogleKeychain(env)
+    credentials = [keychain.resolve(host, "project/app") for host in GOOGLE_HOSTS]
+    for credential in credentials:
+        assert credential is not None
+        assert credential.kind is CredentialKind.BASIC
+        assert credential.username == "oauth2accesstoken"
+        assert credential.password == google_endpoint.issued[0]
+        assert credential.expires_at is not None
+        assert "GOOGLE_APPLICATION_CREDENTIALS" in credential.source
+        assert credential.password not in repr(credential)
+    # One grant: the access token is reused until it nears expiry.
+    assert len(google_endpoint.grants) == 1
+    grant = google_endpoint.grants[0]
+    assert grant["grant_type"] == JWT_BEARER
+    assert grant["iss"] == "builder@pants-oci-test.iam.gserviceaccount.com"
+    assert grant["aud"].endswith("/token")
+    assert CLOUD_PLATFORM in grant["scope"].split()
+    assert keychain.resolve("ghcr.io", "a/b") is None
+
+
+def test_expired_access_token_is_refreshed(
+    google_endpoint: GoogleTokenEndpoint, tmp_path: Path
+) -> None:
+    # google-auth treats a token this close to expiry as expired: every look-up refreshes.
+    google_endpoint.expires_in = 60
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(google_endpoint.key_file(tmp_path))}
+    keychain = GoogleKeychain(env)
+    first, second = keychain.resolve("gcr.io"), keychain.resolve("gcr.io")
+    assert first is not None and second is not None
+    assert len(google_endpoint.grants) == 2
+    assert (first.password, second.password) == tuple(google_endpoint.issued)
+
+
+def test_static_google_options(google_endpoint: GoogleTokenEndpoint, tmp_path: Path) -> None:
+    keychain = StaticKeychain(
+        {
+            "gcr.io": {"service_account_info": google_endpoint.service_account_info()},
+            "eu.gcr.io": {"service_account_file": str(google_endpoint.key_file(tmp_path))},
+            "europe-docker.pkg.dev/project/repo": {"token": "ya29.given"},
+            "europe-docker.pkg.dev": {"username": "oauth2accesstoken", "password": "explicit"},
+        }
+    )
+    from_info = keychain.resolve("gcr.io", "project/app")
+    from_file = keychain.resolve("eu.gcr.io", "project/app")
+    plain = keychain.resolve("europe-docker.pkg.dev", "project/repo/app")
+    explicit = keychain.resolve("europe-docker.pkg.dev", "other/app")
+    assert from_info is not None and from_file is not None
+    assert plain is not None and explicit is not None
+    assert [c.username for c in (from_info, from_file, plain)] == ["oauth2accesstoken"] * 3
+    assert [from_info.password, from_file.password] == google_endpoint.issued
+    assert plain.password == "ya29.given" and plain.kind is CredentialKind.BASIC
+    assert explicit.password == "explicit"
+
+
+def test_static_google_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(CredentialError, match="exactly one of"):
+        StaticKeychain({"gcr.io": {"token": "a", "service_account_file": "b"}})
+    with pytest.raises(CredentialError, match="unusable Google credentials"):
+        StaticKeychain({"gcr.io": {"service_account_file": str(tmp_path / "missing.json")}})
+
+
+def test_token_endpoint_refusal_is_a_credential_error_without_the_key(
+    google_endpoint: GoogleTokenEndpoint, tmp_path: Path
+) -> None:
+    google_endpoint.fail_with = (400, {"error": "invalid_grant", "error_description": "bad JWT"})
+    info = google_endpoint.service_account_info()
+    keychain = StaticKeychain({"gcr.io": {"service_account_info": info}})
+    with pytest.raises(CredentialError, match="invalid_grant") as raised:
+        keychain.resolve("gcr.io", "project/app")
+    message = str(raised.value)
+    assert "gcr.io" in message
+    assert "PRIVATE KEY" not in message and info["private_key"][40:80] not in message
+
+
+def test_default_keychain_order(google_endpoint: GoogleTokenEndpoint, tmp_path: Path) -> None:
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    auth = base64.b64encode(b"docker-user:docker-pw").decode()
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {"gcr.io": {"auth": auth}, "ghcr.io": {"auth": auth}}})
+    )
+    env = {
+        "DOCKER_CONFIG": str(config_dir),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(google_endpoint.key_file(tmp_path)),
+    }
+    chain = default_keychain(env=env)
+    google = chain.resolve("gcr.io", "p/app")
+    docker = chain.resolve("ghcr.io", "o/app")
+    assert google is not None and google.username == "oauth2accesstoken"
+    assert docker is not None and docker.username == "docker-user"
+    explicit = default_keychain({"gcr.io": {"token": "ya29.explicit"}}, env=env)
+    first = explicit.resolve("gcr.io", "p/app")
+    assert first is not None and first.password == "ya29.explicit"
