@@ -1,0 +1,1305 @@
+"""A client for one repository of an OCI distribution registry (Docker Hub, GHCR, ECR, ...).
+
+::
+
+    from pants_oci.core.registry import RegistryClient
+
+    with RegistryClient("ghcr.io", "acme/app") as client:
+        index = client.get_manifest("1.2")               # tag or digest
+        image = client.get_image_manifest("1.2")         # follows an index to this platform
+        client.get_blob(image.config.digest, "config.json")
+        digest, size = client.upload_blob(Path("layer.tar.gz"))
+        client.put_manifest(new_manifest, tag="1.3")
+
+Everything the registry sends is checked against its digest: manifests before they are
+parsed, blobs while they stream (a blob that fails verification never reaches its
+destination path). Errors are the classes of :mod:`pants_oci.core.errors`: a
+:class:`RegistryError` subclass for an error answer (carrying the registry, repository,
+status and the registry's error code), :class:`TransportError` when the registry cannot be
+reached, :class:`DigestMismatchError` for content that is not what it claims.
+
+Authentication is an ``httpx.Auth`` (normally :class:`pants_oci.core.auth.RegistryAuth`);
+every request declares the token scopes it needs in
+``request.extensions["pants_oci.scopes"]``. Credentials are only ever sent to the registry's
+own origin: a redirect to a storage backend on another host is followed without them.
+
+Uploads pick the cheapest protocol that fits what is known: one ``PUT`` when the digest
+and size are known, a streamed ``PATCH`` hashed on the fly when the digest is not, and
+``PATCH`` chunks (at least ``OCI-Chunk-Min-Length`` bytes) when ``chunk_size`` is given.
+When a connection breaks mid-upload the client asks the registry how much it has (the
+``Range`` of the upload session) and continues from there; when the registry has dropped
+the session, as CNCF distribution does after a partial ``PATCH``, the upload starts again
+(for sources that can be read again: bytes, files, seekable streams).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+import httpx
+
+from pants_oci.core import media_types
+from pants_oci.core.auth import SCOPES_EXTENSION, RegistryAuth, default_keychain, repository_scope
+from pants_oci.core.digest import Digest, new_hasher, sha256_of_bytes, verify_bytes
+from pants_oci.core.errors import (
+    DeniedError,
+    DigestMismatchError,
+    DocumentError,
+    NotFoundError,
+    PlatformNotFoundError,
+    RangeError,
+    RegistryError,
+    TooManyRequestsError,
+    TransportError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+from pants_oci.core.models import (
+    AnyManifest,
+    Descriptor,
+    DockerManifest,
+    DockerManifestList,
+    OCIIndex,
+    OCIManifest,
+    Platform,
+    parse_manifest,
+)
+from pants_oci.core.reference import Reference, validate_tag
+from pants_oci.core.transport import (
+    IDEMPOTENT_EXTENSION,
+    RETRY_STATUSES,
+    ProgressCallback,
+    TransportOptions,
+    is_tls_failure,
+    make_http_client,
+    registry_base_url,
+)
+
+__all__ = [
+    "BlobSource",
+    "ImageManifest",
+    "Index",
+    "RegistryClient",
+    "map_bounded",
+    "next_link",
+    "resolve_platform",
+]
+
+# Bytes in memory, a file path, or a binary stream (seekable streams can be re-read).
+BlobSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
+ImageManifest = OCIManifest | DockerManifest
+Index = OCIIndex | DockerManifestList
+
+CATALOG_SCOPE = "registry:catalog:*"
+# Registries must accept manifests of 4 MiB; refuse absurd ones rather than fill memory.
+_MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+_READ_SIZE = 1024 * 1024  # file reads while uploading
+_MAX_REDIRECTS = 10
+_MAX_INDEX_DEPTH = 4  # an index of indexes of ... before we give up
+_OCTET_STREAM = "application/octet-stream"
+_RANGE_RE = re.compile(r"^\s*(?:bytes=)?(\d+)-(\d+)\s*$")
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+_SESSION_GONE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
+_ERROR_CLASSES: dict[int, type[RegistryError]] = {
+    401: UnauthorizedError,
+    403: DeniedError,
+    404: NotFoundError,
+    416: RangeError,
+    429: TooManyRequestsError,
+}
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _default_auth() -> httpx.Auth:
+    """The docker-style handshake with the user's credentials (explicit, Google, docker config)."""
+    return RegistryAuth(default_keychain())
+
+
+# --- Platform selection ---------------------------------------------------------------------
+
+
+def resolve_platform(index: Index, platform: Platform | None = None) -> Descriptor:
+    """The entry of ``index`` for ``platform`` (default: Linux on this machine's CPU).
+
+    Raises :class:`PlatformNotFoundError` listing the platforms the index does have.
+    """
+    wanted = platform or Platform.host_linux()
+    matches = index.manifests_for(wanted)
+    if matches:
+        return matches[0]
+    available = [str(entry.platform) for entry in index.manifests if entry.platform is not None]
+    # Attestations (buildx) are "unknown/unknown": not images anyone can ask for.
+    available = [name for name in dict.fromkeys(available) if name != "unknown/unknown"]
+    listed = ", ".join(available) if available else "none (its entries declare no platform)"
+    raise PlatformNotFoundError(
+        f"no image for platform {wanted} in index {index.digest}; available platforms: {listed}",
+        wanted=str(wanted),
+        available=available,
+    )
+
+
+# --- Bounded concurrency ---------------------------------------------------------------------
+
+
+def map_bounded(function: Callable[[T], R], items: Iterable[T], max_concurrency: int) -> list[R]:
+    """``[function(item) for item in items]``, at most ``max_concurrency`` at a time.
+
+    Results are in the order of ``items``. The first failure (in that order) is raised once
+    the calls already running have finished; calls not yet started are cancelled.
+    """
+    work = list(items)
+    if max_concurrency <= 1 or len(work) <= 1:
+        return [function(item) for item in work]
+    with ThreadPoolExecutor(
+        max_workers=min(max_concurrency, len(work)), thread_name_prefix="pants-oci-blob"
+    ) as pool:
+        futures = [pool.submit(function, item) for item in work]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+class _SharedProgress:
+    """Adds up the progress of parallel transfers into one callback."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int | None) -> None:
+        self._callback = callback
+        self._total = total
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def part(self) -> ProgressCallback | None:
+        if self._callback is None:
+            return None
+        last = 0
+
+        def report(done: int, _total: int | None) -> None:
+            nonlocal last
+            with self._lock:
+                self._done += done - last
+                last = done
+                current = self._done
+            assert self._callback is not None
+            self._callback(current, self._total)
+
+        return report
+
+
+# --- Upload sources ---------------------------------------------------------------------------
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _Source:
+    """Blob bytes to upload, and whether (and how) they can be read again from an offset."""
+
+    def __init__(self, source: BlobSource, size: int | None) -> None:
+        self.data: bytes | None = None
+        self.path: Path | None = None
+        self.stream: BinaryIO | None = None
+        self._stream_start = 0
+        if isinstance(source, bytes | bytearray | memoryview):
+            self.data = bytes(source)
+            self.size: int | None = len(self.data)
+        elif isinstance(source, str | os.PathLike):
+            self.path = Path(source)
+            self.size = self.path.stat().st_size
+        elif hasattr(source, "read"):
+            self.stream = source
+            self.size = size
+            if self._seekable(source):
+                self._stream_start = source.tell()
+        else:
+            raise TypeError(
+                f"cannot upload from {type(source).__name__}: give bytes, a path or a stream"
+            )
+        if size is not None and self.size is not None and size != self.size:
+            raise ValueError(f"size {size} given, but the source has {self.size} bytes")
+
+    @staticmethod
+    def _seekable(stream: BinaryIO) -> bool:
+        try:
+            return bool(stream.seekable())
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the bytes can be read again, so a lost upload can start over."""
+        return self.stream is None or self._seekable(self.stream)
+
+    @contextmanager
+    def open_at(self, offset: int) -> Iterator[_Reader]:
+        if self.data is not None:
+            yield io.BytesIO(memoryview(self.data)[offset:])
+        elif self.path is not None:
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                yield handle
+        else:
+            assert self.stream is not None
+            if self.replayable:
+                self.stream.seek(self._stream_start + offset)
+            elif offset:
+                raise ValueError("cannot re-read a stream that is not seekable")
+            yield self.stream
+
+
+def _read_full(reader: _Reader, size: int) -> bytes:
+    """Read ``size`` bytes, or fewer only at end of stream (pipes return short reads)."""
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        block = reader.read(remaining)
+        if not block:
+            break
+        parts.append(block)
+        remaining -= len(block)
+    return b"".join(parts)
+
+
+class _SessionLost(Exception):
+    """The registry no longer has our upload session: the upload must start over."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+# --- Small HTTP helpers -----------------------------------------------------------------------
+
+
+def _parse_range_end(value: str | None) -> int | None:
+    """The offset after an upload ``Range: 0-<last>`` header, or None when absent."""
+    match = _RANGE_RE.match(value or "")
+    if match is None:
+        return None
+    # "0-0" is what distribution says of an empty session (it cannot say "no bytes").
+    last = int(match.group(2))
+    return 0 if last == 0 else last + 1
+
+
+def next_link(header: str | None) -> str | None:
+    """The target of ``rel="next"`` in an RFC 8288 ``Link`` header (as registries paginate)."""
+    for match in _LINK_RE.finditer(header or ""):
+        target, params = match.groups()
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
+                return target
+    return None
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class RegistryClient:
+    """Talks the OCI distribution API to one repository of one registry.
+
+    ``registry`` is a reference's registry part (``docker.io``, ``ghcr.io``,
+    ``localhost:5000``); ``repository`` its path (``library/busybox``). ``auth`` defaults to
+    :class:`~pants_oci.core.auth.RegistryAuth` over the user's
+    :func:`~pants_oci.core.auth.default_keychain`; pass ``RegistryAuth(None)`` for anonymous
+    access.
+    ``http_client`` lets several clients share one connection pool (see
+    :meth:`for_repository`); a client closes only an ``httpx.Client`` it created.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        repository: str,
+        *,
+        auth: httpx.Auth | None = None,
+        options: TransportOptions | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        normalized = Reference(registry, repository)  # validates, and applies docker.io rules
+        self.registry = normalized.registry
+        self.repository = normalized.repository
+        self.options = options or TransportOptions()
+        self.base_url = httpx.URL(registry_base_url(self.registry, self.options))
+        self.auth = auth if auth is not None else _default_auth()
+        self._owns_http = http_client is None
+        self._http = http_client or make_http_client(self.options, self.registry)
+
+    @classmethod
+    def from_reference(
+        cls,
+        reference: Reference | str,
+        *,
+        auth: httpx.Auth | None = None,
+        options: TransportOptions | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> RegistryClient:
+        """A client for the repository of ``reference`` (its tag or digest is not used)."""
+        ref = Reference.parse(reference) if isinstance(reference, str) else reference
+        return cls(
+            ref.registry, ref.repository, auth=auth, options=options, http_client=http_client
+        )
+
+    def for_repository(self, repository: str) -> RegistryClient:
+        """A client for another repository of the same registry, sharing connections and auth."""
+        return RegistryClient(
+            self.registry,
+            repository,
+            auth=self.auth,
+            options=self.options,
+            http_client=self._http,
+        )
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.registry!r}, {self.repository!r})"
+
+    # --- Requests --------------------------------------------------------------------------
+
+    def _url(self, path: str, repository: str | None = None) -> httpx.URL:
+        return self.base_url.join(f"/v2/{repository or self.repository}/{path}")
+
+    def _scopes(self, *actions: str) -> tuple[str, ...]:
+        return (repository_scope(self.repository, *actions),)
+
+    def _is_registry_origin(self, url: httpx.URL) -> bool:
+        """Whether credentials may go to ``url``: same host and port, and no HTTPS downgrade."""
+        base = self.base_url
+        if url.host != base.host or url.port != base.port:
+            return False
+        return not (base.scheme == "https" and url.scheme != "https")
+
+    def _request(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        scopes: tuple[str, ...],
+        headers: Mapping[str, str] | None = None,
+        content: bytes | Iterator[bytes] | None = None,
+        idempotent: bool | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        """Send one API request; the response is read unless ``stream``, and never checked."""
+        extensions: dict[str, Any] = {SCOPES_EXTENSION: scopes}
+        if idempotent is not None:
+            extensions[IDEMPOTENT_EXTENSION] = idempotent
+        request = self._http.build_request(
+            method, url, headers=headers, content=content, extensions=extensions
+        )
+        for _hop in range(_MAX_REDIRECTS + 1):
+            # Credentials only for the registry itself: never for a storage backend that a
+            # redirect or an upload Location points at.
+            auth = self.auth if self._is_registry_origin(request.url) else None
+            try:
+                response = self._http.send(request, auth=auth, stream=True)
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc, request.url) from exc
+            if follow_redirects and response.has_redirect_location:
+                target = request.url.join(response.headers["Location"])
+                response.close()
+                request = self._redirected(request, target)
+                continue
+            if not stream:
+                self._read(response)
+            return response
+        raise TransportError(
+            f"{self.registry}: more than {_MAX_REDIRECTS} redirects for {method} {url.path}",
+            registry=self.registry,
+        )
+
+    def _redirected(self, request: httpx.Request, target: httpx.URL) -> httpx.Request:
+        headers = httpx.Headers(request.headers)
+        # Authorization was added by the auth flow to the old request: it must not leak to
+        # another host (the new request gets fresh auth only if it is the registry again).
+        for name in ("Authorization", "Cookie", "Host", "Content-Length", "Transfer-Encoding"):
+            headers.pop(name, None)
+        return self._http.build_request(
+            request.method, target, headers=headers, extensions=dict(request.extensions)
+        )
+
+    def _read(self, response: httpx.Response) -> bytes:
+        try:
+            return response.read()
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, response.request.url) from exc
+        finally:
+            response.close()
+
+    def _transport_error(self, exc: httpx.TransportError, url: httpx.URL) -> TransportError:
+        where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+        reason = str(exc) or type(exc).__name__
+        if is_tls_failure(exc):
+            message = (
+                f"TLS failure talking to registry {self.registry} at {where}: {reason}. If the "
+                "registry uses a private CA, set TransportOptions(ca_bundle=...); if it only "
+                "speaks plain HTTP, list it in TransportOptions(insecure_registries=...)"
+            )
+        elif isinstance(exc, httpx.TimeoutException):
+            message = f"timed out talking to registry {self.registry} at {where}: {reason}"
+        else:
+            message = f"cannot reach registry {self.registry} at {where}: {reason}"
+        return TransportError(message, registry=self.registry)
+
+    def _error(self, response: httpx.Response, action: str) -> RegistryError:
+        """An exception for an error answer, built from the answer only (never our headers)."""
+        if not response.is_closed:
+            self._read(response)
+        code = message = None
+        detail: Any = None
+        try:
+            errors = json.loads(response.content).get("errors")
+            first = errors[0] if isinstance(errors, list) and errors else None
+        except (ValueError, AttributeError):
+            first = None
+        if isinstance(first, dict):
+            code = first.get("code") if isinstance(first.get("code"), str) else None
+            message = first.get("message") if isinstance(first.get("message"), str) else None
+            detail = first.get("detail")
+        status = response.status_code
+        text = f"{action} in {self.registry}/{self.repository} failed: HTTP {status}"
+        if code or message:
+            text += f" {code or ''}{': ' if code and message else ''}{message or ''}"
+        if status == 401:
+            text += f" (missing or wrong credentials for {self.registry})"
+        elif status == 403:
+            text += f" (the credentials for {self.registry} do not allow this)"
+        error_class = _ERROR_CLASSES.get(status, RegistryError)
+        return error_class(
+            text,
+            registry=self.registry,
+            repository=self.repository,
+            status=status,
+            code=code,
+            detail=detail,
+        )
+
+    def _check(self, response: httpx.Response, action: str, *ok: int) -> httpx.Response:
+        if response.status_code in ok or (not ok and response.is_success):
+            return response
+        raise self._error(response, action)
+
+    # --- Manifests -------------------------------------------------------------------------
+
+    @staticmethod
+    def _identifier(reference: str | Digest) -> tuple[str, Digest | None]:
+        """What to put in /manifests/<here>, and the digest it names when it is one."""
+        if isinstance(reference, Digest):
+            return str(reference), reference
+        if ":" in reference:  # tags cannot contain ':'
+            digest = Digest.parse(reference)
+            return str(digest), digest
+        return validate_tag(reference), None
+
+    def get_manifest(
+        self,
+        reference: str | Digest = "latest",
+        *,
+        accept: Sequence[str] = media_types.MANIFEST_ACCEPT,
+    ) -> AnyManifest:
+        """The manifest or index a tag or digest names, verified and keeping its exact bytes.
+
+        The bytes received must hash to the digest asked for, and to the registry's
+        ``Docker-Content-Digest`` when it sends one (else :class:`DigestMismatchError`).
+        Docker schema 1 raises :class:`UnsupportedMediaTypeError`.
+        """
+        identifier, expected = self._identifier(reference)
+        response = self._request(
+            "GET",
+            self._url(f"manifests/{identifier}"),
+            scopes=self._scopes("pull"),
+            headers={"Accept": ", ".join(accept)},
+            stream=True,
+            follow_redirects=True,
+        )
+        if response.status_code != 200:
+            raise self._error(response, f"getting manifest {identifier}")
+        body = self._read_manifest_body(response, identifier)
+        content_type = response.headers.get("Content-Type")
+        subject = f"manifest {self.registry}/{self.repository}@{identifier}"
+        if media_types.is_schema1(content_type):
+            # parse_manifest explains schema 1 and how to get rid of it.
+            parse_manifest(body, content_type)
+            raise UnsupportedMediaTypeError(f"{subject} is Docker schema 1 ({content_type})")
+        if expected is not None:
+            verify_bytes(body, expected, subject=subject)
+        announced = response.headers.get("Docker-Content-Digest")
+        if announced:
+            verify_bytes(body, announced, subject=f"{subject} (Docker-Content-Digest)")
+        return parse_manifest(body, content_type)
+
+    def _read_manifest_body(self, response: httpx.Response, identifier: str) -> bytes:
+        parts: list[bytes] = []
+        received = 0
+        try:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if received > _MAX_MANIFEST_BYTES:
+                    raise DocumentError(
+                        f"manifest {self.registry}/{self.repository}@{identifier} is larger "
+                        f"than {_MAX_MANIFEST_BYTES} bytes"
+                    )
+                parts.append(chunk)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, response.request.url) from exc
+        finally:
+            response.close()
+        return b"".join(parts)
+
+    def head_manifest(self, reference: str | Digest = "latest") -> Descriptor | None:
+        """The digest, media type and size a tag or digest names, or None if it does not exist.
+
+        Cheap (a HEAD), so it is how to check whether a push is needed. When the registry
+        sends no ``Docker-Content-Digest``, the manifest is fetched and hashed instead.
+        """
+        identifier, expected = self._identifier(reference)
+        response = self._request(
+            "HEAD",
+            self._url(f"manifests/{identifier}"),
+            scopes=self._scopes("pull"),
+            headers={"Accept": media_types.MANIFEST_ACCEPT_HEADER},
+            follow_redirects=True,
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response, f"checking manifest {identifier}", 200)
+        content_type = media_types.base_media_type(response.headers.get("Content-Type"))
+        if media_types.is_schema1(content_type):
+            raise UnsupportedMediaTypeError(
+                f"manifest {self.registry}/{self.repository}@{identifier} is Docker schema 1 "
+                f"({content_type}), which is not supported"
+            )
+        announced = response.headers.get("Docker-Content-Digest")
+        size = _content_length(response)
+        if not announced or size is None:
+            return self.get_manifest(reference).descriptor()
+        digest = Digest.parse(announced)
+        if expected is not None and digest != expected:
+            raise DigestMismatchError(
+                f"registry {self.registry} answered HEAD {self.repository}@{expected} with "
+                f"Docker-Content-Digest {digest}",
+                expected=str(expected),
+                actual=str(digest),
+            )
+        return Descriptor(media_type=content_type, digest=digest, size=size)
+
+    def put_manifest(
+        self,
+        manifest: AnyManifest | bytes,
+        media_type: str | None = None,
+        *,
+        tag: str | None = None,
+    ) -> Digest:
+        """Store a manifest or index, under ``tag`` if given (else only by digest).
+
+        Returns the sha256 digest of the bytes sent, after checking that the registry's
+        ``Docker-Content-Digest`` (when sent) agrees.
+        """
+        if isinstance(manifest, bytes | bytearray | memoryview):
+            raw = bytes(manifest)
+            document = parse_manifest(raw, media_type) if media_type is None else None
+        else:
+            raw = manifest.to_bytes()
+            document = manifest
+        if media_type is None:
+            assert document is not None
+            media_type = document.media_type or document.default_media_type
+        digest = sha256_of_bytes(raw)
+        target = validate_tag(tag) if tag is not None else str(digest)
+        response = self._request(
+            "PUT",
+            self._url(f"manifests/{target}"),
+            scopes=self._scopes("pull", "push"),
+            headers={"Content-Type": media_type},
+            content=raw,
+            idempotent=True,  # the same bytes to the same name: repeating changes nothing
+        )
+        self._check(response, f"putting manifest {target}")
+        announced = response.headers.get("Docker-Content-Digest")
+        if announced:
+            verify_bytes(raw, announced, subject=f"manifest stored as {self.repository}:{target}")
+        return digest
+
+    def delete_manifest(self, digest: Digest | str) -> None:
+        """Delete the manifest ``digest`` (and so every tag pointing at it)."""
+        identifier = str(Digest.coerce(digest))
+        response = self._request(
+            "DELETE", self._url(f"manifests/{identifier}"), scopes=self._scopes("delete")
+        )
+        self._check(response, f"deleting manifest {identifier}")
+
+    def get_image_manifest(
+        self, reference: str | Digest = "latest", platform: Platform | None = None
+    ) -> ImageManifest:
+        """The image manifest for ``platform`` (default: this machine's Linux).
+
+        A tag or digest naming an index or manifest list is followed to the entry for
+        ``platform`` (:class:`PlatformNotFoundError` lists the platforms there are); one
+        naming an image manifest returns it as it is.
+        """
+        document = self.get_manifest(reference)
+        for _depth in range(_MAX_INDEX_DEPTH):
+            if isinstance(document, OCIManifest | DockerManifest):
+                return document
+            entry = resolve_platform(document, platform)
+            document = self.get_manifest(entry.digest)
+        raise DocumentError(
+            f"{self.registry}/{self.repository}@{reference}: indexes nested more than "
+            f"{_MAX_INDEX_DEPTH} deep"
+        )
+
+    # --- Blob downloads --------------------------------------------------------------------
+
+    def blob_exists(self, digest: Digest | str) -> int | None:
+        """The size of blob ``digest`` in this repository, or None if it is not there."""
+        identifier = str(Digest.coerce(digest))
+        response = self._request(
+            "HEAD",
+            self._url(f"blobs/{identifier}"),
+            scopes=self._scopes("pull"),
+            follow_redirects=True,
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response, f"checking blob {identifier}", 200)
+        size = _content_length(response)
+        return size if size is not None else 0
+
+    @contextmanager
+    def _open_blob(self, digest: Digest) -> Iterator[httpx.Response]:
+        response = self._request(
+            "GET",
+            self._url(f"blobs/{digest}"),
+            scopes=self._scopes("pull"),
+            stream=True,
+            follow_redirects=True,
+        )
+        try:
+            if response.status_code != 200:
+                raise self._error(response, f"getting blob {digest}")
+            yield response
+        finally:
+            response.close()
+
+    def _verified_chunks(
+        self, response: httpx.Response, digest: Digest, progress: ProgressCallback | None
+    ) -> Iterator[bytes]:
+        """The body of a blob response, hashed as it streams.
+
+        With a known length the digest is checked before the final chunk is handed on, so
+        a consumer never sees the complete (wrong) content; at the end it is checked again.
+        """
+        hasher = new_hasher(digest.algorithm)
+        total = _content_length(response)
+        done = 0
+
+        def check() -> None:
+            actual = Digest(digest.algorithm, hasher.hexdigest())
+            if actual != digest:
+                raise DigestMismatchError(
+                    f"blob {self.registry}/{self.repository}@{digest} has digest {actual} "
+                    f"({done} bytes received)",
+                    expected=str(digest),
+                    actual=str(actual),
+                )
+
+        try:
+            for chunk in response.iter_raw():  # raw: a blob's bytes are its identity
+                hasher.update(chunk)
+                done += len(chunk)
+                if done == total:
+                    check()
+                yield chunk
+                if progress is not None:
+                    progress(done, total)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, response.request.url) from exc
+        if done != total:
+            check()
+
+    def iter_blob(
+        self, digest: Digest | str, *, progress: ProgressCallback | None = None
+    ) -> Iterator[bytes]:
+        """Stream blob ``digest`` as chunks, verifying them as they come.
+
+        :class:`DigestMismatchError` is raised before the last chunk is yielded (or at the
+        end, when the registry sent no length): treat the data as unverified until the
+        iterator is exhausted. Close the iterator if you stop early.
+        """
+        expected = Digest.coerce(digest)
+        with self._open_blob(expected) as response:
+            yield from self._verified_chunks(response, expected, progress)
+
+    def get_blob(
+        self,
+        digest: Digest | str,
+        destination: str | os.PathLike[str] | BinaryIO,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Download blob ``digest`` into a file path or a writable binary stream.
+
+        Returns its size. The bytes are verified while they stream; a path is written via a
+        temporary file beside it and renamed into place only once verified, so a failed
+        download leaves nothing behind (a stream may hold partial data on failure).
+        """
+        expected = Digest.coerce(digest)
+        if not isinstance(destination, str | os.PathLike):
+            return self._download_into(expected, destination, progress)
+        path = Path(destination)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed on success
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
+        )
+        try:
+            with handle:
+                size = self._download_into(expected, handle, progress)
+            os.replace(handle.name, path)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+        return size
+
+    def _download_into(self, digest: Digest, writer: Any, progress: ProgressCallback | None) -> int:
+        size = 0
+        with self._open_blob(digest) as response:
+            for chunk in self._verified_chunks(response, digest, progress):
+                writer.write(chunk)
+                size += len(chunk)
+        return size
+
+    # --- Blob uploads ----------------------------------------------------------------------
+
+    def _start_upload(self, query: Mapping[str, str] | None = None) -> httpx.Response:
+        url = self._url("blobs/uploads/")
+        scopes = self._scopes("pull", "push")
+        if query:
+            url = url.copy_merge_params(dict(query))
+            if "from" in query:
+                scopes += (repository_scope(query["from"], "pull"),)
+        return self._request(
+            "POST",
+            url,
+            scopes=scopes,
+            headers={"Content-Length": "0"},
+            # Repeating a POST that failed opens at most a spare session, which the
+            # registry expires: safe to retry.
+            idempotent=True,
+        )
+
+    def _new_session(self) -> tuple[httpx.URL, int]:
+        """Open an upload session: its URL and the registry's minimum chunk size."""
+        response = self._check(self._start_upload(), "starting a blob upload", 202)
+        minimum = response.headers.get("OCI-Chunk-Min-Length", "")
+        return self._location(response), int(minimum) if minimum.isdigit() else 0
+
+    def _location(self, response: httpx.Response, default: httpx.URL | None = None) -> httpx.URL:
+        """The session URL an upload answer points at next (absolute or relative)."""
+        location = response.headers.get("Location")
+        if location:
+            return response.request.url.join(location)
+        if default is not None:
+            return default
+        raise RegistryError(
+            f"{self.registry} answered a blob upload step without a Location header",
+            registry=self.registry,
+            repository=self.repository,
+            status=response.status_code,
+        )
+
+    def upload_blob(
+        self,
+        source: BlobSource,
+        *,
+        digest: Digest | str | None = None,
+        size: int | None = None,
+        chunk_size: int | None = None,
+        progress: ProgressCallback | None = None,
+        check_exists: bool = True,
+    ) -> tuple[Digest, int]:
+        """Upload a blob from bytes, a file path or a binary stream; return (digest, size).
+
+        With a known digest and size (always the case for bytes) the blob goes in one
+        ``PUT``; otherwise it streams in one ``PATCH`` hashed on the fly, or in ``PATCH``
+        chunks of ``chunk_size`` bytes (raised to the registry's minimum) when given. Files
+        and streams are never read into memory whole. When ``check_exists`` and the digest
+        is known, a blob the repository already has is not sent again.
+        """
+        src = _Source(source, size)
+        expected = Digest.coerce(digest) if digest is not None else None
+        if expected is None and src.data is not None:
+            expected = sha256_of_bytes(src.data)
+        if expected is not None and check_exists:
+            existing = self.blob_exists(expected)
+            if existing is not None:
+                if progress is not None:
+                    progress(existing, existing)
+                return expected, existing
+        restarts = 0
+        while True:
+            try:
+                if chunk_size is None and expected is not None and src.size is not None:
+                    return self._upload_whole(src, expected, src.size, progress)
+                return self._upload_patches(src, expected, chunk_size, progress)
+            except _SessionLost as lost:
+                restarts += 1
+                if not src.replayable or restarts > self.options.max_retries:
+                    raise lost.cause from None
+                self.options.sleep(self.options.backoff(restarts - 1))
+
+    def _upload_whole(
+        self, src: _Source, digest: Digest, size: int, progress: ProgressCallback | None
+    ) -> tuple[Digest, int]:
+        """POST, then one PUT ?digest= carrying every byte."""
+        location, _minimum = self._new_session()
+        with src.open_at(0) as reader:
+            # Always in 1 MiB pieces, even from bytes: httpcore re-slices a large buffer
+            # after every partial send, which makes one huge body quadratic (20 MB/s).
+            self._finish(location, digest, _chunks(reader, size, progress), size)
+        return digest, size
+
+    def _finish(
+        self,
+        location: httpx.URL,
+        digest: Digest,
+        content: bytes | Iterator[bytes] = b"",
+        length: int = 0,
+    ) -> None:
+        """The closing PUT ?digest=; a failure that loses the session raises _SessionLost."""
+        url = location.copy_merge_params({"digest": str(digest)})
+        try:
+            response = self._request(
+                "PUT",
+                url,
+                scopes=self._scopes("pull", "push"),
+                headers={"Content-Type": _OCTET_STREAM, "Content-Length": str(length)},
+                content=content,
+                idempotent=False,
+            )
+        except TransportError as exc:
+            # The registry may have committed the blob before the connection broke.
+            if self.blob_exists(digest) is not None:
+                return
+            raise _SessionLost(exc) from exc
+        if response.status_code in RETRY_STATUSES:
+            raise _SessionLost(self._error(response, f"finishing upload of blob {digest}"))
+        self._check(response, f"finishing upload of blob {digest}")
+        announced = response.headers.get("Docker-Content-Digest")
+        if announced and Digest.parse(announced) != digest:
+            raise DigestMismatchError(
+                f"registry {self.registry} stored blob {digest} as {announced}",
+                expected=str(digest),
+                actual=announced,
+            )
+
+    def _upload_patches(
+        self,
+        src: _Source,
+        expected: Digest | None,
+        chunk_size: int | None,
+        progress: ProgressCallback | None,
+    ) -> tuple[Digest, int]:
+        """POST, PATCH (one streamed body, or chunks), then PUT ?digest= with no body."""
+        location, minimum = self._new_session()
+        algorithm = expected.algorithm if expected is not None else "sha256"
+        upload: _PatchUpload
+        if chunk_size is not None:
+            upload = _ChunkedUpload(self, src, location, max(chunk_size, minimum, 1), algorithm)
+        else:
+            upload = _StreamedUpload(self, src, location, algorithm)
+        upload.progress = progress
+        location, computed, size = upload.run()
+        if expected is not None and computed != expected:
+            raise DigestMismatchError(
+                f"the upload source for blob {expected} has digest {computed}",
+                expected=str(expected),
+                actual=str(computed),
+            )
+        self._finish(location, computed)
+        return computed, size
+
+    def _patch(
+        self, location: httpx.URL, content: bytes | Iterator[bytes], start: int, length: int | None
+    ) -> tuple[httpx.URL, int | None]:
+        """One PATCH; returns the next session URL and the offset the registry reports."""
+        headers = {"Content-Type": _OCTET_STREAM}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+            headers["Content-Range"] = f"{start}-{start + length - 1}"
+        response = self._request(
+            "PATCH",
+            location,
+            scopes=self._scopes("pull", "push"),
+            headers=headers,
+            content=content,
+            idempotent=False,  # resumed from the registry's Range instead
+        )
+        self._check(response, "uploading blob data")
+        return self._location(response, location), _parse_range_end(response.headers.get("Range"))
+
+    def upload_status(self, location: httpx.URL | str) -> tuple[httpx.URL, int] | None:
+        """How many bytes an upload session holds: (session URL, offset), or None if gone."""
+        url = httpx.URL(location) if isinstance(location, str) else location
+        response = self._request("GET", url, scopes=self._scopes("pull", "push"))
+        if response.status_code in (200, 204):
+            offset = _parse_range_end(response.headers.get("Range"))
+            return self._location(response, url), offset or 0
+        error = self._error(response, "checking a blob upload")
+        if response.status_code == 404 or error.code in _SESSION_GONE_CODES:
+            return None
+        raise error
+
+    def _after_failure(self, location: httpx.URL, failure: Exception) -> tuple[httpx.URL, int]:
+        """Where to continue after a failed PATCH: the registry's offset, or _SessionLost."""
+        status = self.upload_status(location)
+        if status is None:
+            raise _SessionLost(failure)
+        return status
+
+    def cancel_upload(self, location: httpx.URL | str) -> None:
+        """Abandon an upload session (errors are ignored: the registry expires it anyway)."""
+        url = httpx.URL(location) if isinstance(location, str) else location
+        with suppress(TransportError):
+            self._request("DELETE", url, scopes=self._scopes("pull", "push"))
+
+    def mount_blob(self, digest: Digest | str, from_repository: str) -> bool:
+        """Ask the registry to link blob ``digest`` from another repository into this one.
+
+        True when mounted (201). False when the registry declined (202: no such blob there,
+        no access to it, or mounting unsupported); its upload session is cancelled, and the
+        caller uploads the blob (:meth:`copy_blob` does).
+        """
+        identifier = str(Digest.coerce(digest))
+        response = self._start_upload({"mount": identifier, "from": from_repository})
+        if response.status_code == 201:
+            return True
+        self._check(response, f"mounting blob {identifier} from {from_repository}", 202)
+        self.cancel_upload(self._location(response))
+        return False
+
+    def copy_blob(
+        self,
+        source: RegistryClient,
+        digest: Digest | str,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[Digest, int]:
+        """Copy blob ``digest`` from ``source``'s repository into this one; (digest, size).
+
+        Nothing is sent when this repository has it; on the same registry it is mounted
+        when possible; otherwise it streams from one to the other, verified on the way.
+        """
+        expected = Digest.coerce(digest)
+        existing = self.blob_exists(expected)
+        same_registry = source.base_url == self.base_url
+        if (
+            existing is None
+            and same_registry
+            and source.repository != self.repository
+            and self.mount_blob(expected, source.repository)
+        ):
+            existing = self.blob_exists(expected)
+        if existing is not None:
+            if progress is not None:
+                progress(existing, existing)
+            return expected, existing
+        restarts = 0
+        while True:
+            try:
+                return self._stream_from(source, expected, progress)
+            except (_SessionLost, TransportError) as failure:
+                restarts += 1
+                if restarts > self.options.max_retries:
+                    raise (
+                        failure.cause if isinstance(failure, _SessionLost) else failure
+                    ) from None
+                self.options.sleep(self.options.backoff(restarts - 1))
+
+    def _stream_from(
+        self, source: RegistryClient, digest: Digest, progress: ProgressCallback | None
+    ) -> tuple[Digest, int]:
+        location, _minimum = self._new_session()
+        with source._open_blob(digest) as response:
+            size = _content_length(response)
+            chunks = source._verified_chunks(response, digest, progress)
+            if size is None:  # no length: stream it through a PATCH
+                location, _offset = self._patch(location, chunks, 0, None)
+                self._finish(location, digest)
+                size = self.blob_exists(digest) or 0
+            else:
+                self._finish(location, digest, chunks, size)
+        return digest, size
+
+    # --- Bulk blob work --------------------------------------------------------------------
+
+    def upload_blobs(
+        self, sources: Sequence[BlobSource], *, progress: ProgressCallback | None = None
+    ) -> list[tuple[Digest, int]]:
+        """Upload several blobs, ``options.max_concurrency`` at a time; (digest, size) each."""
+        shared = _SharedProgress(progress, None)
+        return map_bounded(
+            lambda source: self.upload_blob(source, progress=shared.part()),
+            sources,
+            self.options.max_concurrency,
+        )
+
+    def download_blobs(
+        self,
+        destinations: Mapping[Digest | str, str | os.PathLike[str]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[int]:
+        """Download several blobs to paths, ``options.max_concurrency`` at a time; sizes."""
+        shared = _SharedProgress(progress, None)
+        return map_bounded(
+            lambda item: self.get_blob(item[0], item[1], progress=shared.part()),
+            list(destinations.items()),
+            self.options.max_concurrency,
+        )
+
+    def copy_blobs(
+        self,
+        source: RegistryClient,
+        digests: Iterable[Digest | str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[tuple[Digest, int]]:
+        """:meth:`copy_blob` for several blobs, ``options.max_concurrency`` at a time."""
+        shared = _SharedProgress(progress, None)
+        return map_bounded(
+            lambda digest: self.copy_blob(source, digest, progress=shared.part()),
+            list(digests),
+            self.options.max_concurrency,
+        )
+
+    # --- Listing ---------------------------------------------------------------------------
+
+    def list_tags(self, page_size: int | None = None) -> list[str]:
+        """Every tag of the repository, following ``Link: <...>; rel="next"`` pages."""
+        return self._paginate(
+            self._url("tags/list"), "tags", self._scopes("pull"), page_size, "listing tags"
+        )
+
+    def catalog(self, page_size: int | None = None) -> list[str]:
+        """Every repository of the registry (``/v2/_catalog``), following pagination."""
+        return self._paginate(
+            self.base_url.join("/v2/_catalog"),
+            "repositories",
+            (CATALOG_SCOPE,),
+            page_size,
+            "listing repositories",
+        )
+
+    def _paginate(
+        self,
+        url: httpx.URL,
+        key: str,
+        scopes: tuple[str, ...],
+        page_size: int | None,
+        action: str,
+    ) -> list[str]:
+        if page_size is not None:
+            url = url.copy_merge_params({"n": str(page_size)})
+        names: list[str] = []
+        seen: set[str] = set()
+        next_url: httpx.URL | None = url
+        while next_url is not None and str(next_url) not in seen:
+            seen.add(str(next_url))
+            response = self._request("GET", next_url, scopes=scopes, follow_redirects=True)
+            self._check(response, action, 200)
+            try:
+                page = response.json()
+            except ValueError as exc:
+                raise DocumentError(f"{action} in {self.registry}: not JSON: {exc}") from None
+            names.extend(page.get(key) or [])
+            link = next_link(response.headers.get("Link"))
+            next_url = response.request.url.join(link) if link else None
+        return names
+
+
+def _chunks(reader: _Reader, size: int, progress: ProgressCallback | None) -> Iterator[bytes]:
+    """``size`` bytes of ``reader`` in large reads, reporting progress."""
+    done = 0
+    while done < size:
+        block = reader.read(min(_READ_SIZE, size - done))
+        if not block:
+            raise DocumentError(f"upload source ended after {done} of {size} bytes")
+        done += len(block)
+        yield block
+        if progress is not None:
+            progress(done, size)
+
+
+class _PatchUpload:
+    """Shared by the two PATCH strategies: the session, the hash, and failure accounting."""
+
+    def run(self) -> tuple[httpx.URL, Digest, int]:
+        """Send every byte; return the session URL, the digest of what was sent, its size."""
+        raise NotImplementedError
+
+    def __init__(
+        self, client: RegistryClient, src: _Source, location: httpx.URL, algorithm: str
+    ) -> None:
+        self.client = client
+        self.src = src
+        self.location = location
+        self.algorithm = algorithm
+        self.progress: ProgressCallback | None = None
+        self.failures = 0
+        self.done = 0
+
+    def failed(self, failure: Exception) -> int:
+        """Count a failed PATCH, wait, and return the offset the registry holds."""
+        self.failures += 1
+        options = self.client.options
+        if self.failures > options.max_retries:
+            raise failure
+        options.sleep(options.backoff(self.failures - 1))
+        self.location, offset = self.client._after_failure(self.location, failure)
+        return offset
+
+    def report(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress(done, self.src.size)
+
+
+def _is_retryable(error: RegistryError) -> bool:
+    return error.status in RETRY_STATUSES
+
+
+class _ChunkedUpload(_PatchUpload):
+    """PATCH chunks of ``chunk_size``; only the current chunk is held in memory."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        src: _Source,
+        location: httpx.URL,
+        chunk_size: int,
+        algorithm: str,
+    ) -> None:
+        super().__init__(client, src, location, algorithm)
+        self.chunk_size = chunk_size
+
+    def run(self) -> tuple[httpx.URL, Digest, int]:
+        hasher = new_hasher(self.algorithm)
+        offset = 0  # what the registry holds
+        chunk, chunk_start = b"", 0
+        with self.src.open_at(0) as reader:
+            while True:
+                if offset == chunk_start + len(chunk):
+                    chunk_start, chunk = offset, _read_full(reader, self.chunk_size)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)  # each byte is hashed once, as it is read
+                piece = chunk[offset - chunk_start :]
+                try:
+                    self.location, reported = self.client._patch(
+                        self.location, piece, offset, len(piece)
+                    )
+                    offset = reported if reported is not None else offset + len(piece)
+                except (TransportError, RegistryError) as failure:
+                    if isinstance(failure, RegistryError) and not _is_retryable(failure):
+                        raise
+                    offset = self.failed(failure)
+                if not chunk_start <= offset <= chunk_start + len(chunk):
+                    # The registry holds less than the chunk in hand: only a restart helps.
+                    raise _SessionLost(
+                        RangeError(
+                            f"{self.client.registry} upload session is at byte {offset}, "
+                            f"outside the chunk {chunk_start}-{chunk_start + len(chunk)} in hand",
+                            registry=self.client.registry,
+                            repository=self.client.repository,
+                        )
+                    )
+                self.report(offset)
+        return self.location, Digest(self.algorithm, hasher.hexdigest()), offset
+
+
+class _StreamedUpload(_PatchUpload):
+    """One PATCH streaming the whole source (a resumed one streams the rest)."""
+
+    def run(self) -> tuple[httpx.URL, Digest, int]:
+        offset = 0
+        while True:
+            with self.src.open_at(0) as reader:
+                hasher = self._hash_prefix(reader, offset)
+                remaining = None if self.src.size is None else self.src.size - offset
+                self.done = offset
+                if remaining == 0:
+                    return self.location, Digest(self.algorithm, hasher.hexdigest()), offset
+                try:
+                    self.location, reported = self.client._patch(
+                        self.location, self._body(reader, hasher), offset, remaining
+                    )
+                except (TransportError, RegistryError) as failure:
+                    if isinstance(failure, RegistryError) and not _is_retryable(failure):
+                        raise
+                    if not self.src.replayable:
+                        raise
+                    offset = self.failed(failure)
+                    continue
+            if reported is not None and reported != self.done:
+                raise _SessionLost(
+                    RangeError(
+                        f"{self.client.registry} upload session holds {reported} bytes after "
+                        f"{self.done} were sent",
+                        registry=self.client.registry,
+                        repository=self.client.repository,
+                    )
+                )
+            return self.location, Digest(self.algorithm, hasher.hexdigest()), self.done
+
+    def _hash_prefix(self, reader: _Reader, offset: int) -> _Hasher:
+        """A hash of the first ``offset`` bytes, which a resumed upload does not send again."""
+        hasher = new_hasher(self.algorithm)
+        hashed = 0
+        while hashed < offset:
+            block = reader.read(min(_READ_SIZE, offset - hashed))
+            if not block:
+                raise DocumentError("the upload source shrank while it was being uploaded")
+            hasher.update(block)
+            hashed += len(block)
+        return hasher
+
+    def _body(self, reader: _Reader, hasher: _Hasher) -> Iterator[bytes]:
+        while True:
+            block = reader.read(_READ_SIZE)
+            if not block:
+                return
+            hasher.update(block)
+            self.done += len(block)
+            yield block
+            self.report(self.done)

@@ -1,0 +1,283 @@
+"""How pants_oci talks HTTP to registries: URLs, TLS, timeouts, retries and concurrency limits.
+
+:class:`TransportOptions` holds every knob; :func:`registry_base_url` decides between HTTPS
+and plain HTTP; :func:`make_http_client` builds the ``httpx.Client`` that
+:class:`pants_oci.core.registry.RegistryClient` sends everything through.
+
+Schemes. Registries are reached over HTTPS, with two exceptions that use plain HTTP:
+loopback registries (``localhost``, ``127.0.0.0/8``, ``::1``), as Docker treats them, and
+registries listed in ``insecure_registries``. A loopback registry that does serve HTTPS is
+listed in ``https_registries``. ``docker.io`` (and its aliases) means
+``https://registry-1.docker.io``.
+
+TLS. Certificates are verified against the system's trust store and certifi's bundle, plus
+``ca_bundle`` when set (a PEM file, e.g. a company CA).
+
+Retries. Requests that are safe to repeat (GET, HEAD, DELETE, OPTIONS, and requests the
+client marks as idempotent, such as a manifest PUT) are retried on connection errors,
+timeouts, 408, 429 and 5xx answers, with exponential backoff and jitter; a ``Retry-After``
+header (seconds or an HTTP date) is honoured. Other requests (blob upload PATCH and PUT)
+are never repeated blindly: the registry client resumes or restarts the upload instead.
+The sleep function is an option so that tests do not really wait.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import random
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import certifi
+import httpx
+
+from pants_oci.core.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
+
+__all__ = [
+    "IDEMPOTENT_EXTENSION",
+    "RETRY_STATUSES",
+    "ProgressCallback",
+    "RetryingTransport",
+    "TransportOptions",
+    "is_loopback_registry",
+    "is_tls_failure",
+    "make_http_client",
+    "parse_retry_after",
+    "proxy_for",
+    "registry_base_url",
+    "uses_plain_http",
+]
+
+_log = logging.getLogger(__name__)
+
+# Called as a transfer goes: (bytes done so far, total bytes or None when unknown).
+ProgressCallback = Callable[[int, int | None], None]
+
+# Request extension the registry client sets: True when the request is safe to resend as-is
+# (False: never resend it, whatever its method).
+IDEMPOTENT_EXTENSION = "pants_oci.idempotent"
+
+# Answers worth retrying: the server is overloaded, restarting or rate limiting us.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_DOCKER_HUB_NAMES = frozenset({DEFAULT_REGISTRY, "index.docker.io", DOCKER_HUB_API_HOST})
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Settings shared by every request to every registry."""
+
+    # A PEM file of extra CAs to trust (in addition to the system and certifi roots).
+    ca_bundle: Path | None = None
+    # Registries ("host" or "host:port") reached over plain HTTP.
+    insecure_registries: frozenset[str] = frozenset()
+    # Loopback registries that serve HTTPS (loopback otherwise means plain HTTP).
+    https_registries: frozenset[str] = frozenset()
+    connect_timeout: float = 30.0
+    # Generous: a registry may take a while to verify and commit a large blob.
+    read_timeout: float = 300.0
+    write_timeout: float = 300.0
+    # How many times a failed request (or upload) is tried again; 0 disables retries.
+    max_retries: int = 4
+    # Backoff before retry n (from 0) is about backoff_base * 2**n seconds, jittered.
+    backoff_base: float = 0.5
+    # No single wait (backoff or Retry-After) is longer than this.
+    max_retry_wait: float = 60.0
+    # Parallel blob transfers in RegistryClient's bulk helpers.
+    max_concurrency: int = 4
+    user_agent: str = "pants-oci"
+    # An HTTP(S) proxy URL for every registry; None reads HTTPS_PROXY / HTTP_PROXY / ALL_PROXY
+    # and NO_PROXY from the environment, as curl and docker do.
+    proxy: str | None = None
+    # Injectable so tests can record waits instead of sleeping.
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        # Accept any iterable of names for the two registry sets.
+        object.__setattr__(self, "insecure_registries", frozenset(self.insecure_registries))
+        object.__setattr__(self, "https_registries", frozenset(self.https_registries))
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout,
+            read=self.read_timeout,
+            write=self.write_timeout,
+            pool=self.read_timeout,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): half fixed, half random."""
+        ceiling = min(self.backoff_base * 2.0**attempt, self.max_retry_wait)
+        jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+        return ceiling / 2 + jitter
+
+
+def _hostname(registry: str) -> str:
+    return urlsplit(f"//{registry}").hostname or registry
+
+
+def is_loopback_registry(registry: str) -> bool:
+    """Whether ``registry`` (``host[:port]``) is this machine: localhost, 127.0.0.0/8, ::1."""
+    host = _hostname(registry)
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def uses_plain_http(registry: str, options: TransportOptions | None = None) -> bool:
+    """Whether ``registry`` is reached over plain HTTP rather than HTTPS."""
+    options = options or TransportOptions()
+    names = {registry, _hostname(registry)}
+    if names & options.insecure_registries:
+        return True
+    if names & options.https_registries:
+        return False
+    return is_loopback_registry(registry)
+
+
+def registry_base_url(registry: str, options: TransportOptions | None = None) -> str:
+    """``scheme://host[:port]`` of ``registry``'s API, e.g. ``https://registry-1.docker.io``."""
+    host = DOCKER_HUB_API_HOST if registry in _DOCKER_HUB_NAMES else registry
+    scheme = "http" if uses_plain_http(registry, options) else "https"
+    return f"{scheme}://{host}"
+
+
+def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()  # the system's roots
+    context.load_verify_locations(cafile=certifi.where())
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks us to wait: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.now(timezone.utc).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _is_idempotent(request: httpx.Request) -> bool:
+    marked = request.extensions.get(IDEMPOTENT_EXTENSION)
+    if marked is not None:
+        return bool(marked)
+    return request.method in _IDEMPOTENT_METHODS
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by TLS (a certificate or handshake failure)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """Wraps a transport; repeats idempotent requests that fail in a retryable way."""
+
+    def __init__(self, inner: httpx.BaseTransport, options: TransportOptions) -> None:
+        self._inner = inner
+        self._options = options
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            retryable = _is_idempotent(request) and attempt < self._options.max_retries
+            try:
+                response = self._inner.handle_request(request)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # A certificate will not become valid by asking again.
+                if not retryable or is_tls_failure(exc):
+                    raise
+                delay = self._options.backoff(attempt)
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if not retryable or response.status_code not in RETRY_STATUSES:
+                    return response
+                asked = parse_retry_after(response.headers.get("Retry-After"))
+                delay = asked if asked is not None else self._options.backoff(attempt)
+                reason = f"HTTP {response.status_code}"
+                response.close()
+            delay = min(delay, self._options.max_retry_wait)
+            _log.info(
+                "retrying %s %s in %.2fs (attempt %d of %d) after %s",
+                request.method,
+                request.url.copy_with(query=None),
+                delay,
+                attempt + 2,
+                self._options.max_retries + 1,
+                reason,
+            )
+            self._options.sleep(delay)
+            attempt += 1
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def proxy_for(registry: str, options: TransportOptions | None = None) -> str | None:
+    """The proxy URL requests to ``registry`` go through, or None to connect directly."""
+    options = options or TransportOptions()
+    if options.proxy is not None:
+        return options.proxy or None
+    if is_loopback_registry(registry):
+        return None
+    host = _hostname(registry)
+    if urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies()  # from the environment, lowercase scheme keys
+    scheme = "http" if uses_plain_http(registry, options) else "https"
+    return proxies.get(scheme) or proxies.get("all")
+
+
+def make_http_client(
+    options: TransportOptions | None = None, registry: str | None = None
+) -> httpx.Client:
+    """An ``httpx.Client`` trusting ``options.ca_bundle``, with timeouts, pool size and retries.
+
+    ``registry`` picks the proxy (see :func:`proxy_for`). The client follows no redirects
+    and has no auth: the registry client decides both per request (credentials must not
+    follow a redirect to another host).
+    """
+    options = options or TransportOptions()
+    pool = options.max_concurrency * 2 + 4  # uploads + downloads + auth, in parallel
+    inner = httpx.HTTPTransport(
+        verify=_ssl_context(options.ca_bundle),
+        limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+        proxy=proxy_for(registry, options) if registry is not None else options.proxy or None,
+    )
+    return httpx.Client(
+        transport=RetryingTransport(inner, options),
+        timeout=options.timeout,
+        headers={"User-Agent": options.user_agent},
+        follow_redirects=False,
+        trust_env=False,  # proxies are decided above, and must go through the retries
+    )

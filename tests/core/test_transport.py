@@ -1,0 +1,134 @@
+"""Transport settings: schemes, proxies, Retry-After, backoff, and bounded concurrency."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+
+import pytest
+
+from pants_oci.core.registry import map_bounded, next_link
+from pants_oci.core.transport import (
+    TransportOptions,
+    parse_retry_after,
+    proxy_for,
+    registry_base_url,
+    uses_plain_http,
+)
+
+
+@pytest.mark.parametrize(
+    ("registry", "url"),
+    [
+        ("ghcr.io", "https://ghcr.io"),
+        ("docker.io", "https://registry-1.docker.io"),
+        ("index.docker.io", "https://registry-1.docker.io"),
+        ("registry.example.com:5000", "https://registry.example.com:5000"),
+        ("localhost", "http://localhost"),
+        ("localhost:5000", "http://localhost:5000"),
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("127.1.2.3:80", "http://127.1.2.3:80"),
+        ("[::1]:5000", "http://[::1]:5000"),
+        ("10.0.0.1:5000", "https://10.0.0.1:5000"),  # private is not loopback
+        ("128.0.0.1", "https://128.0.0.1"),
+    ],
+)
+def test_registry_base_url(registry: str, url: str) -> None:
+    assert registry_base_url(registry) == url
+
+
+def test_insecure_and_https_registries_override_the_defaults() -> None:
+    options = TransportOptions(
+        insecure_registries=frozenset({"registry.lan:5000", "plain.lan"}),
+        https_registries=frozenset({"127.0.0.1:5443"}),
+    )
+    assert registry_base_url("registry.lan:5000", options) == "http://registry.lan:5000"
+    assert registry_base_url("plain.lan:8080", options) == "http://plain.lan:8080"  # by host
+    assert registry_base_url("registry.lan:6000", options) == "https://registry.lan:6000"
+    assert registry_base_url("127.0.0.1:5443", options) == "https://127.0.0.1:5443"
+    assert uses_plain_http("127.0.0.1:5000", options)
+
+
+def test_proxy_comes_from_options_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.corp")
+    assert proxy_for("ghcr.io") == "http://proxy.corp:3128"
+    assert proxy_for("registry.internal.corp") is None
+    assert proxy_for("localhost:5000") is None  # loopback never goes through a proxy
+    assert proxy_for("ghcr.io", TransportOptions(proxy="http://other:8080")) == "http://other:8080"
+    assert proxy_for("ghcr.io", TransportOptions(proxy="")) is None  # explicitly none
+
+
+def test_parse_retry_after() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(email.utils.formatdate(now + 45, usegmt=True), now=now) == 45.0
+    assert parse_retry_after(email.utils.formatdate(now - 45, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    options = TransportOptions(backoff_base=0.5, max_retry_wait=3.0)
+    for attempt, ceiling in enumerate([0.5, 1.0, 2.0, 3.0, 3.0]):
+        waits = [options.backoff(attempt) for _ in range(50)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(set(waits)) > 1  # jittered
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        TransportOptions(max_concurrency=0)
+    with pytest.raises(ValueError, match="max_retries"):
+        TransportOptions(max_retries=-1)
+
+
+def test_map_bounded_runs_in_parallel_up_to_the_limit() -> None:
+    limit = 3
+    barrier = threading.Barrier(limit, timeout=10)  # breaks unless `limit` calls overlap
+    lock = threading.Lock()
+    active, peak = 0, 0
+
+    def work(item: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        if item < limit:
+            barrier.wait()
+        with lock:
+            active -= 1
+        return item * 2
+
+    assert map_bounded(work, range(10), limit) == [i * 2 for i in range(10)]
+    assert peak == limit
+
+
+def test_map_bounded_raises_the_first_failure() -> None:
+    def work(item: int) -> int:
+        if item in (2, 5):
+            raise ValueError(f"item {item}")
+        return item
+
+    with pytest.raises(ValueError, match="item 2"):
+        map_bounded(work, range(8), 4)
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ('</v2/app/tags/list?last=b&n=2>; rel="next"', "/v2/app/tags/list?last=b&n=2"),
+        (
+            "<https://r.example/v2/_catalog?last=x>; rel=next",
+            "https://r.example/v2/_catalog?last=x",
+        ),
+        ('<a>; rel="prev", <b>; rel="next"', "b"),
+        ('<a>; rel="prev"', None),
+        (None, None),
+    ],
+)
+def test_next_link(header: str | None, target: str | None) -> None:
+    assert next_link(header) == target
