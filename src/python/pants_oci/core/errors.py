@@ -10,6 +10,8 @@
     ├── LayerError                    a layer's inputs cannot be read, or contradict each other
     ├── ImageArchiveError             an OCI image layout or docker-archive tar we cannot use
     │   └── RefNotFoundError              it holds no image under the name asked for
+    ├── ImageBuildError               an image cannot be built, written or pushed as asked
+    ├── InputFileError                a JSON input (layer spec, layer metadata, image config) is bad
     ├── CredentialError               credentials could not be found or read
     │   └── CredentialHelperError         a docker-credential-* helper failed
     ├── TransportError                connection, TLS or timeout failure talking to a registry
@@ -86,6 +88,16 @@ class RefNotFoundError(ImageArchiveError):
         super().__init__(message)
         self.wanted = wanted
         self.available = available
+
+
+class ImageBuildError(OCIError):
+    """An image cannot be built, written or pushed as asked: a layer that is not in the image,
+    a blob that is nowhere to be found, a base whose platform is not the one asked for."""
+
+
+class InputFileError(OCIError):
+    """A JSON input file (a layer spec, layer metadata, an image config) that cannot be read,
+    is not JSON, or has fields of the wrong name or type."""
 
 
 class CredentialError(OCIError):
