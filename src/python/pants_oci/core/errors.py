@@ -23,8 +23,9 @@
         └── TooManyRequestsError          429: rate limited, after retries
 
 A RegistryError carries the registry host, the repository, the HTTP status, and the first error
-code/message of the registry's error JSON. Credentials never appear in any message: errors are
-built from hosts, repositories and registry answers, never from request headers.
+`code` and `message` of the registry's error JSON (str() is a sentence built from them).
+Credentials never appear in any message: errors are built from hosts, repositories and registry
+answers, never from request headers.
 
 This module is stdlib-only and Python 3.9-compatible: the Pants backend imports it.
 """
@@ -117,7 +118,12 @@ class TransportError(OCIError):
 
 
 class RegistryError(OCIError):
-    """The registry answered a request with an error status."""
+    """The registry answered a request with an error status.
+
+    `code` and `message` are the registry's own (the first entry of its error JSON, e.g.
+    "MANIFEST_UNKNOWN" and "manifest unknown"; None when it sent none); str(error) is the
+    readable sentence given as the first argument.
+    """
 
     def __init__(
         self,
@@ -128,6 +134,7 @@ class RegistryError(OCIError):
         status: Optional[int] = None,
         code: Optional[str] = None,
         detail: Any = None,
+        registry_message: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.registry = registry
@@ -135,6 +142,7 @@ class RegistryError(OCIError):
         self.status = status
         self.code = code
         self.detail = detail
+        self.message = registry_message
 
 
 class UnauthorizedError(RegistryError):

@@ -1,0 +1,740 @@
+"""``pants-oci`` (``python -m pants_oci.core``): the command line the Pants backend runs.
+
+Every command prints one JSON object on stdout, and progress for long transfers on stderr
+(``-q`` silences it). Credentials come only from the environment: docker's config
+(``$DOCKER_CONFIG/config.json``, default ``~/.docker/config.json``) and its credential helpers,
+and Google application default credentials; never from the command line. Exit status is 0
+on success, 1 for an error (explained on stderr, one line per cause, with a hint), 2 for a
+command line that does not parse. See docs/cli.md for the full contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from pants_oci.core import media_types
+from pants_oci.core.digest import Digest
+from pants_oci.core.errors import (
+    CredentialError,
+    DeniedError,
+    ImageArchiveError,
+    InputFileError,
+    NotFoundError,
+    OCIError,
+    PlatformNotFoundError,
+    TransportError,
+    UnauthorizedError,
+)
+from pants_oci.core.image import (
+    BLOB_SOURCE_ANNOTATION,
+    DEFAULT_TAG,
+    SCRATCH,
+    Image,
+    copy_image,
+    push_layout,
+    resolve_source_date_epoch,
+)
+from pants_oci.core.layer import Compression, LayerBuilder, Override
+from pants_oci.core.layout import ImageLayout
+from pants_oci.core.models import (
+    DockerManifest,
+    DockerManifestList,
+    ImageConfig,
+    OCIIndex,
+    OCIManifest,
+    Platform,
+    platform_matches,
+)
+from pants_oci.core.reference import Reference, parse_reference
+from pants_oci.core.registry import RegistryClient, map_bounded, resolve_platform
+from pants_oci.core.transport import ProgressCallback, TransportOptions
+
+__all__ = ["main"]
+
+PROGRAM = "pants-oci"
+BASE_REF_NAME = "base"  # the ref name `base pull` gives the image in its layout
+_MIB = 1024 * 1024
+_PROGRESS_INTERVAL = 1.0  # seconds between progress lines
+
+_log = logging.getLogger("pants_oci.core.cli")
+
+
+# --- Output -------------------------------------------------------------------------------------
+
+
+def _emit(document: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class _Progress:
+    """A ProgressCallback printing ``label: done/total MiB`` to stderr, at most once a second."""
+
+    def __init__(self, label: str, stream: IO[str]) -> None:
+        self._label = label
+        self._stream = stream
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        of_total = f"/{total / _MIB:.1f}" if total is not None else ""
+        self._stream.write(f"{PROGRAM}: {self._label}: {done / _MIB:.1f}{of_total} MiB\n")
+        self._stream.flush()
+
+
+# --- Reading inputs -----------------------------------------------------------------------------
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputFileError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def _object(value: Any, where: str, allowed: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputFileError(f"{where} must be a JSON object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise InputFileError(
+            f"{where} has unknown keys {unknown}; allowed keys are {sorted(allowed)}"
+        )
+    return value
+
+
+def _typed(
+    data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any
+) -> Any:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    # bool is an int in Python, but not in JSON: refuse true for a number.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InputFileError(f"{where}: {key!r} must be {names} or null, got {value!r}")
+    return value
+
+
+def _string_list(data: Mapping[str, Any], key: str, where: str) -> list[str] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InputFileError(f"{where}: {key!r} must be a list of strings or null, got {value!r}")
+    return list(value)
+
+
+def _string_map(data: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InputFileError(f"{where}: {key!r} must be an object of strings, got {value!r}")
+    return dict(value)
+
+
+def _mode(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        mode = int(value, 8) if isinstance(value, str) else None
+    except ValueError:
+        mode = None
+    if mode is None or not 0 <= mode <= 0o7777:
+        raise InputFileError(
+            f"{where}: 'mode' must be an octal string like \"0755\", got {value!r}"
+        )
+    return mode
+
+
+# --- layer build --------------------------------------------------------------------------------
+
+_SPEC_KEYS = ("entries", "compression", "level", "source_date_epoch", "ignore", "follow_symlinks")
+_ENTRY_KEYS = ("source", "target", "mode", "uid", "gid")
+
+
+def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
+    where = f"layer spec {args.spec}"
+    spec = _object(_read_json(args.spec, "layer spec"), where, _SPEC_KEYS)
+    compression: Compression = spec.get("compression") or "gzip"
+    if compression not in ("gzip", "zstd", "none"):
+        raise InputFileError(
+            f'{where}: \'compression\' must be "gzip", "zstd" or "none", got {compression!r}'
+        )
+    level = _typed(spec, "level", int, where, None)
+    epoch = resolve_source_date_epoch(_typed(spec, "source_date_epoch", int, where, None))
+    ignore = _string_list(spec, "ignore", where) or []
+    follow = _typed(spec, "follow_symlinks", bool, where, False)
+    entries = spec.get("entries")
+    if not isinstance(entries, list):
+        raise InputFileError(f"{where}: 'entries' must be a list of {{source, target, ...}}")
+
+    builder = LayerBuilder(mtime=epoch, follow_symlinks=follow)
+    for number, raw_entry in enumerate(entries):
+        entry_where = f"{where}: entries[{number}]"
+        entry = _object(raw_entry, entry_where, _ENTRY_KEYS)
+        source = _typed(entry, "source", str, entry_where, None)
+        target = _typed(entry, "target", str, entry_where, None)
+        if not source or not target or not target.startswith("/"):
+            raise InputFileError(
+                f"{entry_where}: needs a 'source' path and an absolute 'target' path in the "
+                f"image, got source={source!r} target={target!r}"
+            )
+        mode = _mode(entry.get("mode"), entry_where)
+        uid = _typed(entry, "uid", int, entry_where, None)
+        gid = _typed(entry, "gid", int, entry_where, None)
+        builder.add_files({target: source}, ignore=ignore)
+        _set_overrides(
+            builder,
+            source=source,
+            target=target,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            follow_symlinks=follow,
+        )
+
+    blob = builder.write_file(args.output, compression=compression, level=level)
+    _emit(
+        {
+            "digest": str(blob.digest),
+            "diff_id": str(blob.diff_id),
+            "size": blob.size,
+            "media_type": blob.media_type,
+            "uncompressed_size": blob.uncompressed_size,
+        }
+    )
+
+
+def _set_overrides(
+    builder: LayerBuilder,
+    *,
+    source: str,
+    target: str,
+    mode: int | None,
+    uid: int | None,
+    gid: int | None,
+    follow_symlinks: bool,
+) -> None:
+    """An entry's mode and ownership. For a directory source, uid/gid apply to everything
+    under it and mode to every regular file under it (directories keep 0755)."""
+    if mode is None and uid is None and gid is None:
+        return
+    if not os.path.isdir(source):
+        builder.set_override(target, Override(mode=mode, uid=uid, gid=gid))
+        return
+    if uid is not None or gid is not None:
+        builder.set_override(target, Override(uid=uid, gid=gid, recursive=True))
+    if mode is None:
+        return
+    for root, _dirs, files in os.walk(source, followlinks=follow_symlinks):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and (follow_symlinks or not os.path.islink(path)):
+                relative = os.path.relpath(path, source).replace(os.sep, "/")
+                builder.set_override(
+                    f"{target.rstrip('/')}/{relative}", Override(mode=mode, uid=uid, gid=gid)
+                )
+
+
+# --- base pull ----------------------------------------------------------------------------------
+
+
+def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
+    reference = parse_reference(args.reference)
+    platform = Platform.parse(args.platform) if args.platform else Platform.host_linux()
+    with RegistryClient.from_reference(reference, options=options) as client:
+        top = client.get_manifest(reference.identifier)
+        index_digest: Digest | None = None
+        manifest: OCIManifest | DockerManifest
+        if isinstance(top, OCIIndex | DockerManifestList):
+            index_digest = top.digest
+            entry = resolve_platform(top, platform)
+            manifest = client.get_image_manifest(entry.digest, platform)
+        else:
+            manifest = top
+        config_bytes = b"".join(client.iter_blob(manifest.config.digest))
+        config = ImageConfig.from_bytes(config_bytes)
+        if not platform_matches(platform, config.platform):
+            raise PlatformNotFoundError(
+                f"{reference} is an image for {config.platform}, not {platform}",
+                wanted=str(platform),
+                available=[str(config.platform)],
+            )
+        layout = ImageLayout.create(args.output)
+        layout.write_blob(config_bytes)
+        layout.write_blob(manifest.to_bytes())
+        if args.with_layers:
+            layers = [
+                layer
+                for layer in manifest.layers
+                if not layer.urls and not layout.has_blob(layer.digest)
+            ]
+            progress = args.progress(f"pulling {reference}")
+            done: dict[int, int] = {}
+            total = sum(layer.size for layer in layers)
+
+            def fetch(item: tuple[int, Any]) -> None:
+                key, layer = item
+                with layout.ingest(layer.digest) as writer:
+                    for chunk in client.iter_blob(layer.digest):
+                        writer.write(chunk)
+                        done[key] = done.get(key, 0) + len(chunk)
+                        if progress is not None:
+                            progress(sum(done.values()), total)
+
+            map_bounded(fetch, list(enumerate(layers)), options.max_concurrency)
+        descriptor = manifest.descriptor(
+            platform=config.platform,
+            annotations={BLOB_SOURCE_ANNOTATION: f"{reference.name}@{manifest.digest}"},
+        )
+        layout.tag(BASE_REF_NAME, descriptor)
+    _emit(
+        {
+            "reference": str(reference),
+            "index_digest": str(index_digest) if index_digest else None,
+            "manifest_digest": str(manifest.digest),
+            "config_digest": str(manifest.config.digest),
+            "platform": str(config.platform),
+            "layers": [
+                {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
+                for layer in manifest.layers
+            ],
+        }
+    )
+
+
+# --- image assemble -----------------------------------------------------------------------------
+
+_CONFIG_KEYS = (
+    "entrypoint",
+    "cmd",
+    "env",
+    "workdir",
+    "user",
+    "labels",
+    "annotations",
+    "exposed_ports",
+    "volumes",
+    "stop_signal",
+    "platform",
+)
+_META_KEYS = ("digest", "diff_id", "size", "media_type", "uncompressed_size")
+
+
+def _read_layer_meta(path: str) -> dict[str, Any]:
+    where = f"layer metadata {path}"
+    meta = _object(_read_json(path, "layer metadata"), where, _META_KEYS)
+    for key, kind in (("digest", str), ("diff_id", str), ("size", int), ("media_type", str)):
+        if not isinstance(meta.get(key), kind):
+            raise InputFileError(
+                f"{where}: {key!r} must be a {kind.__name__} (it is `layer build`'s output)"
+            )
+    return meta
+
+
+def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
+    # Entrypoint before cmd: a new entrypoint drops the inherited cmd, a cmd given here stays.
+    entrypoint = _string_list(config, "entrypoint", where)
+    if entrypoint is not None:
+        image.entrypoint = entrypoint
+    cmd = _string_list(config, "cmd", where)
+    if cmd is not None:
+        image.cmd = cmd
+    for name, value in _string_map(config, "env", where).items():
+        image.set_env(name, value)
+    workdir = _typed(config, "workdir", str, where, None)
+    if workdir is not None:
+        image.workdir = workdir
+    user = _typed(config, "user", str, where, None)
+    if user is not None:
+        image.user = user
+    image.labels.update(_string_map(config, "labels", where))
+    image.annotations.update(_string_map(config, "annotations", where))
+    image.expose(*(_string_list(config, "exposed_ports", where) or ()))
+    image.volumes = [*image.volumes, *(_string_list(config, "volumes", where) or ())]
+    stop_signal = _typed(config, "stop_signal", str, where, None)
+    if stop_signal is not None:
+        image.stop_signal = stop_signal
+
+
+def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None:
+    where = f"image config {args.config}"
+    config = _object(_read_json(args.config, "image config"), where, _CONFIG_KEYS)
+    platform_text = _typed(config, "platform", str, where, None)
+    try:
+        platform = Platform.parse(platform_text) if platform_text else None
+    except ValueError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+    base: str | Path = SCRATCH if args.base == SCRATCH else Path(args.base)
+    layers = []
+    for spec in args.layer:
+        blob, equals, meta_path = spec.partition("=")
+        if not equals or not blob or not meta_path:
+            raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH")
+        layers.append((blob, _read_layer_meta(meta_path)))
+    tags = args.tag or [DEFAULT_TAG]
+    with Image(
+        base,
+        options=options,
+        platform=platform,
+        base_reference=args.base_reference,
+        source_date_epoch=args.source_date_epoch,
+    ) as image:
+        for blob, meta in layers:
+            image.add_layer(
+                meta["digest"],
+                meta["diff_id"],
+                meta["size"],
+                media_type=meta["media_type"],
+                blob=blob,
+            )
+        _apply_config(image, config, where)
+        image.write_layout(args.output, tags, include_base_layers=False)
+        if args.docker_archive:
+            repo_tags = [tag for tag in tags if ":" in tag or "/" in tag]
+            image.write_docker_archive(args.docker_archive, repo_tags, fetch_missing=False)
+        data = image.get_image_data()
+        base_ref = image.base_reference
+        base_digest = image.base_manifest_digest
+        _emit(
+            {
+                "manifest_digest": str(data.manifest_digest),
+                "config_digest": str(data.config_digest),
+                "media_type": media_types.OCI_MANIFEST,
+                "layers": [
+                    {
+                        "digest": str(layer.digest),
+                        "diff_id": str(diff_id),
+                        "size": layer.size,
+                        "media_type": layer.media_type,
+                    }
+                    for layer, diff_id in zip(
+                        data.manifest.layers, data.config.rootfs.diff_ids, strict=True
+                    )
+                ],
+                "tags": list(tags),
+                "base": {
+                    "reference": str(base_ref) if base_ref else None,
+                    "manifest_digest": str(base_digest) if base_digest else None,
+                },
+            }
+        )
+
+
+# --- push, copy, inspect ------------------------------------------------------------------------
+
+
+def _displayed(reference: Reference) -> str:
+    """A pushed reference as the output names it: with its tag (``latest`` if none)."""
+    if reference.tag is None and reference.digest is None:
+        return str(reference.with_tag(DEFAULT_TAG))
+    return str(reference)
+
+
+def _push(args: argparse.Namespace, options: TransportOptions) -> None:
+    references = [parse_reference(text) for text in args.to]
+    pushed = push_layout(
+        args.layout,
+        references,
+        base_reference=args.base_reference,
+        options=options,
+        progress=args.progress(f"pushing {', '.join(map(_displayed, references))}"),
+    )
+    _emit(
+        {
+            "pushed": [
+                {"reference": _displayed(reference), "digest": str(digest)}
+                for reference, digest in pushed
+            ]
+        }
+    )
+
+
+def _copy(args: argparse.Namespace, options: TransportOptions) -> None:
+    source, destination = parse_reference(args.source), parse_reference(args.destination)
+    digest = copy_image(
+        source,
+        destination,
+        options=options,
+        progress=args.progress(f"copying {source} to {destination}"),
+    )
+    _emit(
+        {
+            "source": str(source),
+            "destination": _displayed(destination),
+            "digest": str(digest),
+        }
+    )
+
+
+def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
+    reference = parse_reference(args.reference)
+    platform = Platform.parse(args.platform) if args.platform else None
+    with RegistryClient.from_reference(reference, options=options) as client:
+        document = client.get_manifest(reference.identifier)
+        is_index = isinstance(document, OCIIndex | DockerManifestList)
+        if is_index and (platform is not None or args.config):
+            document = client.get_image_manifest(reference.identifier, platform)
+        if args.config:
+            assert isinstance(document, OCIManifest | DockerManifest)
+            config_bytes = b"".join(client.iter_blob(document.config.digest))
+            _write_raw(config_bytes if args.raw else _pretty_config(config_bytes))
+            return
+        if args.raw:
+            _write_raw(document.to_bytes())
+            return
+        summary: dict[str, Any] = {
+            "reference": str(reference),
+            "digest": str(document.digest),
+            "media_type": document.media_type or type(document).default_media_type,
+        }
+        if isinstance(document, OCIIndex | DockerManifestList):
+            summary["manifests"] = [
+                {
+                    "digest": str(entry.digest),
+                    "media_type": entry.media_type,
+                    "size": entry.size,
+                    "platform": str(entry.platform) if entry.platform else None,
+                }
+                for entry in document.manifests
+            ]
+        else:
+            config = ImageConfig.from_bytes(b"".join(client.iter_blob(document.config.digest)))
+            summary["config_digest"] = str(document.config.digest)
+            summary["platform"] = str(config.platform)
+            summary["layers"] = [
+                {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
+                for layer in document.layers
+            ]
+        _emit(summary)
+
+
+def _pretty_config(raw: bytes) -> bytes:
+    return json.dumps(json.loads(raw), separators=(",", ":")).encode()
+
+
+def _write_raw(data: bytes) -> None:
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.flush()
+
+
+# --- Errors -------------------------------------------------------------------------------------
+
+_CREDENTIAL_SOURCES = (
+    "pants-oci reads credentials only from $DOCKER_CONFIG/config.json (default "
+    "~/.docker/config.json), its credential helpers, and Google application default credentials"
+)
+
+
+def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
+    if isinstance(error, UnauthorizedError):
+        return f"log in to {error.registry} (e.g. `docker login {error.registry}`); " + (
+            _CREDENTIAL_SOURCES
+        )
+    if isinstance(error, DeniedError):
+        where = f"{error.registry}/{error.repository}" if error.repository else error.registry
+        return f"the credentials used for {where} lack permission for this; {_CREDENTIAL_SOURCES}"
+    if isinstance(error, NotFoundError):
+        where = f"{error.registry}/{error.repository}" if error.repository else error.registry
+        return f"check the reference: does {where} exist, with that tag or digest?"
+    if isinstance(error, TransportError):
+        return (
+            f"check that {error.registry} is up and reachable; for a registry that only speaks "
+            f"plain HTTP pass --insecure-registry {error.registry}, for a private CA pass "
+            "--ca-bundle PATH"
+        )
+    if isinstance(error, PlatformNotFoundError):
+        return "choose one of the available platforms with --platform (or the config's platform)"
+    if isinstance(error, CredentialError):
+        return _CREDENTIAL_SOURCES
+    if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
+        return "push takes the output directory of `image assemble`"
+    return None
+
+
+def _report(error: BaseException, args: argparse.Namespace | None, stream: IO[str]) -> None:
+    lines = [f"{PROGRAM}: error: {error}"]
+    cause = error.__cause__
+    while cause is not None:
+        if str(cause) and str(cause) != str(error):
+            lines.append(f"{PROGRAM}: caused by: {cause}")
+        cause = cause.__cause__
+    hint = _hint(error, args)
+    if hint:
+        lines.append(f"{PROGRAM}: hint: {hint}")
+    stream.write("\n".join(" ".join(line.split()) for line in lines) + "\n")
+    stream.flush()
+
+
+# --- The parser ---------------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace, TransportOptions], None]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options every command takes, before or after its name."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        metavar="HOST",
+        default=default([]),
+        help="reach this registry (host or host:port) over plain HTTP; repeatable",
+    )
+    parser.add_argument(
+        "--https-registry",
+        action="append",
+        metavar="HOST",
+        default=default([]),
+        help="reach this loopback registry over HTTPS (loopback defaults to HTTP); repeatable",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        default=default(None),
+        help="PEM file of extra certificate authorities to trust",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        default=default(4),
+        help="blobs transferred in parallel (default 4)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress on stderr (errors are still reported)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Build, pull, push and inspect OCI images without a container daemon.",
+    )
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+
+    def command(
+        parent: Any, name: str, handler: Handler, help_text: str
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    layer = commands.add_parser("layer", help="build layers")
+    layer_commands = layer.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = command(layer_commands, "build", _layer_build, "build a layer blob from a JSON spec")
+    build.add_argument("--spec", required=True, metavar="SPEC.json")
+    build.add_argument("--output", required=True, metavar="BLOB_PATH")
+
+    base = commands.add_parser("base", help="fetch base images")
+    base_commands = base.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pull = command(
+        base_commands, "pull", _base_pull, "write one platform of a registry image to a layout"
+    )
+    pull.add_argument("reference", metavar="REFERENCE")
+    pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    pull.add_argument("--output", required=True, metavar="LAYOUT_DIR")
+    pull.add_argument("--with-layers", action="store_true", help="also download the layers")
+
+    image = commands.add_parser("image", help="assemble images")
+    image_commands = image.add_subparsers(dest="action", required=True, metavar="ACTION")
+    assemble = command(
+        image_commands, "assemble", _image_assemble, "assemble an image into an OCI layout"
+    )
+    assemble.add_argument("--base", required=True, metavar="scratch|LAYOUT_DIR")
+    assemble.add_argument(
+        "--layer", action="append", default=[], metavar="BLOB_PATH=META_JSON_PATH"
+    )
+    assemble.add_argument("--config", required=True, metavar="CONFIG.json")
+    assemble.add_argument("--output", required=True, metavar="LAYOUT_DIR")
+    assemble.add_argument("--tag", action="append", default=[], metavar="TAG")
+    assemble.add_argument("--docker-archive", metavar="TAR_PATH")
+    assemble.add_argument("--source-date-epoch", type=int, metavar="N")
+    assemble.add_argument("--base-reference", metavar="REF")
+
+    push = command(commands, "push", _push, "push the image of an OCI layout to registries")
+    push.add_argument("layout", metavar="LAYOUT_DIR")
+    push.add_argument("--to", action="append", required=True, metavar="REF")
+    push.add_argument("--base-reference", metavar="REF")
+
+    copy = command(commands, "copy", _copy, "copy an image (every platform) between registries")
+    copy.add_argument("source", metavar="SRC_REF")
+    copy.add_argument("destination", metavar="DST_REF")
+
+    inspect = command(commands, "inspect", _inspect, "print an image's manifest or config")
+    inspect.add_argument("reference", metavar="REF")
+    inspect.add_argument("--raw", action="store_true", help="the exact bytes of the document")
+    inspect.add_argument("--config", action="store_true", help="the image config")
+    inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    return parser
+
+
+def _transport_options(args: argparse.Namespace) -> TransportOptions:
+    if args.concurrency < 1:
+        raise InputFileError(f"--concurrency must be at least 1, got {args.concurrency}")
+    return TransportOptions(
+        ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+        insecure_registries=frozenset(args.insecure_registry),
+        https_registries=frozenset(args.https_registry),
+        max_concurrency=args.concurrency,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the process exit status."""
+    args = build_parser().parse_args(argv)  # exits 2 on a bad command line
+    stderr = sys.stderr
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter(f"{PROGRAM}: %(message)s"))
+    package_log = logging.getLogger("pants_oci")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+
+    def progress(label: str) -> ProgressCallback | None:
+        return None if args.quiet else _Progress(label, stderr)
+
+    args.progress = progress
+    try:
+        args.handler(args, _transport_options(args))
+    except OCIError as error:
+        _report(error, args, stderr)
+        return 1
+    except OSError as error:  # an input or output path that cannot be used
+        _report(error, args, stderr)
+        return 1
+    except KeyboardInterrupt:
+        stderr.write(f"{PROGRAM}: interrupted\n")
+        return 130
+    finally:
+        package_log.removeHandler(handler)
+    return 0
