@@ -153,21 +153,23 @@ def umoci_unpack(layout_dir: Path, tag: str, bundle_dir: Path) -> Path:
 
 def runc_run(
     bundle_dir: Path,
-    args: Sequence[str],
+    args: Sequence[str] | None,
     env: Mapping[str, str] | None = None,
     *,
     cwd: str | None = None,
     check: bool = True,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `args` in the bundle with runc (no tty; output captured) and delete the container.
+    """Run `args` (None: the image's own entrypoint + cmd) in the bundle with runc (no tty;
+    output captured) and delete the container.
     The bundle's config.json is rewritten for this run; `env` adds to or overrides the image
     env. With check=True a non-zero exit raises ToolError with stdout/stderr."""
     runc = require_binary("runc")
     config_path = bundle_dir / "config.json"
     spec = json.loads(config_path.read_text())
     process = spec["process"]
-    process["args"] = list(args)
+    if args is not None:
+        process["args"] = list(args)
     process["terminal"] = False  # no tty: stdout/stderr stay separate pipes
     process.pop("consoleSize", None)
     if env:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Union
 
 from pants.engine.rules import Rule
 from pants.engine.target import Target
+from pants.engine.unions import UnionRule
 
 from pants_oci import target_types as oci_target_types
+from pants_oci.goals import package
+from pants_oci.util_rules import image, layers, tool
 
 
 def target_types() -> Iterable[type[Target]]:
     return oci_target_types.target_types()
 
 
-def rules() -> Iterable[Rule]:
-    return []
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [*tool.rules(), *layers.rules(), *image.rules(), *package.rules()]

@@ -7,7 +7,7 @@ the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.target import (
@@ -29,10 +29,12 @@ DOCKER_ARCHIVE_PREFIX = "docker-archive:"
 
 # POSIX-style environment variable names, as shells and `docker run -e` accept them.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PORT = re.compile(r"^[0-9]{1,5}(/(tcp|udp|sctp))?$")
 
 
 class OciImageBaseField(StringField):
     alias = "base"
+    value: str
     default = SCRATCH
     help = help_text(
         f"""
@@ -158,10 +160,138 @@ class OciImageWorkdirField(StringField):
         return value
 
 
+class OciImageUserField(StringField):
+    alias = "user"
+    help = help_text(
+        """
+        The user (and optionally group) the container's process runs as: a name or number,
+        `"user"`, `"uid"`, `"user:group"` or `"uid:gid"`, as the image config's `User`.
+        Unset means inherit the base image's (root for `scratch`).
+        """
+    )
+
+
+class OciImageLabelsField(DictStringToStringField):
+    alias = "labels"
+    help = help_text(
+        """
+        Labels of the image config (`docker inspect` shows them), added to the base image's,
+        e.g. `{"org.opencontainers.image.source": "https://github.com/acme/app"}`.
+        """
+    )
+
+
+class OciImageAnnotationsField(DictStringToStringField):
+    alias = "annotations"
+    help = help_text(
+        """
+        Annotations of the image manifest (not the config), e.g.
+        `{"org.opencontainers.image.description": "The API server"}`.
+        """
+    )
+
+
+class OciImageExposedPortsField(StringSequenceField):
+    alias = "exposed_ports"
+    help = help_text(
+        """
+        Ports the container listens on, as `"8080"`, `"8080/tcp"` or `"53/udp"`
+        (documentation for runtimes; nothing is published by it).
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for port in value or ():
+            if not _PORT.match(port):
+                raise InvalidFieldException(
+                    softwrap(
+                        f"""
+                        The `{cls.alias}` field in target {address} has an invalid port
+                        {port!r}: use a number with an optional protocol, like `"8080"`,
+                        `"8080/tcp"` or `"53/udp"`.
+                        """
+                    )
+                )
+        return value
+
+
+class OciImageVolumesField(StringSequenceField):
+    alias = "volumes"
+    help = help_text(
+        """
+        Absolute paths that the container runtime should mount a volume on, e.g. `["/data"]`.
+        """
+    )
+
+
+class OciImagePlatformField(StringField):
+    alias = "platform"
+    help = help_text(
+        """
+        The platform of the image, `os/architecture[/variant]`, e.g. `"linux/arm64"`. It picks
+        the base image's manifest from a multi-platform index and is written in the config.
+        Defaults to `[oci].default_platform`.
+        """
+    )
+
+
+class OciImageTagsField(StringSequenceField):
+    alias = "tags"
+    default = ("latest",)
+    help = help_text(
+        """
+        Tags to give the image, e.g. `["1.4.2", "latest"]`. They name the image in the OCI
+        layout that `package` writes (`org.opencontainers.image.ref.name`).
+        """
+    )
+
+
 class OciImageDependenciesField(Dependencies):
     help = help_text(
         """
-        Files, resources and packages to put in the image, each becoming image content.
+        What to put in the image. Each `oci_layer` dependency becomes one layer, in the order
+        of their addresses; all other dependencies (`files`, `resources`, and anything
+        `package` builds, such as `pex_binary` or `archive`) go together into one final layer.
+        Files keep their path relative to the build root, packages their output path.
+        """
+    )
+
+
+class OciLayerDestinationField(StringField):
+    alias = "destination"
+    value: str
+    default = "/"
+    help = help_text(
+        """
+        The absolute directory in the image under which this layer's files go. A file
+        `src/app/main.py` with destination `"/opt"` lands at `/opt/src/app/main.py`.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        assert value is not None
+        if not value.startswith("/"):
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    The `{cls.alias}` field in target {address} must be an absolute path, but was
+                    {value!r}. Use {"/" + value!r}.
+                    """
+                )
+            )
+        return value
+
+
+class OciLayerDependenciesField(Dependencies):
+    help = help_text(
+        """
+        The files, resources and packages that make up this layer.
         """
     )
 
@@ -176,6 +306,13 @@ class OciImageTarget(Target):
         OciImageCmdField,
         OciImageEnvField,
         OciImageWorkdirField,
+        OciImageUserField,
+        OciImageLabelsField,
+        OciImageAnnotationsField,
+        OciImageExposedPortsField,
+        OciImageVolumesField,
+        OciImagePlatformField,
+        OciImageTagsField,
     )
     help = help_text(
         """
@@ -199,5 +336,25 @@ class OciImageTarget(Target):
     )
 
 
+class OciLayerTarget(Target):
+    alias = "oci_layer"
+    core_fields = (*COMMON_TARGET_FIELDS, OciLayerDependenciesField, OciLayerDestinationField)
+    help = help_text(
+        """
+        One layer of an `oci_image`: a group of files, resources and packages placed under a
+        destination directory.
+
+        Split content into layers by how often it changes: an image pulled or pushed again
+        after a change moves only the layers whose content changed. Put third-party
+        dependencies in one layer and your own code in another.
+
+        Example:
+
+            oci_layer(name="assets", dependencies=[":static"], destination="/srv")
+            oci_image(name="web", dependencies=[":assets", ":server"])
+        """
+    )
+
+
 def target_types() -> list[type[Target]]:
-    return [OciImageTarget]
+    return [OciImageTarget, OciLayerTarget]

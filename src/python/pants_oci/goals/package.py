@@ -1,0 +1,68 @@
+"""`pants package` for `oci_image`: writes the image as an OCI layout under dist/.
+
+    dist/<path>/<name>/              an OCI image layout (`oci-layout`, `index.json`, `blobs/`),
+                                     tagged with the target's `tags`
+    dist/<path>/<name>/image-info.json   manifest and config digests, layers, tags
+
+`skopeo copy oci:dist/<path>/<name>:<tag> ...` and `umoci unpack` read it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.unions import UnionRule
+
+from pants_oci.target_types import OciImageBaseField, OciImageTagsField
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
+
+IMAGE_INFO = "image-info.json"
+
+
+@dataclass(frozen=True)
+class OciImageFieldSet(PackageFieldSet):
+    required_fields = (OciImageBaseField,)
+
+    base: OciImageBaseField
+    tags: OciImageTagsField
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.join(self.address.spec_path, self.address.target_name)
+
+
+@rule(desc="Package OCI image")
+async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
+    image = await Get(BuiltImage, BuildImageRequest(field_set.address))
+    info = json.loads(image.info)
+    info_file = await Get(
+        Digest,
+        CreateDigest(
+            [FileContent(IMAGE_INFO, json.dumps(info, indent=2, sort_keys=True).encode())]
+        ),
+    )
+    contents = await Get(Digest, MergeDigests([image.layout, info_file]))
+    digest = await Get(Digest, AddPrefix(contents, field_set.output_dir))
+    tags = ", ".join(info.get("tags") or ())
+    return BuiltPackage(
+        digest,
+        (
+            BuiltPackageArtifact(
+                relpath=field_set.output_dir,
+                extra_log_lines=(
+                    f"    manifest {info['manifest_digest']}",
+                    f"    tags: {tags}" if tags else "    (untagged)",
+                ),
+            ),
+        ),
+    )
+
+
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [*collect_rules(), UnionRule(PackageFieldSet, OciImageFieldSet)]

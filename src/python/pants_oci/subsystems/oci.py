@@ -1,0 +1,106 @@
+"""The `[oci]` options: how images are built and pushed, for every `oci_image` in the repo."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pants.option.option_types import EnumOption, IntOption, StrListOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import softwrap
+
+
+class LayerCompression(Enum):
+    gzip = "gzip"
+    zstd = "zstd"
+    none = "none"
+
+
+class OciSubsystem(Subsystem):
+    options_scope = "oci"
+    help = "Options for building and pushing OCI container images without a Docker daemon."
+
+    insecure_registries = StrListOption(
+        help=softwrap(
+            """
+            Registries (`host` or `host:port`) to talk to over plain HTTP. Loopback registries
+            (`localhost`, `127.0.0.1`) always use plain HTTP; everything else uses HTTPS.
+            """
+        ),
+    )
+    ca_bundle = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            A PEM file of extra certificate authorities to trust for registries with private
+            certificates, as a path relative to the build root (or absolute). The system's
+            authorities are always trusted.
+            """
+        ),
+    )
+    concurrency = IntOption(
+        default=4,
+        help="How many blobs to upload or download at once, per image.",
+    )
+    compression = EnumOption(
+        default=LayerCompression.gzip,
+        help=softwrap(
+            """
+            How layers are compressed. `gzip` works with every registry and runtime; `zstd`
+            gives smaller, faster layers for runtimes that support it (containerd 1.5+,
+            podman); `none` stores plain tar. Changing it changes every layer digest.
+            """
+        ),
+    )
+    compression_level = IntOption(
+        default=1,
+        help=softwrap(
+            """
+            The compression level: gzip 0-9 (python-isal's levels 0-3 are used for gzip,
+            and higher values are clamped to 3), zstd 1-19. Changing it changes layer digests.
+            """
+        ),
+        advanced=True,
+    )
+    default_platform = StrOption(
+        default="linux/amd64",
+        help=softwrap(
+            """
+            The platform (`os/architecture[/variant]`) of images whose target sets no
+            `platform`: it picks the base image's manifest from a multi-platform index.
+            A fixed default, rather than the host's, keeps builds identical across machines.
+            """
+        ),
+    )
+    source_date_epoch = IntOption(
+        default=0,
+        help=softwrap(
+            """
+            The timestamp (seconds since 1970) written as every layer entry's mtime and as the
+            image's `created` time, as in the reproducible-builds convention SOURCE_DATE_EPOCH.
+            The default, 0, makes images independent of when they were built.
+            """
+        ),
+        advanced=True,
+    )
+    interpreter_constraints = StrListOption(
+        default=["CPython>=3.11,<3.14"],
+        help="The Python versions the image tool (the pants_oci core library) may run on.",
+        advanced=True,
+    )
+    requirements = StrListOption(
+        default=[
+            "httpx==0.28.1",
+            "pydantic==2.14.4",
+            "pathspec==1.1.1",
+            "isal==1.9.1",
+            "zstandard==0.25.0",
+            "google-auth==2.63.0",
+        ],
+        help=softwrap(
+            """
+            The requirements of the image tool. They are pinned because they decide layer
+            bytes (compression) and protocol behaviour: change them only together.
+            """
+        ),
+        advanced=True,
+    )

@@ -1,0 +1,270 @@
+"""An `oci_image` target, built: its base, its layers, and the assembled OCI image layout.
+
+Every step is a cacheable process of the image tool:
+
+  * the base, when it is a registry reference pinned by digest, is fetched once (manifest and
+    config only: its layers are referenced, not copied, until an output needs them);
+  * each layer is built from exactly its files (see layers.py);
+  * assembly writes the image's config and manifest into an OCI layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional
+
+from pants.engine.addresses import Address, Addresses, AddressInput
+from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests, RemovePrefix
+from pants.engine.process import ProcessResult
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
+from pants.engine.target import (
+    DependenciesRequest,
+    InvalidFieldException,
+    Target,
+    Targets,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
+from pants.util.strutil import softwrap
+
+from pants_oci.core.reference import parse_reference
+from pants_oci.subsystems.oci import OciSubsystem
+from pants_oci.target_types import (
+    SCRATCH,
+    OciImageAnnotationsField,
+    OciImageBaseField,
+    OciImageCmdField,
+    OciImageDependenciesField,
+    OciImageEntrypointField,
+    OciImageEnvField,
+    OciImageExposedPortsField,
+    OciImageLabelsField,
+    OciImagePlatformField,
+    OciImageTagsField,
+    OciImageUserField,
+    OciImageVolumesField,
+    OciImageWorkdirField,
+    OciLayerDependenciesField,
+    OciLayerDestinationField,
+)
+from pants_oci.util_rules.layers import (
+    BuildLayerRequest,
+    BuiltLayer,
+    LayerContent,
+    LayerContentRequest,
+)
+from pants_oci.util_rules.tool import OciToolRequest
+
+_LAYOUT_DIR = "image"
+_BASE_DIR = "base"
+_CONFIG = "__oci_image_config.json"
+
+
+@dataclass(frozen=True)
+class BuildImageRequest:
+    """Build an image. A complete image's layout holds every blob, base layers included (what
+    `package` writes); otherwise base layers stay in the base's registry (enough to push)."""
+
+    address: Address
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image as an OCI layout (its files at the digest's root) and its image-info JSON."""
+
+    address: Address
+    layout: Digest
+    info: bytes
+
+    @property
+    def manifest_digest(self) -> str:
+        return str(json.loads(self.info)["manifest_digest"])
+
+
+@dataclass(frozen=True)
+class ResolvedBase:
+    """The base as assembly needs it: a layout under `base/` (or none for scratch)."""
+
+    digest: Optional[Digest]
+    reference: Optional[str]
+
+
+@dataclass(frozen=True)
+class BaseRequest:
+    address: Address
+    base: str
+    platform: str
+    with_layers: bool
+
+
+@rule(desc="Resolve an OCI base image")
+async def resolve_base(request: BaseRequest) -> ResolvedBase:
+    base = request.base
+    if base == SCRATCH:
+        return ResolvedBase(None, None)
+    if base.startswith((":", "//")):
+        base_address = await Get(
+            Address,
+            AddressInput,
+            AddressInput.parse(
+                base,
+                relative_to=request.address.spec_path,
+                description_of_origin=f"the `base` field of {request.address}",
+            ),
+        )
+        built = await Get(BuiltImage, BuildImageRequest(base_address, request.with_layers))
+        return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), None)
+    if base.startswith(("oci-layout:", "docker-archive:")):
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                The `base` field in target {request.address} is {base!r}: local image files as
+                bases are not supported yet. Build the base with an `oci_image` target and use
+                its address, or push it to a registry and use its reference pinned by digest.
+                """
+            )
+        )
+    reference = parse_reference(base)
+    if reference.digest is None:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                The `base` field in target {request.address} is {base!r}, which is not pinned
+                by digest, so builds would change whenever the tag moves. Pin it as
+                `{reference.familiar_name}:{reference.tag or "latest"}@sha256:<digest>`; the
+                digest is what `skopeo inspect --format '{{{{.Digest}}}}' docker://{reference}`
+                prints.
+                """
+            )
+        )
+    empty = await Get(Digest, CreateDigest([]))
+    result = await Get(
+        ProcessResult,
+        OciToolRequest(
+            argv=(
+                "base",
+                "pull",
+                str(reference),
+                "--platform",
+                request.platform,
+                "--output",
+                _BASE_DIR,
+                *(["--with-layers"] if request.with_layers else []),
+            ),
+            description=f"Fetch base image {reference.familiar} ({request.platform})",
+            input_digest=empty,
+            output_directories=(_BASE_DIR,),
+        ),
+    )
+    return ResolvedBase(result.output_digest, str(reference))
+
+
+def image_config(target: Target, platform: str) -> Dict[str, Any]:
+    """The `image assemble` config: None means inherit from the base."""
+
+    def listed(value: Optional[Iterable[str]]) -> Optional[List[str]]:
+        return None if value is None else list(value)
+
+    return {
+        "entrypoint": listed(target[OciImageEntrypointField].value),
+        "cmd": listed(target[OciImageCmdField].value),
+        "env": dict(target[OciImageEnvField].value or {}),
+        "workdir": target[OciImageWorkdirField].value,
+        "user": target[OciImageUserField].value,
+        "labels": dict(target[OciImageLabelsField].value or {}),
+        "annotations": dict(target[OciImageAnnotationsField].value or {}),
+        "exposed_ports": list(target[OciImageExposedPortsField].value or ()),
+        "volumes": list(target[OciImageVolumesField].value or ()),
+        "stop_signal": None,
+        "platform": platform,
+    }
+
+
+def _is_layer_target(target: Target) -> bool:
+    return target.has_field(OciLayerDestinationField)
+
+
+@rule(desc="Build an OCI image")
+async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltImage:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.address, description_of_origin="the `oci_image` rules"),
+    )
+    target = wrapped.target
+    platform = target[OciImagePlatformField].value or oci.default_platform
+    dependencies = await Get(Targets, DependenciesRequest(target[OciImageDependenciesField]))
+
+    # Layer order: each `oci_layer` by address, then one layer with every other dependency.
+    layer_targets = sorted(
+        (t for t in dependencies if _is_layer_target(t)), key=lambda t: t.address
+    )
+    other_addresses = tuple(
+        t.address
+        for t in dependencies
+        if not _is_layer_target(t) and not t.has_field(OciImageBaseField)
+    )
+    layer_dependencies = await MultiGet(
+        Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
+    )
+    contents = await MultiGet(
+        Get(LayerContent, LayerContentRequest(addresses)) for addresses in layer_dependencies
+    )
+    layer_requests = [
+        BuildLayerRequest(t.address, content.snapshot, t[OciLayerDestinationField].value)
+        for t, content in zip(layer_targets, contents)
+    ]
+    if other_addresses:
+        rest = await Get(LayerContent, LayerContentRequest(Addresses(other_addresses)))
+        if rest.snapshot.files:
+            layer_requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
+
+    base_request = BaseRequest(
+        request.address, target[OciImageBaseField].value, platform, request.complete
+    )
+    base = await Get(ResolvedBase, BaseRequest, base_request)
+    layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
+
+    # Each layer's blob and metadata go under layers/<index>/, in image order.
+    metadata = await MultiGet(
+        Get(Digest, CreateDigest([FileContent("meta.json", layer.metadata_json())]))
+        for layer in layers
+    )
+    merged = await MultiGet(
+        Get(Digest, MergeDigests([layer.blob, meta])) for layer, meta in zip(layers, metadata)
+    )
+    placed_layers = await MultiGet(
+        Get(Digest, AddPrefix(digest, f"layers/{index}")) for index, digest in enumerate(merged)
+    )
+    argv: List[str] = ["image", "assemble", "--base", _BASE_DIR if base.digest else "scratch"]
+    for index in range(len(layers)):
+        argv += ["--layer", f"layers/{index}/{BuiltLayer.BLOB_PATH}=layers/{index}/meta.json"]
+    config = json.dumps(image_config(target, platform), sort_keys=True, indent=1).encode()
+    config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
+    argv += ["--config", _CONFIG, "--output", _LAYOUT_DIR]
+    argv += ["--source-date-epoch", str(oci.source_date_epoch)]
+    for tag in target[OciImageTagsField].value or ():
+        argv += ["--tag", tag]
+    if base.reference:
+        argv += ["--base-reference", base.reference]
+
+    input_digest = await Get(
+        Digest,
+        MergeDigests([*placed_layers, config_digest, *([base.digest] if base.digest else [])]),
+    )
+    result = await Get(
+        ProcessResult,
+        OciToolRequest(
+            argv=tuple(argv),
+            description=f"Assemble OCI image {request.address}",
+            input_digest=input_digest,
+            output_directories=(_LAYOUT_DIR,),
+        ),
+    )
+    layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
+    return BuiltImage(request.address, layout, result.stdout)
+
+
+def rules() -> Iterable[Rule]:
+    return collect_rules()

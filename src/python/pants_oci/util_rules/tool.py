@@ -1,0 +1,122 @@
+"""The image tool: the pants_oci core library, run as a hermetic, cacheable process.
+
+Its requirements (httpx, pydantic, isal, ...) are resolved by pex like any Pants tool; its
+source is the core package shipped with this plugin, put into the PEX. Everything the tool
+does (layers, base pulls, image assembly, pushes) goes through `OciToolRequest`, so argv holds
+only sandbox-relative paths and options that change output bytes: nothing machine-specific,
+no credentials.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from typing import Iterable, Optional, Tuple
+
+from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.util_rules import pex
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
+from pants.backend.python.util_rules.pex_requirements import PexRequirements
+from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.process import Process
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from pants_oci.subsystems.oci import OciSubsystem
+
+# The tool's whole dependency closure, pinned, so the same plugin version resolves the same
+# tool on every machine (the compression libraries decide layer bytes).
+_TOOL_CONSTRAINTS = (
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "certifi==2026.10.19.post1",
+    "cffi==2.1.1",
+    "cryptography==50.0.2",
+    "h11==0.16.0",
+    "httpcore==1.0.9",
+    "idna==3.20",
+    "pyasn1==0.6.5",
+    "pyasn1-modules==0.4.2",
+    "pycparser==3.12",
+    "pydantic-core==2.50.5",
+    "typing-extensions==4.16.0",
+    "typing-inspection==0.4.5",
+)
+
+
+@dataclass(frozen=True)
+class OciTool:
+    pex: Pex
+
+
+@dataclass(frozen=True)
+class OciToolRequest:
+    """One run of `python -m pants_oci.core <argv>` in a sandbox holding `input_digest`."""
+
+    argv: Tuple[str, ...]
+    description: str
+    input_digest: Digest
+    output_files: Tuple[str, ...] = ()
+    output_directories: Tuple[str, ...] = ()
+    level: LogLevel = LogLevel.DEBUG
+
+
+def _core_package_files() -> Iterable[FileContent]:
+    """The core library's modules, read from this plugin's own installation."""
+    yield FileContent("pants_oci/__init__.py", b"")
+    core = importlib.resources.files("pants_oci.core")
+    for entry in sorted(core.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            yield FileContent(f"pants_oci/core/{entry.name}", entry.read_bytes())
+
+
+@rule(desc="Build the pants_oci image tool", level=LogLevel.DEBUG)
+async def build_oci_tool(oci: OciSubsystem) -> OciTool:
+    sources = await Get(Digest, CreateDigest(_core_package_files()))
+    tool = await Get(
+        Pex,
+        PexRequest(
+            output_filename="pants-oci-tool.pex",
+            internal_only=True,
+            requirements=PexRequirements(
+                oci.requirements,
+                constraints_strings=_TOOL_CONSTRAINTS,
+                description_of_origin="the `[oci].requirements` option",
+            ),
+            interpreter_constraints=InterpreterConstraints(oci.interpreter_constraints),
+            sources=sources,
+            main=EntryPoint("pants_oci.core.cli", "main"),
+        ),
+    )
+    return OciTool(tool)
+
+
+def global_tool_args(oci: OciSubsystem, ca_bundle_path: Optional[str] = None) -> Tuple[str, ...]:
+    """Options every tool invocation gets, from `[oci]`."""
+    args = ["--concurrency", str(oci.concurrency)]
+    for registry in oci.insecure_registries:
+        args += ["--insecure-registry", registry]
+    if ca_bundle_path:
+        args += ["--ca-bundle", ca_bundle_path]
+    return tuple(args)
+
+
+@rule
+async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsystem) -> Process:
+    return await Get(
+        Process,
+        PexProcess(
+            tool.pex,
+            argv=(*global_tool_args(oci), *request.argv),
+            description=request.description,
+            level=request.level,
+            input_digest=request.input_digest,
+            output_files=request.output_files or None,
+            output_directories=request.output_directories or None,
+        ),
+    )
+
+
+def rules() -> Iterable[Rule]:
+    return [*collect_rules(), *pex.rules()]  # type: ignore[no-untyped-call]
