@@ -11,14 +11,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_pants(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_pants(
+    *args: str, cwd: Path = REPO, check: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `./pants` without pantsd, so no daemon outlives the test run."""
     result = subprocess.run(
         [str(REPO / "pants"), "--no-pantsd", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
         check=False,
         timeout=900,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import uuid
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness.busybox import PushedImage
-from tests.harness.tools import runc_run, skopeo_inspect, umoci_unpack
+from tests.harness.fixtures import RegistryFactory
+from tests.harness.tools import runc_run, skopeo_copy_to_oci_layout, skopeo_inspect, umoci_unpack
 from tests.pants_runs import REPO, make_pants_repo, run_pants
 
 pytestmark = pytest.mark.slow
@@ -68,3 +70,52 @@ oci_image(
     umoci_unpack(out, "v1", bundle)
     result = runc_run(bundle, None)
     assert result.stdout.strip() == "hello world from /"
+
+
+def test_publish_pushes_every_tag_with_credentials_from_docker_config(
+    tmp_path: Path, busybox_image: PushedImage, registry_factory: RegistryFactory
+) -> None:
+    target = registry_factory("token")
+    repo = make_pants_repo(
+        tmp_path / "repo",
+        {
+            "svc/BUILD": f"""
+files(name="scripts", sources=["hello.sh"])
+oci_image(
+    name="api",
+    base="{busybox_image.ref}",
+    dependencies=[":scripts"],
+    cmd=["/bin/sh", "/svc/hello.sh"],
+    registries=["{target.host}"],
+    repository="team/{{directory}}-{{name}}",
+    tags=["1.0", "latest"],
+)
+oci_image(name="private", base="scratch", registries=["{target.host}"], skip_push=True)
+""",
+            "svc/hello.sh": "echo published image runs\n",
+        },
+    )
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    auth = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
+    (docker_config / "config.json").write_text(json.dumps({"auths": {target.host: {"auth": auth}}}))
+    result = run_pants("publish", "svc::", cwd=repo, env={"DOCKER_CONFIG": str(docker_config)})
+    assert target.password not in result.stdout + result.stderr
+    [pushed_line] = [line for line in result.stdout.splitlines() if '"pushed"' in line]
+    pushed = {p["reference"]: p["digest"] for p in json.loads(pushed_line)["pushed"]}
+    assert "private" not in pushed_line
+    run_pants("package", "svc:api", cwd=repo)
+    info = json.loads((repo / "dist/svc/api/image-info.json").read_text())
+    assert set(pushed.values()) == {info["manifest_digest"]}
+    for tag in ("1.0", "latest"):
+        ref = f"{target.host}/team/svc-api:{tag}"
+        inspected = skopeo_inspect(f"docker://{ref}", registry=target)
+        assert inspected["Digest"] == info["manifest_digest"]
+    assert "skip_push" in result.stderr
+    layout = tmp_path / "pulled"
+    skopeo_copy_to_oci_layout(
+        f"docker://{target.host}/team/svc-api:1.0", layout, "1.0", registry=target
+    )
+    bundle = tmp_path / "bundle"
+    umoci_unpack(layout, "1.0", bundle)
+    assert runc_run(bundle, None).stdout.strip() == "published image runs"

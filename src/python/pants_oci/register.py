@@ -9,7 +9,7 @@ from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
 from pants_oci import target_types as oci_target_types
-from pants_oci.goals import package
+from pants_oci.goals import package, publish
 from pants_oci.util_rules import image, layers, tool
 
 
@@ -18,4 +18,4 @@ def target_types() -> Iterable[type[Target]]:
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:
-    return [*tool.rules(), *layers.rules(), *image.rules(), *package.rules()]
+    return [*tool.rules(), *layers.rules(), *image.rules(), *package.rules(), *publish.rules()]

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional, Tuple
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
+    BoolField,
     Dependencies,
     DictStringToStringField,
     InvalidFieldException,
@@ -245,9 +246,61 @@ class OciImageTagsField(StringSequenceField):
     help = help_text(
         """
         Tags to give the image, e.g. `["1.4.2", "latest"]`. They name the image in the OCI
-        layout that `package` writes (`org.opencontainers.image.ref.name`).
+        layout that `package` writes (`org.opencontainers.image.ref.name`), and `publish`
+        pushes each one. May use the placeholders of `repository`.
         """
     )
+
+
+def interpolate(template: str, address: Address, field_alias: str) -> str:
+    """Fill `{name}`, `{directory}` and `{parent_directory}` in a repository or tag."""
+    parts = address.spec_path.split("/") if address.spec_path else []
+    values = {
+        "name": address.target_name,
+        "directory": parts[-1] if parts else "",
+        "parent_directory": parts[-2] if len(parts) > 1 else "",
+    }
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as e:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                The `{field_alias}` field in target {address} has an unknown placeholder in
+                {template!r} ({e}). Known placeholders: {", ".join("{" + k + "}" for k in values)}.
+                """
+            )
+        ) from e
+
+
+class OciImageRepositoryField(StringField):
+    alias = "repository"
+    default = "{name}"
+    help = help_text(
+        """
+        The repository the image is pushed to, within each of its `registries`, e.g.
+        `"team/api"`. May use placeholders: `{name}` (the target name), `{directory}` (the
+        BUILD file's directory name) and `{parent_directory}` (the one above it). Default:
+        `"{name}"`.
+        """
+    )
+
+
+class OciImageRegistriesField(StringSequenceField):
+    alias = "registries"
+    help = help_text(
+        """
+        The registries `pants publish` pushes the image to: hosts, with a port if needed, such
+        as `["ghcr.io", "registry.example.com:5000"]`. Each tag is pushed to each registry.
+        An image with no registries is not published.
+        """
+    )
+
+
+class OciImageSkipPushField(BoolField):
+    alias = "skip_push"
+    default = False
+    help = "If true, `pants publish` skips this image (`pants package` still builds it)."
 
 
 class OciImageDependenciesField(Dependencies):
@@ -313,6 +366,9 @@ class OciImageTarget(Target):
         OciImageVolumesField,
         OciImagePlatformField,
         OciImageTagsField,
+        OciImageRepositoryField,
+        OciImageRegistriesField,
+        OciImageSkipPushField,
     )
     help = help_text(
         """

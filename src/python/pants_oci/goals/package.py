@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Union
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.addresses import Address
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
@@ -34,7 +35,12 @@ class OciImageFieldSet(PackageFieldSet):
 
     @property
     def output_dir(self) -> str:
-        return os.path.join(self.address.spec_path, self.address.target_name)
+        return self.create_output_dir(self.address)
+
+    @staticmethod
+    def create_output_dir(address: Address) -> str:
+        """dist/<path>/<name>/, relative to the distdir."""
+        return os.path.join(address.spec_path, address.target_name)
 
 
 @rule(desc="Package OCI image")

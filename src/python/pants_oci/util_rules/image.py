@@ -47,6 +47,7 @@ from pants_oci.target_types import (
     OciImageWorkdirField,
     OciLayerDependenciesField,
     OciLayerDestinationField,
+    interpolate,
 )
 from pants_oci.util_rules.layers import (
     BuildLayerRequest,
@@ -245,7 +246,7 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
     argv += ["--config", _CONFIG, "--output", _LAYOUT_DIR]
     argv += ["--source-date-epoch", str(oci.source_date_epoch)]
     for tag in target[OciImageTagsField].value or ():
-        argv += ["--tag", tag]
+        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias)]
     if base.reference:
         argv += ["--base-reference", base.reference]
 

@@ -21,6 +21,7 @@ from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.fs import CreateDigest, Digest, FileContent
 from pants.engine.process import Process
 from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from pants_oci.subsystems.oci import OciSubsystem
@@ -60,6 +61,8 @@ class OciToolRequest:
     output_files: Tuple[str, ...] = ()
     output_directories: Tuple[str, ...] = ()
     level: LogLevel = LogLevel.DEBUG
+    # Only for processes that are never cached (publishing): e.g. where credentials live.
+    uncached_env: FrozenDict[str, str] = FrozenDict()  # noqa: RUF009 (immutable)
 
 
 def _core_package_files() -> Iterable[FileContent]:
@@ -114,6 +117,7 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             input_digest=request.input_digest,
             output_files=request.output_files or None,
             output_directories=request.output_directories or None,
+            extra_env=request.uncached_env,
         ),
     )
 

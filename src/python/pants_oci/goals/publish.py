@@ -1,0 +1,126 @@
+"""`pants publish` for `oci_image`: push every tag to every registry in one process per image.
+
+The push runs the image tool as an interactive (never cached) process, so it can see the
+user's docker config, credential helpers and Google credentials; they are resolved inside that
+process and never appear in argv or in any cache key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Tuple, Union
+
+from pants.core.goals.publish import (
+    PublishFieldSet,
+    PublishOutputData,
+    PublishPackages,
+    PublishProcesses,
+    PublishRequest,
+)
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.process import InteractiveProcess, Process
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
+
+from pants_oci.goals.package import OciImageFieldSet
+from pants_oci.target_types import (
+    OciImageRegistriesField,
+    OciImageRepositoryField,
+    OciImageSkipPushField,
+    OciImageTagsField,
+    interpolate,
+)
+from pants_oci.util_rules.tool import OciToolRequest
+
+# What the push may need from the user's environment to find credentials and proxies.
+_CREDENTIAL_ENV = (
+    "HOME",
+    "PATH",
+    "DOCKER_CONFIG",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
+
+
+class PublishOciImageRequest(PublishRequest):  # type: ignore[type-arg]
+    pass
+
+
+@dataclass(frozen=True)
+class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
+    publish_request_type = PublishOciImageRequest
+    required_fields = (OciImageRegistriesField,)
+
+    registries: OciImageRegistriesField
+    repository: OciImageRepositoryField
+    tags: OciImageTagsField
+    skip_push: OciImageSkipPushField
+
+    def references(self) -> Tuple[str, ...]:
+        repository = interpolate(
+            self.repository.value or "{name}", self.address, OciImageRepositoryField.alias
+        )
+        tags = [
+            interpolate(t, self.address, OciImageTagsField.alias) for t in self.tags.value or ()
+        ]
+        return tuple(
+            f"{registry}/{repository}:{tag}"
+            for registry in self.registries.value or ()
+            for tag in tags
+        )
+
+    def get_output_data(self) -> PublishOutputData:
+        return PublishOutputData(
+            {
+                "publisher": "oci",
+                "registries": self.registries.value or (),
+                **super().get_output_data(),
+            }
+        )
+
+
+@rule(desc="Push OCI image")
+async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses:
+    field_set = request.field_set
+    assert isinstance(field_set, PublishOciImageFieldSet)
+    references = field_set.references()
+    if field_set.skip_push.value:
+        return PublishProcesses(
+            [
+                PublishPackages(
+                    names=references,
+                    description=f"(by `{field_set.skip_push.alias}` on {field_set.address})",
+                )
+            ]
+        )
+    if not references:
+        return PublishProcesses([])
+    [package] = request.packages
+    layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV))
+    argv = ["push", layout_dir]
+    for reference in references:
+        argv += ["--to", reference]
+    process = await Get(
+        Process,
+        OciToolRequest(
+            argv=tuple(argv),
+            description=f"Push {field_set.address}",
+            input_digest=package.digest,
+            uncached_env=FrozenDict(env),
+        ),
+    )
+    return PublishProcesses(
+        [PublishPackages(names=references, process=InteractiveProcess.from_process(process))]
+    )
+
+
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [*collect_rules(), *PublishOciImageFieldSet.rules()]
