@@ -297,3 +297,25 @@ def test_caller_supplied_authorization_is_left_alone(stub: StubRegistry) -> None
         )
     assert response.status_code == 401
     assert stub.token_requests() == []
+
+
+def test_a_plain_http_token_service_is_refused_for_an_https_registry() -> None:
+    """No harness server puts an HTTPS registry's realm on another host's plain HTTP: a mock."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        challenge = 'Bearer realm="http://auth.example.com/token",service="registry"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    keychain = StaticKeychain({"registry.example.com": {"username": "u", "password": PASSWORD}})
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler), auth=RegistryAuth(keychain)) as c,
+        pytest.raises(UnauthorizedError) as error,
+    ):
+        c.get("https://registry.example.com/v2/app/manifests/latest")
+    assert [r.url.host for r in seen] == ["registry.example.com"]  # nothing sent to the realm
+    message = str(error.value)
+    assert "http://auth.example.com/token" in message and "cleartext" in message
+    assert PASSWORD not in message
+    assert error.value.registry == "registry.example.com"

@@ -17,13 +17,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pants_oci.core.auth import (
+    Credential,
     CredentialKind,
     GoogleKeychain,
+    RegistryAuth,
     StaticKeychain,
     default_keychain,
     is_google_registry,
 )
 from pants_oci.core.errors import CredentialError
+from pants_oci.core.registry import RegistryClient
+from pants_oci.core.transport import TransportOptions
+from tests.core.registry_support import options_for
+from tests.harness.fixtures import RegistryFactory
+from tests.harness.proxies import FaultProxy
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -41,6 +48,7 @@ class GoogleTokenEndpoint:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.expires_in = 3600
         self.fail_with: tuple[int, dict[str, str]] | None = None
+        self.token_value: str | None = None  # issue this access token (default: random ones)
         self.grants: list[dict[str, Any]] = []
         self.issued: list[str] = []
         endpoint = self
@@ -78,7 +86,7 @@ class GoogleTokenEndpoint:
         self.grants.append({"grant_type": form.get("grant_type"), **claims})
         if self.fail_with is not None:
             return self.fail_with
-        token = f"ya29.test-{secrets.token_hex(8)}"
+        token = self.token_value or f"ya29.test-{secrets.token_hex(8)}"
         self.issued.append(token)
         return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
 
@@ -233,3 +241,68 @@ def test_default_keychain_order(google_endpoint: GoogleTokenEndpoint, tmp_path: 
     explicit = default_keychain({"gcr.io": {"token": "ya29.explicit"}}, env=env)
     first = explicit.resolve("gcr.io", "p/app")
     assert first is not None and first.password == "ya29.explicit"
+
+
+def test_token_requests_honour_the_transport_options(
+    google_endpoint: GoogleTokenEndpoint, tmp_path: Path
+) -> None:
+    """The keychain's TransportOptions (here: a proxy) apply to Google's token endpoint too."""
+    endpoint_base = google_endpoint.token_uri.removesuffix("/token")
+    with FaultProxy(endpoint_base) as proxy:
+        options = TransportOptions(proxy=proxy.url)
+        info = google_endpoint.service_account_info()
+        static = StaticKeychain({"gcr.io": {"service_account_info": info}}, options=options)
+        credential = static.resolve("gcr.io", "p/app")
+        env = {"GOOGLE_APPLICATION_CREDENTIALS": str(google_endpoint.key_file(tmp_path))}
+        adc = GoogleKeychain(env, options=options).resolve("eu.gcr.io", "p/app")
+    assert credential is not None and adc is not None
+    assert [credential.password, adc.password] == google_endpoint.issued
+    assert [r.method for r in proxy.seen(pattern=r"/token")] == ["POST", "POST"]
+
+
+def test_an_injected_environment_is_the_only_one_read(
+    google_endpoint: GoogleTokenEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process environment points at a usable key file: an injected env must not see it.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(google_endpoint.key_file(tmp_path)))
+    assert GoogleKeychain({}).resolve("gcr.io", "p/app") is None
+    assert google_endpoint.grants == []
+    # gcloud's ADC file, found through the injected HOME (or CLOUDSDK_CONFIG).
+    home = tmp_path / "home"
+    gcloud = home / ".config" / "gcloud"
+    gcloud.mkdir(parents=True)
+    (gcloud / "application_default_credentials.json").write_text(
+        json.dumps(google_endpoint.service_account_info())
+    )
+    credential = GoogleKeychain({"HOME": str(home)}).resolve("gcr.io", "p/app")
+    assert credential is not None and credential.password == google_endpoint.issued[0]
+    assert "gcloud" in credential.source
+    elsewhere = GoogleKeychain({"HOME": str(home), "CLOUDSDK_CONFIG": str(tmp_path / "none")})
+    assert elsewhere.resolve("gcr.io", "p/app") is None
+
+
+def test_a_registry_request_authenticated_with_a_google_credential(
+    google_endpoint: GoogleTokenEndpoint, registry_factory: RegistryFactory, unique_repo: str
+) -> None:
+    """Basic `oauth2accesstoken:<access token>`, as Google registries take it, accepted by a
+    basic-auth registry that has that account."""
+    access_token = f"ya29.{secrets.token_urlsafe(24)}"
+    google_endpoint.token_value = access_token
+    registry = registry_factory("basic", extra_users={"oauth2accesstoken": access_token})
+    info = google_endpoint.service_account_info()
+    google = StaticKeychain({"gcr.io": {"service_account_info": info}})
+
+    class AsIfGcr:
+        """The loopback registry gets the credentials Google options give for gcr.io."""
+
+        def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
+            return google.resolve("gcr.io", repository)
+
+    data = secrets.token_bytes(1000)
+    with RegistryClient(
+        registry.host, unique_repo, auth=RegistryAuth(AsIfGcr()), options=options_for(registry)
+    ) as client:
+        digest, _ = client.upload_blob(data)
+        assert b"".join(client.iter_blob(digest)) == data
+        client.ping()
+    assert len(google_endpoint.grants) == 1  # one access token, reused

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import sys
@@ -370,13 +371,43 @@ def test_helper_timeout(tmp_path: Path, helper_env: tuple[Path, dict[str, str]])
     assert "docker-credential-test" in str(raised.value)
 
 
-def test_missing_helper_binary(tmp_path: Path, helper_env: tuple[Path, dict[str, str]]) -> None:
+def test_missing_default_store_means_no_credentials_with_one_warning(
+    tmp_path: Path, helper_env: tuple[Path, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A config copied from a Docker Desktop machine: public pulls must still work.
     config_dir, env = helper_env
-    write_config(config_dir, {"credsStore": "nonexistent"})
+    write_config(config_dir, {"credsStore": "nonexistent", "auths": {"a.io": {}}})
+    keychain = DockerConfigKeychain(env)
+    with caplog.at_level(logging.WARNING, logger="pants_oci.core._docker_config"):
+        assert [keychain.resolve(r, "x/y") for r in ("a.io", "b.io", "docker.io")] == [None] * 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "docker-credential-nonexistent" in warnings[0] and "not installed" in warnings[0]
+
+
+def test_missing_helper_named_for_the_registry_is_an_error(
+    tmp_path: Path, helper_env: tuple[Path, dict[str, str]]
+) -> None:
+    config_dir, env = helper_env
+    write_config(config_dir, {"credsStore": "nonexistent", "credHelpers": {"a.io": "alsomissing"}})
+    keychain = DockerConfigKeychain(env)
     with pytest.raises(
-        CredentialHelperError, match=r"docker-credential-nonexistent.*not installed"
+        CredentialHelperError, match=r"docker-credential-alsomissing.*not installed"
     ):
-        DockerConfigKeychain(env).resolve("a.io")
+        keychain.resolve("a.io")
+    assert keychain.resolve("b.io") is None  # the default store: degraded, not an error
+
+
+def test_no_docker_config_without_docker_config_or_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path.home() would find this one (through the real HOME): it must not be read.
+    write_config(tmp_path / ".docker", {"auths": {"a.io": {"auth": b64("u:p")}}})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    keychain = DockerConfigKeychain({"PATH": os.defpath})
+    assert keychain.path is None
+    assert keychain.resolve("a.io") is None
+    assert "path=None" in repr(keychain)
 
 
 # --- end to end: docker config and helpers driving the real handshake -------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import threading
 
+import httpx
 import pytest
 
 from pants_oci.core.registry import map_bounded, next_link
@@ -12,6 +13,7 @@ from pants_oci.core.transport import (
     TransportOptions,
     parse_retry_after,
     proxy_for,
+    proxy_for_url,
     registry_base_url,
     uses_plain_http,
 )
@@ -60,6 +62,57 @@ def test_proxy_comes_from_options_or_the_environment(monkeypatch: pytest.MonkeyP
     assert proxy_for("localhost:5000") is None  # loopback never goes through a proxy
     assert proxy_for("ghcr.io", TransportOptions(proxy="http://other:8080")) == "http://other:8080"
     assert proxy_for("ghcr.io", TransportOptions(proxy="")) is None  # explicitly none
+
+
+def test_proxy_for_reads_an_injected_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://from-os-environ:1")
+    monkeypatch.setenv("NO_PROXY", "")
+    env = {
+        "HTTPS_PROXY": "http://upper:3128",
+        "https_proxy": "http://lower:3128",  # lowercase wins, as in curl and urllib
+        "HTTP_PROXY": "http://plain:3128",
+        "NO_PROXY": "internal.corp, .example.com,exact.io:5000",
+    }
+    assert proxy_for("ghcr.io", env=env) == "http://lower:3128"
+    insecure = TransportOptions(insecure_registries=frozenset({"registry.lan:5000"}))
+    assert proxy_for("registry.lan:5000", insecure, env=env) == "http://plain:3128"
+    assert proxy_for("registry.internal.corp", env=env) is None
+    assert proxy_for("internal.corp", env=env) is None
+    assert proxy_for("a.example.com", env=env) is None
+    assert proxy_for("notexample.com", env=env) == "http://lower:3128"
+    assert proxy_for("exact.io:5000", env=env) is None
+    assert proxy_for("ghcr.io", env={}) is None  # not os.environ's HTTPS_PROXY
+    assert proxy_for("ghcr.io", env={"ALL_PROXY": "http://all:1", "NO_PROXY": "*"}) is None
+    assert proxy_for("ghcr.io", env={"ALL_PROXY": "http://all:1"}) == "http://all:1"
+    assert proxy_for_url("https://oauth2.googleapis.com/token", env=env) == "http://lower:3128"
+    assert proxy_for_url("http://127.0.0.1:9/token", env=env) is None
+
+
+def test_httpx_log_records_lose_their_query_strings() -> None:
+    import logging
+
+    from pants_oci.core.transport import install_log_redaction
+
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    logger = logging.getLogger("httpx")
+    assert len([f for f in logger.filters if type(f).__name__ == "_RedactQueries"]) == 1
+    url = httpx.URL("https://s3.example.com/bucket/blob?X-Amz-Signature=secret&X-Amz-Date=1")
+    record = logger.makeRecord(
+        "httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s %d %s"',
+        ("GET", url, "HTTP/1.1", 200, "OK"), None,
+    )  # fmt: skip
+    for log_filter in logger.filters:
+        log_filter.filter(record)
+    assert record.getMessage() == (
+        'HTTP Request: GET https://s3.example.com/bucket/blob "HTTP/1.1 200 OK"'
+    )
+    text = logger.makeRecord(
+        "httpx", logging.INFO, __file__, 1, "see https://h/p?token=secret now", (), None
+    )
+    for log_filter in logger.filters:
+        log_filter.filter(text)
+    assert text.getMessage() == "see https://h/p now"
 
 
 def test_parse_retry_after() -> None:

@@ -21,7 +21,8 @@ RegistryFactory = Callable[..., Registry]
 
 @pytest.fixture
 def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
-    """make(mode="anonymous", *, tls=None, token_expires_in=300) -> a fresh Registry, stopped
+    """make(mode="anonymous", *, tls=None, token_expires_in=300, extra_users=None) -> a fresh
+    Registry (extra_users: more htpasswd accounts in basic mode), stopped
     when the test ends. For tests that need a server of their own (e.g. to stop it mid-test
     or to tamper with storage)."""
     started: list[Registry] = []

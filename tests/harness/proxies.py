@@ -7,6 +7,8 @@ registry's Location headers point back at the proxy) unless a rule matches it fi
     proxy.cut("PATCH", r"/blobs/uploads/", after_bytes=4096)   # break the connection midway
     proxy.add_headers("POST", r"/blobs/uploads/$", {"OCI-Chunk-Min-Length": "65536"})
     proxy.rewrite_body("GET", r"/manifests/", lambda path, body: (new_body, {"Content-Type": ...}))
+    proxy.cut_response("GET", r"/blobs/", after_bytes=65536)   # headers, some body, then RST
+    proxy.gzip("GET", r"/blobs/")      # gzip answers whose request accepts gzip, as CDNs do
 
 Every request is recorded (`proxy.requests`, `proxy.seen(method, pattern)`). Rules match
 on the method and a regex searched in the path (query included) and fire `times` times
@@ -18,6 +20,7 @@ of a redirect, to prove what a client sent there.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import re
 import socket
@@ -57,7 +60,7 @@ class SeenRequest:
 class Rule:
     method: str
     pattern: str
-    action: str  # "respond" | "cut" | "add_headers" | "rewrite_body"
+    action: str  # "respond" | "cut" | "cut_response" | "add_headers" | "rewrite_body" | "gzip"
     times: int | None = 1
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
@@ -120,20 +123,35 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         status, upstream_headers, data = proxy.forward(self.command, self.path, self.headers, body)
         for rule in rules:
+            replaced: dict[str, str] = {}
             if rule.action == "add_headers":
                 upstream_headers.extend(rule.headers.items())
             elif rule.action == "rewrite_body" and rule.rewrite is not None:
                 data, replaced = rule.rewrite(self.path, data)
+            elif rule.action == "gzip" and "gzip" in headers.get("accept-encoding", "").lower():
+                data = gzip.compress(data, mtime=0)
+                replaced = {"Content-Encoding": "gzip"}
+            else:
+                continue
+            if self.command != "HEAD":  # a HEAD's Content-Length is the GET's, keep it
                 replaced = {**replaced, "Content-Length": str(len(data))}
-                lowered = {name.lower() for name in replaced}
-                upstream_headers = [(k, v) for k, v in upstream_headers if k.lower() not in lowered]
-                upstream_headers += list(replaced.items())
+            lowered = {name.lower() for name in replaced}
+            upstream_headers = [(k, v) for k, v in upstream_headers if k.lower() not in lowered]
+            upstream_headers += list(replaced.items())
+        cut = next((r for r in rules if r.action == "cut_response"), None)
+        if cut is not None:
+            self._send_raw(status, upstream_headers, data[: cut.after_bytes], complete=False)
+            self.close_connection = True
+            _reset(self.connection)
+            return
         self._send_raw(status, upstream_headers, data)
 
     def _send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self._send_raw(status, [*headers.items(), ("Content-Length", str(len(body)))], body)
 
-    def _send_raw(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    def _send_raw(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, *, complete: bool = True
+    ) -> None:
         self.send_response_only(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -141,6 +159,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body:
             self.wfile.write(body)
         self.wfile.flush()
+        if not complete:
+            with suppress(OSError):  # let the partial body reach the client before the RST
+                self.connection.shutdown(socket.SHUT_WR)
 
     def _cut(self, after_bytes: int) -> None:
         """Forward the headers and `after_bytes` of the body, then break both connections.
@@ -237,6 +258,26 @@ class FaultProxy:
     ) -> Rule:
         """Break matching requests' connections after forwarding `after_bytes` of the body."""
         return self._add(Rule(method, pattern, "cut", times, after_bytes=after_bytes, skip=skip))
+
+    def cut_response(
+        self,
+        method: str,
+        pattern: str,
+        *,
+        after_bytes: int,
+        times: int | None = 1,
+        skip: int = 0,
+    ) -> Rule:
+        """Forward matching requests, then send the answer's headers and only `after_bytes`
+        of its body before breaking the connection: a download that breaks midway."""
+        return self._add(
+            Rule(method, pattern, "cut_response", times, after_bytes=after_bytes, skip=skip)
+        )
+
+    def gzip(self, method: str, pattern: str, *, times: int | None = None) -> Rule:
+        """gzip the registry's answers to matching requests that accept gzip
+        (Content-Encoding: gzip), as a compressing proxy or CDN does; others pass as they are."""
+        return self._add(Rule(method, pattern, "gzip", times))
 
     def add_headers(
         self, method: str, pattern: str, headers: Mapping[str, str], *, times: int | None = None

@@ -273,12 +273,20 @@ def _start_token_service(
 
 
 def start_registry(
-    mode: Mode, directory: Path, *, tls: bool | None = None, token_expires_in: int = 300
+    mode: Mode,
+    directory: Path,
+    *,
+    tls: bool | None = None,
+    token_expires_in: int = 300,
+    extra_users: dict[str, str] | None = None,
 ) -> Registry:
     """Start a docker-registry in `directory` (config, storage, certs, log all live there).
-    `tls` adds HTTPS to basic/token mode too; "tls" mode is anonymous over HTTPS."""
+    `tls` adds HTTPS to basic/token mode too; "tls" mode is anonymous over HTTPS.
+    `extra_users` ({user: password}) adds htpasswd accounts in basic mode."""
     if mode not in MODES:
         raise ValueError(f"unknown registry mode {mode!r}; expected one of {MODES}")
+    if extra_users and mode != "basic":
+        raise ValueError("extra_users is for basic mode (htpasswd)")
     binary = require_binary("docker-registry")
     directory.mkdir(parents=True, exist_ok=True)
     storage_dir = directory / "storage"
@@ -292,10 +300,15 @@ def start_registry(
         password = secrets.token_urlsafe(12)
         htpasswd = directory / "htpasswd"
         # distribution accepts only bcrypt entries; a low cost keeps logins fast in tests.
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
-        htpasswd.write_text(f"tester:{hashed}\n")
+        accounts = {"tester": password, **(extra_users or {})}
+        htpasswd.write_text(
+            "".join(
+                f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                for user, pw in accounts.items()
+            )
+        )
         auth = {"htpasswd": {"realm": "pants-oci-test", "path": str(htpasswd)}}
-        registry_kwargs.update(username="tester", password=password, users={"tester": password})
+        registry_kwargs.update(username="tester", password=password, users=accounts)
     elif mode == "token":
         token_service, users = _start_token_service(
             directory / "token-service", expires_in=token_expires_in

@@ -33,6 +33,11 @@ def helper_binary(name: str) -> str:
     return f"docker-credential-{name}"
 
 
+def helper_installed(helper: str, env: Mapping[str, str]) -> bool:
+    """Whether ``docker-credential-<helper>`` is on ``env``'s PATH."""
+    return shutil.which(helper_binary(helper), path=env.get("PATH", os.defpath)) is not None
+
+
 def get_credential(
     helper: str,
     server_url: str,

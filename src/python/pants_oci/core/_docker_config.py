@@ -1,7 +1,8 @@
 """DockerConfigKeychain: the credentials ``docker login`` saved.
 
-Reads ``$DOCKER_CONFIG/config.json``, or ``~/.docker/config.json`` when DOCKER_CONFIG is not
-set, and answers as docker itself would:
+Reads ``$DOCKER_CONFIG/config.json``, or ``$HOME/.docker/config.json`` when DOCKER_CONFIG is
+not set (with neither set, there is no docker config: no credentials), and answers as docker
+itself would:
 
 1. ``credHelpers`` names a helper for this registry: ask ``docker-credential-<name>``;
 2. else ``credsStore`` names a default helper: ask it;
@@ -9,7 +10,11 @@ set, and answers as docker itself would:
    ``auth`` (base64 of ``user:password``) or ``username``/``password``.
 
 When a helper applies, its answer is final, as in docker: a helper that has no entry means no
-credentials, even if ``auths`` has one. Keys may be host names, ``host:port``, or URLs such as
+credentials, even if ``auths`` has one. One exception: when the default ``credsStore`` helper
+is not installed (a config copied from a machine with Docker Desktop, say), that means no
+credentials for every registry, with one warning, rather than an error for every pull of a
+public image. A helper named for the registry in ``credHelpers`` that is not installed is an
+error (CredentialHelperError). Keys may be host names, ``host:port``, or URLs such as
 ``https://index.docker.io/v1/`` (Docker Hub's legacy key) and ``http://localhost:5000``;
 Docker Hub's names all match each other.
 
@@ -24,24 +29,33 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pants_oci.core._credential_helpers import DEFAULT_HELPER_TIMEOUT, get_credential
+from pants_oci.core._credential_helpers import (
+    DEFAULT_HELPER_TIMEOUT,
+    get_credential,
+    helper_binary,
+    helper_installed,
+)
 from pants_oci.core._credentials import Credential, helper_server_url, normalize_registry
 from pants_oci.core.errors import CredentialError
 
+_log = logging.getLogger(__name__)
 
-def docker_config_path(env: Mapping[str, str]) -> Path:
-    """Where docker keeps config.json for this environment."""
+
+def docker_config_path(env: Mapping[str, str]) -> Path | None:
+    """Where docker keeps config.json for this environment (None: neither DOCKER_CONFIG nor
+    HOME is set, so there is none; the password database's home is not guessed at)."""
     directory = env.get("DOCKER_CONFIG")
     if directory:
         return Path(directory) / "config.json"
     home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".docker" / "config.json"
+    return Path(home) / ".docker" / "config.json" if home else None
 
 
 class DockerConfigKeychain:
@@ -55,20 +69,26 @@ class DockerConfigKeychain:
         helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
     ) -> None:
         """``env`` (default ``os.environ``) supplies DOCKER_CONFIG, HOME and the PATH that
-        helpers are looked up on; ``path`` names a config.json explicitly instead."""
+        helpers are looked up on; ``path`` names a config.json explicitly instead. ``path``
+        is None when the environment names no config (no DOCKER_CONFIG, no HOME)."""
         self._env: Mapping[str, str] = dict(os.environ if env is None else env)
         self.path = Path(path) if path is not None else docker_config_path(self._env)
         self.helper_timeout = helper_timeout
         self._lock = threading.Lock()
         self._config: dict[str, Any] | None = None
+        self._missing_store_warned = False
 
     def __repr__(self) -> str:
-        return f"DockerConfigKeychain(path={str(self.path)!r})"
+        return f"DockerConfigKeychain(path={None if self.path is None else str(self.path)!r})"
 
     def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
         config = self._load()
         wanted = normalize_registry(registry)
-        helper = _lookup(config.get("credHelpers"), wanted) or config.get("credsStore")
+        helper = _lookup(config.get("credHelpers"), wanted)
+        if not (isinstance(helper, str) and helper):
+            helper = config.get("credsStore")
+            if isinstance(helper, str) and helper and not self._store_installed(helper):
+                return None
         if isinstance(helper, str) and helper:
             return get_credential(
                 helper,
@@ -87,6 +107,22 @@ class DockerConfigKeychain:
                     return credential
         return None
 
+    def _store_installed(self, helper: str) -> bool:
+        """Whether the default credsStore helper is installed; warns once when it is not."""
+        if helper_installed(helper, self._env):
+            return True
+        with self._lock:
+            warn, self._missing_store_warned = not self._missing_store_warned, True
+        if warn:
+            _log.warning(
+                "docker config %s names the credential store %r, but %s is not installed "
+                "(not found on PATH): going on without its credentials",
+                self.path,
+                helper,
+                helper_binary(helper),
+            )
+        return False
+
     def _load(self) -> dict[str, Any]:
         with self._lock:
             if self._config is None:
@@ -94,6 +130,8 @@ class DockerConfigKeychain:
             return self._config
 
     def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -141,7 +179,7 @@ def _lookup(table: Any, wanted: str) -> Any:
     return None
 
 
-def _username_password(entry: dict[str, Any], key: str, path: Path) -> tuple[str, str]:
+def _username_password(entry: dict[str, Any], key: str, path: Path | None) -> tuple[str, str]:
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:

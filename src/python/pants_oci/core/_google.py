@@ -12,7 +12,16 @@ Google registries accept HTTP Basic (or Basic to their token service) with the u
   or ``{"token": ACCESS_TOKEN}`` (a ready access token, used as is).
 
 Access tokens are refreshed when google-auth says they are about to expire; each credential
-returned carries ``expires_at`` so that holders re-resolve in time.
+returned carries ``expires_at`` so that holders re-resolve in time. Token requests go through
+httpx with the TransportOptions given to the keychain (``ca_bundle``, ``proxy``, timeouts);
+the environment's HTTPS_PROXY / NO_PROXY are read from the keychain's ``env``.
+
+The environment. With an ``env`` given to :class:`GoogleKeychain`, only that mapping is read:
+GOOGLE_APPLICATION_CREDENTIALS, then gcloud's ADC file (``$CLOUDSDK_CONFIG`` or
+``$HOME/.config/gcloud``). Without one (the default), ``google.auth.default()`` searches as
+always, which reads ``os.environ`` (GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG,
+GCE_METADATA_HOST, ...) and also asks the GCE metadata server; that search is skipped for an
+injected ``env`` because it cannot be pointed at another environment.
 
 Private: import GoogleKeychain from :mod:`pants_oci.core.auth`.
 """
@@ -24,6 +33,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import google.auth
@@ -34,6 +44,7 @@ import httpx
 
 from pants_oci.core._credentials import Credential, normalize_registry
 from pants_oci.core.errors import CredentialError
+from pants_oci.core.transport import TransportOptions, proxy_for_url, tls_context
 
 GOOGLE_USERNAME = "oauth2accesstoken"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -76,7 +87,17 @@ class _HttpxResponse(google.auth.transport.Response):
 
 
 class HttpxGoogleRequest(google.auth.transport.Request):
-    """google-auth's transport interface over httpx (google-auth's own needs ``requests``)."""
+    """google-auth's transport interface over httpx (google-auth's own needs ``requests``).
+
+    Honours ``options`` (CA bundle, proxy, connect timeout) and the proxy variables of
+    ``env`` (default ``os.environ``).
+    """
+
+    def __init__(
+        self, options: TransportOptions | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.options = options or TransportOptions()
+        self.env = env
 
     def __call__(
         self,
@@ -87,14 +108,17 @@ class HttpxGoogleRequest(google.auth.transport.Request):
         timeout: float | None = None,
         **kwargs: Any,
     ) -> _HttpxResponse:
+        options = self.options
         try:
-            response = httpx.request(
-                method,
-                url,
-                content=body,
-                headers=headers,
-                timeout=timeout or _HTTP_TIMEOUT,
-            )
+            with httpx.Client(
+                verify=tls_context(options.ca_bundle),
+                proxy=proxy_for_url(url, options, self.env),
+                timeout=httpx.Timeout(timeout or _HTTP_TIMEOUT, connect=options.connect_timeout),
+                headers={"User-Agent": options.user_agent},
+                trust_env=False,  # the proxy is decided above
+            ) as client:
+                response = client.request(method, url, content=body, headers=headers)
+                response.read()
         except httpx.HTTPError as e:
             raise _GoogleTransportError(f"{type(e).__name__} calling {url}") from e
         return _HttpxResponse(response)
@@ -103,16 +127,19 @@ class HttpxGoogleRequest(google.auth.transport.Request):
 class GoogleTokenSource:
     """A google-auth credentials object, refreshed under a lock when its token runs out."""
 
-    def __init__(self, credentials: Any, source: str) -> None:
+    def __init__(
+        self, credentials: Any, source: str, request: HttpxGoogleRequest | None = None
+    ) -> None:
         self._credentials: Any = credentials
         self.source = source
+        self._request = request or HttpxGoogleRequest()
         self._lock = threading.Lock()
 
     def credential(self, registry: str) -> Credential:
         with self._lock:
             if not self._credentials.valid:
                 try:
-                    self._credentials.refresh(HttpxGoogleRequest())
+                    self._credentials.refresh(self._request)
                 except google.auth.exceptions.GoogleAuthError as e:
                     raise CredentialError(
                         f"could not get a Google access token for {registry} "
@@ -127,8 +154,12 @@ class GoogleTokenSource:
         return Credential.basic(GOOGLE_USERNAME, token, source=self.source, expires_at=expires_at)
 
 
-def token_source_from_options(options: Mapping[str, Any], where: str) -> GoogleTokenSource | str:
-    """Parse StaticKeychain's Google options: a token source, or a ready access token."""
+def token_source_from_options(
+    options: Mapping[str, Any], where: str, request: HttpxGoogleRequest | None = None
+) -> GoogleTokenSource | str:
+    """Parse StaticKeychain's Google options: a token source, or a ready access token.
+
+    ``request`` is how its tokens are fetched (default: TransportOptions() defaults)."""
     if len(options) != 1 or next(iter(options)) not in GOOGLE_OPTION_KEYS:
         raise CredentialError(
             f"{where}: Google options take exactly one of "
@@ -144,10 +175,10 @@ def token_source_from_options(options: Mapping[str, Any], where: str) -> GoogleT
             if not isinstance(value, Mapping):
                 raise CredentialError(f"{where}: `service_account_info` must be a dict")
             credentials = _service_account_from_info(dict(value), scopes=[CLOUD_PLATFORM_SCOPE])
-            return GoogleTokenSource(credentials, f"Google credentials given for {where}")
+            return GoogleTokenSource(credentials, f"Google credentials given for {where}", request)
         path = os.fspath(value)
         credentials = _service_account_from_file(path, scopes=[CLOUD_PLATFORM_SCOPE])
-        return GoogleTokenSource(credentials, f"Google key file {path}")
+        return GoogleTokenSource(credentials, f"Google key file {path}", request)
     except OSError as e:
         raise CredentialError(
             f"{where}: unusable Google credentials: cannot read {value}: {e.strerror or e}"
@@ -160,12 +191,19 @@ class GoogleKeychain:
     """Application default credentials for Google registries; None for every other registry.
 
     With GOOGLE_APPLICATION_CREDENTIALS in ``env`` (default ``os.environ``) that key file is
-    used; otherwise ``google.auth.default()`` searches as it always does. When it finds
-    nothing, this keychain answers None, so a chain goes on to the next keychain.
+    used; otherwise, with an ``env`` given, gcloud's ADC file under that environment's
+    CLOUDSDK_CONFIG or HOME, and without one ``google.auth.default()``'s whole search (which
+    reads ``os.environ``; see the module docstring). When that finds nothing, this keychain
+    answers None, so a chain goes on to the next keychain. Token requests honour
+    ``options`` (CA bundle, proxy, timeouts).
     """
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, options: TransportOptions | None = None
+    ) -> None:
+        self._env_given = env is not None
         self._env: Mapping[str, str] = dict(os.environ if env is None else env)
+        self._request = HttpxGoogleRequest(options, env)
         self._lock = threading.Lock()
         self._looked_up = False
         self._source: GoogleTokenSource | None = None
@@ -188,22 +226,39 @@ class GoogleKeychain:
 
     def _find_default_credentials(self) -> GoogleTokenSource | None:
         key_file = self._env.get("GOOGLE_APPLICATION_CREDENTIALS")
+        where = f"GOOGLE_APPLICATION_CREDENTIALS file {key_file}"
+        if not key_file and self._env_given:
+            gcloud_file = _gcloud_adc_file(self._env)
+            if gcloud_file is None or not gcloud_file.is_file():
+                return None
+            key_file, where = (
+                str(gcloud_file),
+                f"gcloud application default credentials {gcloud_file}",
+            )
         try:
             if key_file:
-                credentials = _load_key_file(key_file)
-                return GoogleTokenSource(
-                    credentials, f"GOOGLE_APPLICATION_CREDENTIALS file {key_file}"
-                )
-            credentials, _ = _find_default(
-                scopes=[CLOUD_PLATFORM_SCOPE], request=HttpxGoogleRequest()
-            )
+                return GoogleTokenSource(_load_key_file(key_file), where, self._request)
+            credentials, _ = _find_default(scopes=[CLOUD_PLATFORM_SCOPE], request=self._request)
         except google.auth.exceptions.DefaultCredentialsError as e:
             if key_file:
-                raise CredentialError(
-                    f"GOOGLE_APPLICATION_CREDENTIALS file {key_file} is unusable: {_short(e)}"
-                ) from None
+                raise CredentialError(f"{where} is unusable: {_short(e)}") from None
             return None
-        return GoogleTokenSource(credentials, "Google application default credentials")
+        return GoogleTokenSource(
+            credentials, "Google application default credentials", self._request
+        )
+
+
+def _gcloud_adc_file(env: Mapping[str, str]) -> Path | None:
+    """Where ``gcloud auth application-default login`` writes, in ``env``."""
+    config = env.get("CLOUDSDK_CONFIG")
+    if not config:
+        if os.name == "nt":
+            appdata = env.get("APPDATA")
+            config = os.path.join(appdata, "gcloud") if appdata else None
+        else:
+            home = env.get("HOME")
+            config = os.path.join(home, ".config", "gcloud") if home else None
+    return Path(config) / "application_default_credentials.json" if config else None
 
 
 def _load_key_file(path: str) -> Any:

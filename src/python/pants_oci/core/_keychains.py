@@ -5,7 +5,6 @@ Private: import these names from :mod:`pants_oci.core.auth`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,12 @@ from pants_oci.core._google import (
     GOOGLE_USERNAME,
     GoogleKeychain,
     GoogleTokenSource,
+    HttpxGoogleRequest,
     is_google_registry,
     token_source_from_options,
 )
 from pants_oci.core.errors import CredentialError
+from pants_oci.core.transport import TransportOptions
 
 StaticOptions = Mapping[str, Any]
 
@@ -55,11 +56,19 @@ class StaticKeychain:
     Google registry, the options of :mod:`pants_oci.core._google` apply instead:
     ``{"service_account_info": {...}}``, ``{"service_account_file": PATH}`` or
     ``{"token": ACCESS_TOKEN}``, the last sent as user ``oauth2accesstoken``. Anything else
-    raises CredentialError naming the key (never the values).
+    raises CredentialError naming the key (never the values). Google token requests honour
+    ``options`` (CA bundle, proxy, timeouts) and the proxy variables of ``env``.
     """
 
-    def __init__(self, mapping: Mapping[str, StaticOptions | Credential]) -> None:
-        self._entries = [_parse_entry(key, value) for key, value in mapping.items()]
+    def __init__(
+        self,
+        mapping: Mapping[str, StaticOptions | Credential],
+        *,
+        options: TransportOptions | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        request = HttpxGoogleRequest(options, env)
+        self._entries = [_parse_entry(key, value, request) for key, value in mapping.items()]
         # Longest path first, so the first match is the most specific.
         self._entries.sort(key=lambda entry: len(entry.path), reverse=True)
 
@@ -77,7 +86,9 @@ class StaticKeychain:
         return None
 
 
-def _parse_entry(key: str, value: StaticOptions | Credential) -> _Entry:
+def _parse_entry(
+    key: str, value: StaticOptions | Credential, request: HttpxGoogleRequest
+) -> _Entry:
     registry_part, _, path = key.strip().strip("/").partition("/")
     registry = normalize_registry(registry_part)
     where = f"credentials for {key!r}"
@@ -87,7 +98,7 @@ def _parse_entry(key: str, value: StaticOptions | Credential) -> _Entry:
         raise CredentialError(f"{where}: expected a dict of options or a Credential")
     source = f"explicit credentials for {key}"
     if is_google_registry(registry) and set(value) != {"username", "password"}:
-        google = token_source_from_options(value, where)
+        google = token_source_from_options(value, where, request)
         if isinstance(google, str):
             return _Entry(
                 registry, path, Credential.basic(GOOGLE_USERNAME, google, source=source), None
@@ -137,12 +148,16 @@ class ChainKeychain:
 def default_keychain(
     explicit: Mapping[str, StaticOptions | Credential] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    options: TransportOptions | None = None,
 ) -> ChainKeychain:
     """Explicit credentials first, then Google's application default credentials (for Google
-    registries only), then docker's config.json and credential helpers."""
-    env = dict(os.environ if env is None else env)
+    registries only), then docker's config.json and credential helpers.
+
+    ``env`` (default: the process environment) is what every keychain reads; ``options``
+    are the transport settings Google token requests honour."""
     keychains: list[Keychain] = []
     if explicit:
-        keychains.append(StaticKeychain(explicit))
-    keychains += [GoogleKeychain(env), DockerConfigKeychain(env)]
+        keychains.append(StaticKeychain(explicit, options=options, env=env))
+    keychains += [GoogleKeychain(env, options=options), DockerConfigKeychain(env)]
     return ChainKeychain(*keychains)

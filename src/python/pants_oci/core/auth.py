@@ -79,6 +79,7 @@ from pants_oci.core._google import GoogleKeychain, is_google_registry
 from pants_oci.core._keychains import ChainKeychain, StaticKeychain, default_keychain
 from pants_oci.core._www_authenticate import Challenge, parse_challenges
 from pants_oci.core.errors import DeniedError, RegistryError, UnauthorizedError
+from pants_oci.core.transport import is_loopback_registry
 
 __all__ = [
     "DEFAULT_HELPER_TIMEOUT",
@@ -197,8 +198,16 @@ class RegistryAuth(httpx.Auth):
     credential look-ups (helpers, Google refreshes) block the event loop while they run.
 
     Request bodies are not buffered: a body given as bytes is re-sent on the retry, but a
-    streamed body cannot be. Send a body-less request for the same scopes first (an upload's
-    POST does this) so the streamed request goes out with a cached token.
+    streamed body cannot be. So a streamed request never goes out without credentials when
+    they can be had: with no cached token for its scopes, one is fetched first from the token
+    service the registry named in an earlier challenge (send a body-less request first, such
+    as an upload's POST or :meth:`RegistryClient.ping`, so that there is one). A streamed
+    request the registry still refuses (a revoked token) is not re-sent: its 401 is the
+    answer, and the caller sends it again (the registry client starts that upload again),
+    which fetches a fresh token first.
+
+    A token service (``realm``) on plain HTTP is refused for a registry reached over HTTPS,
+    unless it is on this machine: the credentials would cross the network in cleartext.
     """
 
     def __init__(
@@ -214,6 +223,8 @@ class RegistryAuth(httpx.Auth):
         self._credentials: dict[tuple[str, str | None], Credential | None] = {}
         # Registries that take the credential itself on every request (Basic, registry token).
         self._credential_registries: set[str] = set()
+        # The last Bearer challenge of each registry: where to get a token without a 401.
+        self._challenges: dict[str, Challenge] = {}
 
     def __repr__(self) -> str:
         return f"RegistryAuth(keychain={self.keychain!r})"
@@ -264,6 +275,17 @@ class RegistryAuth(httpx.Auth):
                 sent_credential = True
         else:
             sent_token = self._cached_token(registry, needed)
+            known = self._known_challenge(registry)
+            if sent_token is None and known is not None and _is_streamed(request):
+                # A streamed body cannot be sent twice: get the token before, not after a 401.
+                sent_token = yield from self._fetch_token(
+                    request,
+                    challenge=known,
+                    scopes=needed,
+                    credential=self._credential(registry, repository),
+                    registry=registry,
+                    repository=repository,
+                )
             if sent_token is not None:
                 request.headers["Authorization"] = f"Bearer {sent_token.value}"
 
@@ -286,6 +308,13 @@ class RegistryAuth(httpx.Auth):
             header = self._credential_header(credential)
             self._remember_takes_credential(registry)
         elif bearer is not None and _usable_realm(bearer):
+            _refuse_cleartext_realm(bearer, request, registry, repository)
+            self._remember_challenge(registry, bearer)
+            if _is_streamed(request):
+                # Its body is gone: the caller gets the 401 (the flow must not yield another
+                # request first, or httpx would hand back that one's answer) and sends it
+                # again, when a token is fetched before it goes out (see above).
+                return
             scopes = _merge_scopes(needed, _parse_scopes([bearer.get("scope") or ""]))
             fresh_token = yield from self._fetch_token(
                 request,
@@ -303,6 +332,10 @@ class RegistryAuth(httpx.Auth):
             return
         if header is None or header == request.headers.get("Authorization"):
             return  # the registry already refused exactly this
+        if _is_streamed(request):
+            # Its body is gone: the caller gets the 401 and sends it again, with the
+            # credential this flow now knows to send at once.
+            return
         request.headers["Authorization"] = header
         response = yield request
         if response.status_code == 401 and fresh_token is not None:
@@ -346,6 +379,14 @@ class RegistryAuth(httpx.Auth):
     def _remember_takes_credential(self, registry: str) -> None:
         with self._lock:
             self._credential_registries.add(registry)
+
+    def _remember_challenge(self, registry: str, challenge: Challenge) -> None:
+        with self._lock:
+            self._challenges[registry] = challenge
+
+    def _known_challenge(self, registry: str) -> Challenge | None:
+        with self._lock:
+            return self._challenges.get(registry)
 
     @staticmethod
     def _credential_header(credential: Credential | None) -> str | None:
@@ -465,6 +506,30 @@ def _usable_realm(challenge: Challenge) -> bool:
     return realm.startswith(("https://", "http://"))
 
 
+def _refuse_cleartext_realm(
+    challenge: Challenge, request: httpx.Request, registry: str, repository: str | None
+) -> None:
+    """An HTTPS registry's token service must be HTTPS too (or on this machine)."""
+    realm = httpx.URL(challenge.get("realm") or "")
+    if request.url.scheme != "https" or realm.scheme == "https":
+        return
+    if is_loopback_registry(realm.netloc.decode("ascii", "replace")):
+        return  # cleartext that never leaves this machine
+    raise UnauthorizedError(
+        f"registry {registry} is reached over HTTPS, but its token service "
+        f"{_without_query(str(realm))} is plain HTTP: refusing to send credentials or "
+        "trust a token in cleartext",
+        registry=registry,
+        repository=repository,
+        status=401,
+    )
+
+
+def _is_streamed(request: httpx.Request) -> bool:
+    """Whether the body is a one-shot stream (it cannot be sent again after a 401)."""
+    return not isinstance(request.stream, httpx.ByteStream)
+
+
 def _repository_of(request: httpx.Request, needed: Scopes) -> str | None:
     match = _API_PATH_RE.fullmatch(request.url.path)
     if match is not None:
@@ -548,7 +613,14 @@ def _token_refused(
     kind = {401: UnauthorizedError, 400: UnauthorizedError, 403: DeniedError}.get(
         status, RegistryError
     )
-    return kind(text, registry=registry, repository=repository, status=status, code=code)
+    return kind(
+        text,
+        registry=registry,
+        repository=repository,
+        status=status,
+        code=code,
+        registry_message=message or None,
+    )
 
 
 def _error_of(response: httpx.Response) -> tuple[str | None, str]:

@@ -13,7 +13,12 @@
 
 Everything the registry sends is checked against its digest: manifests before they are
 parsed, blobs while they stream (a blob that fails verification never reaches its
-destination path). Errors are the classes of :mod:`pants_oci.core.errors`: a
+destination path; an empty body is checked too). Every request asks for
+``Accept-Encoding: identity``, so nothing on the way may re-encode the bytes that are
+hashed. A blob download whose connection breaks midway continues where it broke (a
+``Range: bytes=N-`` request, hashing on), up to ``options.max_retries`` times.
+:meth:`RegistryClient.ping` (``GET /v2/``) checks that a registry is there and takes our
+credentials. Errors are the classes of :mod:`pants_oci.core.errors`: a
 :class:`RegistryError` subclass for an error answer (carrying the registry, repository,
 status and the registry's error code), :class:`TransportError` when the registry cannot be
 reached, :class:`DigestMismatchError` for content that is not what it claims.
@@ -29,13 +34,17 @@ and size are known, a streamed ``PATCH`` hashed on the fly when the digest is no
 When a connection breaks mid-upload the client asks the registry how much it has (the
 ``Range`` of the upload session) and continues from there; when the registry has dropped
 the session, as CNCF distribution does after a partial ``PATCH``, the upload starts again
-(for sources that can be read again: bytes, files, seekable streams).
+(for sources that can be read again: bytes, files, seekable streams). So does an upload
+whose streamed body the registry refused with a 401 (a token revoked or expired midway):
+a stream cannot be sent twice, so it is sent again from the start with a fresh token; for
+a source that cannot be re-read that is an :class:`UnauthorizedError` saying so.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -77,6 +86,7 @@ from pants_oci.core.models import (
 from pants_oci.core.reference import Reference, validate_tag
 from pants_oci.core.transport import (
     IDEMPOTENT_EXTENSION,
+    IDENTITY_ENCODING,
     RETRY_STATUSES,
     ProgressCallback,
     TransportOptions,
@@ -108,6 +118,7 @@ _MAX_REDIRECTS = 10
 _MAX_INDEX_DEPTH = 4  # an index of indexes of ... before we give up
 _OCTET_STREAM = "application/octet-stream"
 _RANGE_RE = re.compile(r"^\s*(?:bytes=)?(\d+)-(\d+)\s*$")
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 _SESSION_GONE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 _ERROR_CLASSES: dict[int, type[RegistryError]] = {
@@ -117,6 +128,8 @@ _ERROR_CLASSES: dict[int, type[RegistryError]] = {
     416: RangeError,
     429: TooManyRequestsError,
 }
+
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -281,6 +294,10 @@ def _read_full(reader: _Reader, size: int) -> bytes:
     return b"".join(parts)
 
 
+class _StreamedBodyRefused(UnauthorizedError):
+    """A 401 to a request whose streamed body cannot be sent again (an upload restarts)."""
+
+
 class _SessionLost(Exception):
     """The registry no longer has our upload session: the upload must start over."""
 
@@ -311,6 +328,10 @@ def next_link(header: str | None) -> str | None:
             if name.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
                 return target
     return None
+
+
+def _is_stream(content: bytes | Iterator[bytes] | None) -> bool:
+    return content is not None and not isinstance(content, bytes | bytearray | memoryview)
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -417,8 +438,11 @@ class RegistryClient:
         extensions: dict[str, Any] = {SCOPES_EXTENSION: scopes}
         if idempotent is not None:
             extensions[IDEMPOTENT_EXTENSION] = idempotent
+        # Digests are over the bytes as stored: never let anyone compress them on the way
+        # (a shared http_client may not have make_http_client's default for this).
+        all_headers = {"Accept-Encoding": IDENTITY_ENCODING, **(headers or {})}
         request = self._http.build_request(
-            method, url, headers=headers, content=content, extensions=extensions
+            method, url, headers=all_headers, content=content, extensions=extensions
         )
         for _hop in range(_MAX_REDIRECTS + 1):
             # Credentials only for the registry itself: never for a storage backend that a
@@ -428,6 +452,29 @@ class RegistryClient:
                 response = self._http.send(request, auth=auth, stream=True)
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, request.url) from exc
+            except httpx.StreamError:
+                # The auth flow wanted to re-send a streamed body after a 401 (a token that
+                # expired or was revoked mid-upload): a stream cannot be sent twice.
+                raise _StreamedBodyRefused(
+                    f"{self.registry} refused the credentials sent with a streamed "
+                    f"{method} {url.path} (HTTP 401: the token expired or was revoked while "
+                    "it was being sent), and a streamed body cannot be sent again",
+                    registry=self.registry,
+                    repository=self.repository,
+                    status=401,
+                ) from None
+            if response.status_code == 401 and auth is not None and _is_stream(content):
+                # The auth flow does not re-send a streamed body after a 401 (it cannot), but
+                # it has fresh credentials by now: the caller sends it all again.
+                self._read(response)
+                raise _StreamedBodyRefused(
+                    f"{self.registry} refused the credentials sent with a streamed "
+                    f"{method} {url.path} (HTTP 401: the token expired or was revoked while "
+                    "it was being sent), and a streamed body cannot be sent again",
+                    registry=self.registry,
+                    repository=self.repository,
+                    status=401,
+                )
             if follow_redirects and response.has_redirect_location:
                 target = request.url.join(response.headers["Location"])
                 response.close()
@@ -505,12 +552,34 @@ class RegistryClient:
             status=status,
             code=code,
             detail=detail,
+            registry_message=message,
         )
 
     def _check(self, response: httpx.Response, action: str, *ok: int) -> httpx.Response:
         if response.status_code in ok or (not ok and response.is_success):
             return response
         raise self._error(response, action)
+
+    def ping(self) -> None:
+        """``GET /v2/``: check that the registry speaks the distribution API, with our credentials.
+
+        It also teaches the auth flow the registry's challenge (Basic, or which token service
+        to ask), so that a later streamed upload goes out with credentials at once. Raises
+        :class:`UnauthorizedError` when the registry refuses the credentials (or wants some
+        and there are none), :class:`TransportError` when it cannot be reached, and a
+        :class:`RegistryError` for any other answer (e.g. 404: not a registry).
+        """
+        response = self._request("GET", self.base_url.join("/v2/"), scopes=())
+        if response.status_code == 200:
+            return
+        if response.status_code == 404:
+            raise RegistryError(
+                f"{self.registry} is not an OCI distribution registry: GET /v2/ answered 404",
+                registry=self.registry,
+                repository=self.repository,
+                status=404,
+            )
+        raise self._error(response, "checking the registry API (GET /v2/)")
 
     # --- Manifests -------------------------------------------------------------------------
 
@@ -699,56 +768,15 @@ class RegistryClient:
         return size if size is not None else 0
 
     @contextmanager
-    def _open_blob(self, digest: Digest) -> Iterator[httpx.Response]:
-        response = self._request(
-            "GET",
-            self._url(f"blobs/{digest}"),
-            scopes=self._scopes("pull"),
-            stream=True,
-            follow_redirects=True,
-        )
+    def _open_blob(
+        self, digest: Digest, progress: ProgressCallback | None = None
+    ) -> Iterator[_BlobDownload]:
+        """A started download of blob ``digest`` (its headers read; errors raised now)."""
+        download = _BlobDownload(self, digest, progress)
         try:
-            if response.status_code != 200:
-                raise self._error(response, f"getting blob {digest}")
-            yield response
+            yield download
         finally:
-            response.close()
-
-    def _verified_chunks(
-        self, response: httpx.Response, digest: Digest, progress: ProgressCallback | None
-    ) -> Iterator[bytes]:
-        """The body of a blob response, hashed as it streams.
-
-        With a known length the digest is checked before the final chunk is handed on, so
-        a consumer never sees the complete (wrong) content; at the end it is checked again.
-        """
-        hasher = new_hasher(digest.algorithm)
-        total = _content_length(response)
-        done = 0
-
-        def check() -> None:
-            actual = Digest(digest.algorithm, hasher.hexdigest())
-            if actual != digest:
-                raise DigestMismatchError(
-                    f"blob {self.registry}/{self.repository}@{digest} has digest {actual} "
-                    f"({done} bytes received)",
-                    expected=str(digest),
-                    actual=str(actual),
-                )
-
-        try:
-            for chunk in response.iter_raw():  # raw: a blob's bytes are its identity
-                hasher.update(chunk)
-                done += len(chunk)
-                if done == total:
-                    check()
-                yield chunk
-                if progress is not None:
-                    progress(done, total)
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc, response.request.url) from exc
-        if done != total:
-            check()
+            download.close()
 
     def iter_blob(
         self, digest: Digest | str, *, progress: ProgressCallback | None = None
@@ -757,11 +785,13 @@ class RegistryClient:
 
         :class:`DigestMismatchError` is raised before the last chunk is yielded (or at the
         end, when the registry sent no length): treat the data as unverified until the
-        iterator is exhausted. Close the iterator if you stop early.
+        iterator is exhausted. Close the iterator if you stop early. A connection that
+        breaks midway is resumed where it broke (a ``Range`` request), up to
+        ``options.max_retries`` times.
         """
         expected = Digest.coerce(digest)
-        with self._open_blob(expected) as response:
-            yield from self._verified_chunks(response, expected, progress)
+        with self._open_blob(expected, progress) as download:
+            yield from download.chunks()
 
     def get_blob(
         self,
@@ -774,7 +804,8 @@ class RegistryClient:
 
         Returns its size. The bytes are verified while they stream; a path is written via a
         temporary file beside it and renamed into place only once verified, so a failed
-        download leaves nothing behind (a stream may hold partial data on failure).
+        download leaves nothing behind (a stream may hold partial data on failure). A
+        connection that breaks midway is resumed where it broke, as in :meth:`iter_blob`.
         """
         expected = Digest.coerce(digest)
         if not isinstance(destination, str | os.PathLike):
@@ -794,8 +825,8 @@ class RegistryClient:
 
     def _download_into(self, digest: Digest, writer: Any, progress: ProgressCallback | None) -> int:
         size = 0
-        with self._open_blob(digest) as response:
-            for chunk in self._verified_chunks(response, digest, progress):
+        with self._open_blob(digest, progress) as download:
+            for chunk in download.chunks():
                 writer.write(chunk)
                 size += len(chunk)
         return size
@@ -913,6 +944,8 @@ class RegistryClient:
             if self.blob_exists(digest) is not None:
                 return
             raise _SessionLost(exc) from exc
+        except _StreamedBodyRefused as exc:
+            raise _SessionLost(exc) from exc  # the auth flow has a fresh token by now
         if response.status_code in RETRY_STATUSES:
             raise _SessionLost(self._error(response, f"finishing upload of blob {digest}"))
         self._check(response, f"finishing upload of blob {digest}")
@@ -958,14 +991,17 @@ class RegistryClient:
         if length is not None:
             headers["Content-Length"] = str(length)
             headers["Content-Range"] = f"{start}-{start + length - 1}"
-        response = self._request(
-            "PATCH",
-            location,
-            scopes=self._scopes("pull", "push"),
-            headers=headers,
-            content=content,
-            idempotent=False,  # resumed from the registry's Range instead
-        )
+        try:
+            response = self._request(
+                "PATCH",
+                location,
+                scopes=self._scopes("pull", "push"),
+                headers=headers,
+                content=content,
+                idempotent=False,  # resumed from the registry's Range instead
+            )
+        except _StreamedBodyRefused as exc:
+            raise _SessionLost(exc) from exc  # start again, with the auth flow's fresh token
         self._check(response, "uploading blob data")
         return self._location(response, location), _parse_range_end(response.headers.get("Range"))
 
@@ -1051,9 +1087,9 @@ class RegistryClient:
         self, source: RegistryClient, digest: Digest, progress: ProgressCallback | None
     ) -> tuple[Digest, int]:
         location, _minimum = self._new_session()
-        with source._open_blob(digest) as response:
-            size = _content_length(response)
-            chunks = source._verified_chunks(response, digest, progress)
+        with source._open_blob(digest, progress) as download:
+            size = download.size
+            chunks = download.chunks()
             if size is None:  # no length: stream it through a PATCH
                 location, _offset = self._patch(location, chunks, 0, None)
                 self._finish(location, digest)
@@ -1147,6 +1183,123 @@ class RegistryClient:
             link = next_link(response.headers.get("Link"))
             next_url = response.request.url.join(link) if link else None
         return names
+
+
+class _BlobDownload:
+    """One blob download: hashed as it streams, resumed with ``Range`` when it breaks.
+
+    The first response is requested at once (so that a 404 is raised before any chunk);
+    :meth:`chunks` streams the body. With a known length the digest is checked before the
+    final chunk is handed on, so a consumer never sees the complete (wrong) content; it is
+    always checked at the end too (an empty body included).
+    """
+
+    def __init__(
+        self, client: RegistryClient, digest: Digest, progress: ProgressCallback | None
+    ) -> None:
+        self.client = client
+        self.digest = digest
+        self.progress = progress
+        self._url = client._url(f"blobs/{digest}")
+        self._response: httpx.Response | None = self._open(0)
+        self.size = _content_length(self._response)
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+
+    def _open(self, offset: int) -> httpx.Response:
+        """GET the blob from ``offset``; a resumed answer is checked to start there."""
+        client = self.client
+        response = client._request(
+            "GET",
+            self._url,
+            scopes=client._scopes("pull"),
+            headers={"Range": f"bytes={offset}-"} if offset else None,
+            stream=True,
+            follow_redirects=True,
+        )
+        if response.status_code == 200:
+            return response  # a registry that ignores Range sends it all: skipped by chunks()
+        if offset and response.status_code == 206:
+            match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
+            if match is not None and int(match.group(1)) == offset:
+                return response
+            response.close()
+            raise RegistryError(
+                f"{client.registry} answered a download of blob {self.digest} resumed at byte "
+                f"{offset} with Content-Range {response.headers.get('Content-Range')!r}",
+                registry=client.registry,
+                repository=client.repository,
+                status=206,
+            )
+        raise client._error(response, f"getting blob {self.digest}")
+
+    def _mismatch(self, actual: Digest, received: int) -> DigestMismatchError:
+        client = self.client
+        return DigestMismatchError(
+            f"blob {client.registry}/{client.repository}@{self.digest} has digest {actual} "
+            f"({received} bytes received)",
+            expected=str(self.digest),
+            actual=str(actual),
+        )
+
+    def chunks(self) -> Iterator[bytes]:
+        digest, options = self.digest, self.client.options
+        hasher = new_hasher(digest.algorithm)
+        total = self.size
+        done = 0
+        failures = 0
+
+        def check() -> None:
+            actual = Digest(digest.algorithm, hasher.hexdigest())
+            if actual != digest:
+                raise self._mismatch(actual, done)
+
+        while True:
+            if self._response is None:
+                self._response = self._open(done)
+            response = self._response
+            # A full answer to a resumed request: drop what we already have.
+            skip = done if response.status_code == 200 else 0
+            try:
+                for raw in response.iter_raw():  # raw: a blob's bytes are its identity
+                    chunk = raw
+                    if skip:
+                        chunk, skip = raw[skip:], max(0, skip - len(raw))
+                        if not chunk:
+                            continue
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    if done == total:
+                        check()
+                    yield chunk
+                    if self.progress is not None:
+                        self.progress(done, total)
+            except httpx.TransportError as exc:
+                self.close()
+                failures += 1
+                if failures > options.max_retries:
+                    raise self.client._transport_error(exc, response.request.url) from exc
+                wait = options.backoff(failures - 1)
+                _log.info(
+                    "blob %s broke off after %d bytes (%s: %s); resuming in %.2fs",
+                    digest,
+                    done,
+                    type(exc).__name__,
+                    exc,
+                    wait,
+                )
+                options.sleep(wait)
+                continue
+            self.close()
+            break
+        if skip:
+            raise DocumentError(
+                f"{self.client.registry} sent {digest} shorter on a resumed download than before"
+            )
+        check()
 
 
 def _chunks(reader: _Reader, size: int, progress: ProgressCallback | None) -> Iterator[bytes]:

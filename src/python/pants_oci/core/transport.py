@@ -19,6 +19,14 @@ timeouts, 408, 429 and 5xx answers, with exponential backoff and jitter; a ``Ret
 header (seconds or an HTTP date) is honoured. Other requests (blob upload PATCH and PUT)
 are never repeated blindly: the registry client resumes or restarts the upload instead.
 The sleep function is an option so that tests do not really wait.
+
+Encoding. Every request asks for ``Accept-Encoding: identity``: digests are over the bytes
+as stored, so a body compressed on the way (a proxy or CDN that gzips what it may) would no
+longer match its digest.
+
+Logging. httpx logs every request's URL at INFO; the client installs a filter on the
+``httpx`` logger that drops query strings from those records, since a storage backend's
+presigned URL carries its signature there (``?X-Amz-Signature=...``).
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ import email.utils
 import ipaddress
 import logging
 import random
+import re
 import ssl
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,16 +53,20 @@ from pants_oci.core.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
 
 __all__ = [
     "IDEMPOTENT_EXTENSION",
+    "IDENTITY_ENCODING",
     "RETRY_STATUSES",
     "ProgressCallback",
     "RetryingTransport",
     "TransportOptions",
+    "install_log_redaction",
     "is_loopback_registry",
     "is_tls_failure",
     "make_http_client",
     "parse_retry_after",
     "proxy_for",
+    "proxy_for_url",
     "registry_base_url",
+    "tls_context",
     "uses_plain_http",
 ]
 
@@ -64,6 +78,9 @@ ProgressCallback = Callable[[int, int | None], None]
 # Request extension the registry client sets: True when the request is safe to resend as-is
 # (False: never resend it, whatever its method).
 IDEMPOTENT_EXTENSION = "pants_oci.idempotent"
+
+# What every request accepts: bytes as stored, never re-encoded (digests are over them).
+IDENTITY_ENCODING = "identity"
 
 # Answers worth retrying: the server is overloaded, restarting or rate limiting us.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -158,7 +175,8 @@ def registry_base_url(registry: str, options: TransportOptions | None = None) ->
     return f"{scheme}://{host}"
 
 
-def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+def tls_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """The system's and certifi's roots, plus ``ca_bundle`` (a PEM file) when given."""
     context = ssl.create_default_context()  # the system's roots
     context.load_verify_locations(cafile=certifi.where())
     if ca_bundle is not None:
@@ -243,41 +261,140 @@ class RetryingTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def proxy_for(registry: str, options: TransportOptions | None = None) -> str | None:
-    """The proxy URL requests to ``registry`` go through, or None to connect directly."""
+def proxy_for(
+    registry: str,
+    options: TransportOptions | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
+    """The proxy URL requests to ``registry`` go through, or None to connect directly.
+
+    ``options.proxy`` wins when set ("" for none); otherwise HTTPS_PROXY / HTTP_PROXY /
+    ALL_PROXY and NO_PROXY (either case) come from ``env``, by default the process
+    environment (where urllib also consults the platform's proxy settings, e.g. macOS's).
+    """
     options = options or TransportOptions()
+    scheme = "http" if uses_plain_http(registry, options) else "https"
+    return _proxy(registry, scheme, options, env)
+
+
+def proxy_for_url(
+    url: str, options: TransportOptions | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """:func:`proxy_for` a URL that is not a registry's (e.g. a token endpoint)."""
+    parts = urlsplit(url)
+    return _proxy(parts.netloc, parts.scheme or "https", options or TransportOptions(), env)
+
+
+def _proxy(
+    netloc: str, scheme: str, options: TransportOptions, env: Mapping[str, str] | None
+) -> str | None:
     if options.proxy is not None:
         return options.proxy or None
-    if is_loopback_registry(registry):
+    if is_loopback_registry(netloc):
         return None
-    host = _hostname(registry)
-    if urllib.request.proxy_bypass(host):
-        return None
-    proxies = urllib.request.getproxies()  # from the environment, lowercase scheme keys
-    scheme = "http" if uses_plain_http(registry, options) else "https"
+    host = _hostname(netloc)
+    if env is None:
+        if urllib.request.proxy_bypass(host):
+            return None
+        proxies = urllib.request.getproxies()  # lowercase scheme keys
+    else:
+        proxies = _proxies_from(env)
+        if _no_proxy_matches(proxies.get("no", ""), netloc):
+            return None
     return proxies.get(scheme) or proxies.get("all")
 
 
+def _proxies_from(env: Mapping[str, str]) -> dict[str, str]:
+    """{scheme: proxy URL, "no": NO_PROXY} from ``env``; lowercase names win, as in urllib."""
+    proxies: dict[str, str] = {}
+    for name, value in env.items():
+        lowered = name.lower()
+        if value and lowered.endswith("_proxy") and name.isupper():
+            proxies[lowered[: -len("_proxy")]] = value
+    for name, value in env.items():
+        if value and name.endswith("_proxy") and name.islower():
+            proxies[name[: -len("_proxy")]] = value
+    return proxies
+
+
+def _no_proxy_matches(no_proxy: str, netloc: str) -> bool:
+    """Whether NO_PROXY (``*``, or comma-separated hosts, domains, ``host:port``) covers it."""
+    host = _hostname(netloc).lower()
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if entry == netloc.lower():
+            return True
+        name = _hostname(entry).lstrip(".")  # ".example.com" and "example.com" alike
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+class _RedactQueries(logging.Filter):
+    """Drops the query string of every URL in a log record (presigned URLs carry secrets)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _without_query(value) for key, value in record.args.items()}
+        if isinstance(record.msg, str) and "?" in record.msg and "://" in record.msg:
+            record.msg = _QUERY_RE.sub("", record.msg)
+        return True
+
+
+# "?query" right after a URL's path, up to whitespace, a quote or a fragment.
+_QUERY_RE = re.compile(r"(?<=[^\s?])\?[^\s\"'#]+")
+_REDACTION = _RedactQueries()
+_REDACTION_LOCK = threading.Lock()
+_REDACTED_LOGGERS = ("httpx",)
+
+
+def _without_query(value: object) -> object:
+    if isinstance(value, httpx.URL):
+        return value.copy_with(query=None, fragment=None) if value.query else value
+    if isinstance(value, str) and "?" in value and "://" in value:
+        return _QUERY_RE.sub("", value)
+    return value
+
+
+def install_log_redaction() -> None:
+    """Make the ``httpx`` logger drop query strings (idempotent; make_http_client calls it)."""
+    with _REDACTION_LOCK:
+        for name in _REDACTED_LOGGERS:
+            logger = logging.getLogger(name)
+            if _REDACTION not in logger.filters:
+                logger.addFilter(_REDACTION)
+
+
 def make_http_client(
-    options: TransportOptions | None = None, registry: str | None = None
+    options: TransportOptions | None = None,
+    registry: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` trusting ``options.ca_bundle``, with timeouts, pool size and retries.
 
-    ``registry`` picks the proxy (see :func:`proxy_for`). The client follows no redirects
-    and has no auth: the registry client decides both per request (credentials must not
-    follow a redirect to another host).
+    ``registry`` picks the proxy (see :func:`proxy_for`, which reads ``env``). The client
+    follows no redirects and has no auth: the registry client decides both per request
+    (credentials must not follow a redirect to another host). It asks for uncompressed
+    bodies (``Accept-Encoding: identity``), and query strings are kept out of httpx's logs.
     """
     options = options or TransportOptions()
+    install_log_redaction()
     pool = options.max_concurrency * 2 + 4  # uploads + downloads + auth, in parallel
     inner = httpx.HTTPTransport(
-        verify=_ssl_context(options.ca_bundle),
+        verify=tls_context(options.ca_bundle),
         limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-        proxy=proxy_for(registry, options) if registry is not None else options.proxy or None,
+        proxy=proxy_for(registry, options, env) if registry is not None else options.proxy or None,
     )
     return httpx.Client(
         transport=RetryingTransport(inner, options),
         timeout=options.timeout,
-        headers={"User-Agent": options.user_agent},
+        headers={"User-Agent": options.user_agent, "Accept-Encoding": IDENTITY_ENCODING},
         follow_redirects=False,
         trust_env=False,  # proxies are decided above, and must go through the retries
     )
