@@ -1,0 +1,286 @@
+"""Build an image layer from a directory tree and push the image: ours vs umoci + skopeo.
+
+    cd /work/main && .pants-bootstrap/venv-*/bin/python bench/build_push_bench.py \\
+        [--size-mb 200] [--runs 3]
+
+Starts a docker-registry (CNCF distribution) in anonymous mode on loopback with the test
+harness, then times, for each tree, the whole job "one gzip layer of the tree under /data on
+an empty base, pushed as an image to the registry", three ways:
+
+* pants_oci's API: ``Image("scratch", target)``, ``add_files({"/data": tree})``, ``save()``;
+* pants_oci's CLI, one process per step as the Pants backend runs it:
+  ``layer build``, ``image assemble --base scratch``, ``push``;
+* the peer tools: ``umoci init`` + ``umoci new`` + ``umoci insert TREE /data`` (as root),
+  then ``skopeo copy oci:LAYOUT:latest docker://...``.
+
+Trees: a generated one of ~200 MB (4 KiB-4 MiB files, half random, half compressible text;
+the generator of bench/layer_bench.py) and a copy of /usr/lib/python3.11. Before every
+measurement a file naming the method and run is written into the tree, so every layer (and
+so every digest) is new: nothing can be skipped as existing or mounted from an earlier
+push, neither by our client nor through skopeo's blob-info cache. Repositories are fresh
+per run too. The tree is read once beforehand, so every method starts with a warm page
+cache. The no-op re-push (same image, same repository, again) is measured as well.
+
+Target (from the issue): ours <= 0.5x the umoci + skopeo time. Best of --runs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "src/python"), str(REPO)]
+
+from layer_bench import make_big_tree, tree_bytes  # noqa: E402
+
+from pants_oci.core import Image  # noqa: E402
+from pants_oci.core.layer import HAVE_ISAL  # noqa: E402
+from tests.harness.registry import start_registry  # noqa: E402
+
+PYTHON_LIB = Path("/usr/lib/python3.11")
+MARKER = ".bench-run"
+
+Times = dict[str, float]  # step name -> seconds
+
+
+def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def mark(tree: Path, label: str) -> None:
+    """Make the tree's layer unique to this measurement (a new digest: nothing to skip)."""
+    (tree / MARKER).write_text(f"{label} {time.time_ns()}\n")
+
+
+def warm(tree: Path) -> None:
+    run(["sh", "-c", f"tar -c -C {tree} . > /dev/null"])
+
+
+# --- The three ways -----------------------------------------------------------------------------
+
+
+def ours_api(tree: Path, target: str) -> tuple[Times, Image]:
+    """Build and push; returns the times and the (open) image, for the re-push."""
+    times: Times = {}
+    start = time.perf_counter()
+    image = Image("scratch", target)
+    image.add_files({"/data": tree})
+    times["build"] = time.perf_counter() - start
+    times["push"] = timed(image.save)
+    return times, image
+
+
+def ours_cli(tree: Path, work: Path, target: str) -> Times:
+    cli = [sys.executable, "-m", "pants_oci.core", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src/python")}
+    (work / "spec.json").write_text(
+        json.dumps({"entries": [{"source": str(tree), "target": "/data"}]})
+    )
+    (work / "config.json").write_text("{}")
+    meta = work / "layer.json"
+    times: Times = {}
+
+    def layer_build() -> None:
+        result = run(
+            [*cli, "layer", "build", "--spec", "spec.json", "--output", "layer.tar.gz"],
+            cwd=work,
+            env=env,
+        )
+        meta.write_text(result.stdout)
+
+    times["layer build"] = timed(layer_build)
+    assemble = [
+        *cli,
+        *("image", "assemble", "--base", "scratch", "--config", "config.json"),
+        *("--layer", "layer.tar.gz=layer.json", "--output", "layout"),
+    ]
+    times["image assemble"] = timed(lambda: run(assemble, cwd=work, env=env))
+    times["push"] = timed(lambda: cli_push(work, target))
+    return times
+
+
+def cli_push(work: Path, target: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src/python")}
+    argv = [sys.executable, "-m", "pants_oci.core", "-q", "push", "layout", "--to", target]
+    run(argv, cwd=work, env=env)
+
+
+def peer(tree: Path, layout: Path, target: str) -> Times:
+    times: Times = {}
+
+    def build() -> None:
+        run(["umoci", "init", "--layout", str(layout)])
+        run(["umoci", "new", "--image", f"{layout}:latest"])
+        run(["umoci", "insert", "--image", f"{layout}:latest", str(tree), "/data"])
+
+    times["umoci init+new+insert"] = timed(build)
+    times["push"] = timed(lambda: skopeo_push(layout, target))
+    return times
+
+
+def skopeo_push(layout: Path, target: str) -> None:
+    run(
+        [
+            *("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"),
+            *(f"oci:{layout}:latest", f"docker://{target}"),
+        ]
+    )
+
+
+def layer_sizes(layout: Path) -> list[int]:
+    """Sizes of the layers of the layout's one image."""
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":", 1)[1]
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layer["size"] for layer in manifest["layers"]]
+
+
+# --- Reporting ----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = [
+        run(["umoci", "--version"]).stdout.strip(),
+        run(["skopeo", "--version"]).stdout.strip(),
+        run(["docker-registry", "--version"]).stdout.strip(),
+    ]
+    return (
+        f"{os.cpu_count()} vCPUs ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"python-isal {'yes' if HAVE_ISAL else 'no'}; " + "; ".join(versions)
+    )
+
+
+def best(samples: list[Times]) -> Times:
+    """The fastest run (by total), with its steps, its total and the median total."""
+    fastest = min(samples, key=lambda s: sum(s.values()))
+    median = statistics.median(sum(s.values()) for s in samples)
+    return {**fastest, "total": sum(fastest.values()), "median": median}
+
+
+def fmt(times: Times) -> str:
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in times.items() if k not in ("total", "median"))
+    return f"{times['total']:.2f} s ({steps})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("warning: umoci insert is meant to run as root here", file=sys.stderr)
+
+    started = time.perf_counter()
+    print(f"Machine: {machine()}\n")
+    with tempfile.TemporaryDirectory(prefix="build-push-bench-") as temp:
+        tmp = Path(temp)
+        registry = start_registry("anonymous", tmp / "registry")
+        try:
+            generated = tmp / "trees" / "generated"
+            make_big_tree(generated, args.size_mb)
+            python_lib = tmp / "trees" / "python3.11"
+            shutil.copytree(PYTHON_LIB, python_lib, symlinks=True)
+            trees = {"generated": generated, "python3.11": python_lib}
+            results: dict[str, dict[str, object]] = {}
+            for name, tree in trees.items():
+                results[name] = measure(name, tree, tmp / "work", registry.host, args.runs)
+        finally:
+            registry.stop()
+    print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s\n")
+    report(results)
+
+
+def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> dict[str, object]:
+    nbytes = tree_bytes(tree)
+    files = sum(1 for p in tree.rglob("*") if p.is_file())
+    warm(tree)
+    print(f"== {name}: {nbytes / 1e6:,.0f} MB in {files:,} files")
+    samples: dict[str, list[Times]] = {"api": [], "cli": [], "peer": []}
+    repush: dict[str, list[float]] = {"api": [], "cli": [], "peer": []}
+    sizes: dict[str, int] = {}
+    methods = ["api", "cli", "peer"]
+    for index in range(runs):
+        # Rotate the order so no method always runs first (or last) on a warm machine.
+        for method in methods[index % 3 :] + methods[: index % 3]:
+            label = f"{name}-{method}-{index}"
+            work = work_root / label
+            work.mkdir(parents=True)
+            target = f"{host}/bench/{label}:latest"
+            mark(tree, label)
+            if method == "api":
+                times, image = ours_api(tree, target)
+                with image:
+                    repush["api"].append(timed(image.save))
+                    sizes["api"] = image.layers[-1].size
+            elif method == "cli":
+                times = ours_cli(tree, work, target)
+                repush["cli"].append(timed(lambda work=work, t=target: cli_push(work, t)))
+                sizes["cli"] = layer_sizes(work / "layout")[-1]
+            else:
+                layout = work / "layout"
+                times = peer(tree, layout, target)
+                repush["peer"].append(timed(lambda lay=layout, t=target: skopeo_push(lay, t)))
+                sizes["peer"] = layer_sizes(layout)[-1]
+            samples[method].append(times)
+            print(f"  run {index} {method:<4} {sum(times.values()):6.2f} s  {times}")
+            shutil.rmtree(work)
+    (tree / MARKER).unlink()
+    result: dict[str, object] = {"bytes": nbytes, "files": files, "sizes": sizes}
+    for method in methods:
+        result[method] = best(samples[method])
+        result[f"{method} repush"] = min(repush[method])
+    return result
+
+
+def report(results: dict[str, dict[str, object]]) -> None:
+    print(
+        "| tree | input | ours, API | ours, CLI (3 processes) | umoci + skopeo "
+        "| API / peer | CLI / peer |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        api, cli, peer_ = r["api"], r["cli"], r["peer"]
+        assert isinstance(api, dict) and isinstance(cli, dict) and isinstance(peer_, dict)
+        print(
+            f"| {name} | {r['bytes'] / 1e6:,.0f} MB, {r['files']:,} files "
+            f"| {api['total']:.2f} s ({api['median']:.2f}) | {cli['total']:.2f} s "
+            f"({cli['median']:.2f}) | {peer_['total']:.2f} s ({peer_['median']:.2f}) "
+            f"| {api['total'] / peer_['total']:.2f}x ({api['median'] / peer_['median']:.2f}) "
+            f"| {cli['total'] / peer_['total']:.2f}x ({cli['median'] / peer_['median']:.2f}) |"
+        )
+    print("\nBest of the runs (median in brackets).\n\nSteps of the best run, seconds:")
+    for name, r in results.items():
+        for method in ("api", "cli", "peer"):
+            print(f"  {name:<10} {method:<4} {fmt(r[method])}")  # type: ignore[arg-type]
+    print("\nNo-op re-push (same image, same repository), best, seconds; layer sizes, bytes:")
+    for name, r in results.items():
+        repushes = ", ".join(f"{m} {r[f'{m} repush']:.3f}" for m in ("api", "cli", "peer"))
+        print(f"  {name:<10} {repushes}; layer sizes {r['sizes']}")
+
+
+if __name__ == "__main__":
+    main()
