@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -119,3 +121,70 @@ oci_image(name="private", base="scratch", registries=["{target.host}"], skip_pus
     bundle = tmp_path / "bundle"
     umoci_unpack(layout, "1.0", bundle)
     assert runc_run(bundle, None).stdout.strip() == "published image runs"
+
+
+def _package_counters(repo: Path) -> dict[str, int]:
+    result = run_pants("--stats-log", "package", "app:app", cwd=repo)
+    return {k: int(v) for k, v in re.findall(r"^\s+(\w+): (\d+)$", result.stderr, re.MULTILINE)}
+
+
+def test_one_changed_file_rebuilds_only_its_layer(tmp_path: Path) -> None:
+    repo = make_pants_repo(
+        tmp_path / "repo",
+        {
+            "app/BUILD": """
+files(name="vendor_files", sources=["vendor/*"])
+oci_layer(name="deps", dependencies=[":vendor_files"], destination="/opt")
+files(name="src_files", sources=["src/*"])
+oci_layer(name="src", dependencies=[":src_files"], destination="/opt")
+oci_image(name="app", dependencies=[":src", ":deps"])
+""",
+            # Unique content: the local process cache is shared with every other run.
+            "app/vendor/lib.txt": f"library {uuid.uuid4()}\n",
+            "app/src/main.txt": f"main {uuid.uuid4()}\n",
+        },
+    )
+    info_path = repo / "dist/app/app/image-info.json"
+    _package_counters(repo)
+    first = json.loads(info_path.read_text())
+
+    # New mtimes, same bytes: nothing is rebuilt. Pants re-runs a few processes that it never
+    # caches across runs (interpreter discovery); they are the baseline.
+    for path in (repo / "app/vendor/lib.txt", repo / "app/src/main.txt"):
+        os.utime(path, (1_000_000, 1_000_000))
+    baseline = _package_counters(repo)["local_cache_requests_uncached"]
+    assert json.loads(info_path.read_text()) == first
+
+    (repo / "app/src/main.txt").write_text(f"main {uuid.uuid4()}\n")
+    counters = _package_counters(repo)
+    second = json.loads(info_path.read_text())
+    # Exactly two processes more than a no-op: the changed layer, and the image assembly.
+    assert counters["local_cache_requests_uncached"] == baseline + 2
+    # Layers in address order: app:deps, then app:src.
+    assert second["layers"][0] == first["layers"][0]  # deps: untouched
+    assert second["layers"][1]["digest"] != first["layers"][1]["digest"]
+    assert second["manifest_digest"] != first["manifest_digest"]
+
+
+def test_separate_empty_caches_give_the_same_manifest(tmp_path: Path) -> None:
+    files = {
+        "app/BUILD": (
+            "files(name='f', sources=['*.txt'])\noci_image(name='app', dependencies=[':f'])"
+        ),
+        "app/a.txt": f"same bytes {uuid.uuid4()}\n",
+    }
+    digests = []
+    for machine in ("a", "b"):
+        repo = make_pants_repo(tmp_path / machine / "repo", files)
+        os.utime(repo / "app/a.txt", (hash(machine) % 10**9, hash(machine) % 10**9))
+        caches = tmp_path / machine
+        run_pants(
+            f"--local-store-dir={caches / 'lmdb'}",
+            f"--named-caches-dir={caches / 'named'}",
+            "package",
+            "app:app",
+            cwd=repo,
+        )
+        digests.append(json.loads((repo / "dist/app/app/image-info.json").read_text()))
+    assert digests[0]["manifest_digest"] == digests[1]["manifest_digest"]
+    assert digests[0]["layers"] == digests[1]["layers"]
