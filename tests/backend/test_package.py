@@ -188,3 +188,34 @@ def test_separate_empty_caches_give_the_same_manifest(tmp_path: Path) -> None:
         digests.append(json.loads((repo / "dist/app/app/image-info.json").read_text()))
     assert digests[0]["manifest_digest"] == digests[1]["manifest_digest"]
     assert digests[0]["layers"] == digests[1]["layers"]
+
+
+def test_package_examples_layered_and_derived(tmp_path: Path) -> None:
+    distdir = f"dist/test-{uuid.uuid4().hex}"
+    try:
+        run_pants(f"--pants-distdir={distdir}", "package", "examples::")
+        shutil.copytree(REPO / distdir, tmp_path / "dist")
+    finally:
+        shutil.rmtree(REPO / distdir, ignore_errors=True)
+
+    def info(path: str) -> dict[str, object]:
+        return json.loads((tmp_path / "dist" / path / "image-info.json").read_text())
+
+    hello, derived, layered = (
+        info("examples/hello/hello"),
+        info("examples/derived/derived"),
+        info("examples/layered/layered"),
+    )
+    # The derived image is hello's layers plus its own.
+    assert derived["layers"][:-1] == hello["layers"]
+    assert len(derived["layers"]) == len(hello["layers"]) + 1
+    inspected = skopeo_inspect(f"oci:{tmp_path / 'dist/examples/derived/derived'}:latest")
+    assert "GREETING_FILE=/examples/hello/greeting.txt" in inspected["Env"]
+    assert "EXTRA_FILE=/examples/derived/extra.txt" in inspected["Env"]
+    # Two oci_layers, in address order; tags with placeholders.
+    assert len(layered["layers"]) == 2
+    assert layered["tags"] == ["latest", "layered"]
+    bundle = tmp_path / "bundle"
+    umoci_unpack(tmp_path / "dist/examples/layered/layered", "layered", bundle)
+    banner = bundle / "rootfs/srv/examples/layered/assets/banner.txt"
+    assert banner.read_text() == "Static assets: they rarely change.\n"
