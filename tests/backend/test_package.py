@@ -219,3 +219,46 @@ def test_package_examples_layered_and_derived(tmp_path: Path) -> None:
     umoci_unpack(tmp_path / "dist/examples/layered/layered", "layered", bundle)
     banner = bundle / "rootfs/srv/examples/layered/assets/banner.txt"
     assert banner.read_text() == "Static assets: they rarely change.\n"
+
+
+def test_errors_name_the_target_and_the_fix(
+    tmp_path: Path, busybox_image: PushedImage, registry_factory: RegistryFactory
+) -> None:
+    missing = busybox_image.ref.split("@")[0] + "@sha256:" + "0" * 64
+    locked = registry_factory("token")
+    repo = make_pants_repo(
+        tmp_path / "repo",
+        {
+            "bad/BUILD": f"""
+oci_image(name="unpinned", base="{busybox_image.tag_ref}")
+oci_image(name="missing", base="{missing}")
+oci_image(name="relative", workdir="app")
+oci_image(name="refused", registries=["{locked.host}"])
+""",
+        },
+    )
+
+    unpinned = run_pants("package", "bad:unpinned", cwd=repo, check=False)
+    assert unpinned.returncode != 0
+    assert "bad:unpinned" in unpinned.stderr and "not pinned by digest" in unpinned.stderr
+    # The error shows the digest the tag points at now.
+    assert busybox_image.manifest_digest in unpinned.stderr
+
+    not_found = run_pants("package", "bad:missing", cwd=repo, check=False)
+    assert not_found.returncode != 0
+    assert "0" * 64 in not_found.stderr and "Traceback" not in not_found.stderr
+
+    relative = run_pants("package", "bad:relative", cwd=repo, check=False)
+    assert relative.returncode != 0
+    assert "`workdir` field in target bad:relative" in relative.stderr
+    assert "'/app'" in relative.stderr
+
+    # No credentials anywhere: the registry refuses the push, and publish says so.
+    empty_config = tmp_path / "empty-docker-config"
+    empty_config.mkdir()
+    refused = run_pants(
+        "publish", "bad:refused", cwd=repo, check=False, env={"DOCKER_CONFIG": str(empty_config)}
+    )
+    assert refused.returncode != 0
+    assert locked.host in refused.stdout + refused.stderr
+    assert "credentials" in (refused.stdout + refused.stderr).lower()

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from pants.engine.addresses import Address, Addresses, AddressInput
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests, RemovePrefix
-from pants.engine.process import ProcessResult
+from pants.engine.process import FallibleProcessResult, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -128,19 +128,36 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             )
         )
     reference = parse_reference(base)
+    empty = await Get(Digest, CreateDigest([]))
     if reference.digest is None:
+        # Refuse, but look the tag up (never cached) so the error shows what to pin.
+        lookup = await Get(
+            FallibleProcessResult,
+            OciToolRequest(
+                argv=("inspect", str(reference)),
+                description=f"Look up the digest of {reference.familiar}",
+                input_digest=empty,
+                cache_scope=ProcessCacheScope.PER_SESSION,
+            ),
+        )
+        if lookup.exit_code == 0:
+            pinned = f"{reference.familiar}@{json.loads(lookup.stdout)['digest']}"
+            fix = f"Pin it as `{pinned}` (what {reference.familiar} points at now)."
+        else:
+            fix = softwrap(
+                f"""
+                Pin it as `{reference.familiar}@sha256:<digest>` (looking the tag up failed:
+                {lookup.stderr.decode(errors="replace").strip()}).
+                """
+            )
         raise InvalidFieldException(
             softwrap(
                 f"""
                 The `base` field in target {request.address} is {base!r}, which is not pinned
-                by digest, so builds would change whenever the tag moves. Pin it as
-                `{reference.familiar_name}:{reference.tag or "latest"}@sha256:<digest>`; the
-                digest is what `skopeo inspect --format '{{{{.Digest}}}}' docker://{reference}`
-                prints.
+                by digest, so builds would change whenever the tag moves. {fix}
                 """
             )
         )
-    empty = await Get(Digest, CreateDigest([]))
     result = await Get(
         ProcessResult,
         OciToolRequest(

@@ -19,7 +19,7 @@ from pants.backend.python.util_rules.interpreter_constraints import InterpreterC
 from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.fs import CreateDigest, Digest, FileContent
-from pants.engine.process import Process
+from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
@@ -63,6 +63,8 @@ class OciToolRequest:
     level: LogLevel = LogLevel.DEBUG
     # Only for processes that are never cached (publishing): e.g. where credentials live.
     uncached_env: FrozenDict[str, str] = FrozenDict()  # noqa: RUF009 (immutable)
+    # Tag look-ups must not be cached: tags move.
+    cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
 
 
 def _core_package_files() -> Iterable[FileContent]:
@@ -118,6 +120,7 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             output_files=request.output_files or None,
             output_directories=request.output_directories or None,
             extra_env=request.uncached_env,
+            cache_scope=request.cache_scope,
         ),
     )
 
