@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.harness.busybox import PushedImage
 from tests.harness.fixtures import RegistryFactory
+from tests.harness.registry import Registry
 from tests.harness.tools import runc_run, skopeo_copy_to_oci_layout, skopeo_inspect, umoci_unpack
 from tests.pants_runs import REPO, make_pants_repo, run_pants
 
@@ -262,3 +264,58 @@ oci_image(name="refused", registries=["{locked.host}"])
     assert refused.returncode != 0
     assert locked.host in refused.stdout + refused.stderr
     assert "credentials" in (refused.stdout + refused.stderr).lower()
+
+
+def test_local_image_bases_packages_as_content_and_docker_archive_output(
+    tmp_path: Path, busybox_image: PushedImage, registry_anonymous: Registry
+) -> None:
+    repo = make_pants_repo(
+        tmp_path / "repo",
+        {
+            "app/BUILD": """
+python_sources(name="lib")
+pex_binary(name="tool", entry_point="main.py")
+oci_image(
+    name="from_layout",
+    base="oci-layout:bases/busybox-layout",
+    dependencies=[":tool"],
+    cmd=["sh", "-c", "test -x /app/tool.pex && echo pex is there"],
+    output=["oci-layout", "docker-archive"],
+)
+oci_image(
+    name="from_archive", base="docker-archive:bases/busybox.tar", cmd=["echo", "archive base"]
+)
+""",
+            "app/main.py": "print('hi')\n",
+        },
+    )
+    bases = repo / "bases"
+    bases.mkdir()
+    skopeo_copy_to_oci_layout(
+        f"docker://{busybox_image.tag_ref}",
+        bases / "busybox-layout",
+        "latest",
+        registry=registry_anonymous,
+    )
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--insecure-policy",
+            f"oci:{bases / 'busybox-layout'}:latest",
+            f"docker-archive:{bases / 'busybox.tar'}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    run_pants("package", "app:from_layout", "app:from_archive", cwd=repo)
+
+    for name, expected in (("from_layout", "pex is there"), ("from_archive", "archive base")):
+        bundle = tmp_path / f"bundle-{name}"
+        umoci_unpack(repo / "dist/app" / name, "latest", bundle)
+        assert runc_run(bundle, None).stdout.strip() == expected
+    # The docker-archive output is what `docker load` reads; skopeo reads it the same way.
+    archive = skopeo_inspect(f"docker-archive:{repo / 'dist/app/from_layout.tar'}")
+    info = json.loads((repo / "dist/app/from_layout/image-info.json").read_text())
+    assert archive["Layers"][0] == busybox_image.diff_id
+    assert len(archive["Layers"]) == len(info["layers"]) == 2

@@ -273,6 +273,36 @@ def interpolate(template: str, address: Address, field_alias: str) -> str:
         ) from e
 
 
+class OciImageOutputField(StringSequenceField):
+    alias = "output"
+    default = ("oci-layout",)
+    valid_choices = ("oci-layout", "docker-archive")
+    help = help_text(
+        """
+        What `package` writes: `"oci-layout"` (the default), an OCI image layout directory
+        `dist/<path>/<name>/`; and/or `"docker-archive"`, a `dist/<path>/<name>.tar` that
+        `docker load` and `podman load` accept.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        unknown = sorted(set(value or ()) - set(cls.valid_choices))
+        if unknown:
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    The `{cls.alias}` field in target {address} has unknown output formats
+                    {unknown}: use any of {list(cls.valid_choices)}.
+                    """
+                )
+            )
+        return value
+
+
 class OciImageRepositoryField(StringField):
     alias = "repository"
     default = "{name}"
@@ -369,6 +399,7 @@ class OciImageTarget(Target):
         OciImageRepositoryField,
         OciImageRegistriesField,
         OciImageSkipPushField,
+        OciImageOutputField,
     )
     help = help_text(
         """

@@ -111,6 +111,12 @@ def normalize_registry(text: str) -> str:
         return host
 
 
+def is_google_registry(registry: str) -> bool:
+    """gcr.io, *.gcr.io (eu.gcr.io, ...) and *.pkg.dev (europe-docker.pkg.dev, ...)."""
+    host = normalize_registry(registry).rsplit(":", 1)[0]
+    return host == "gcr.io" or host.endswith((".gcr.io", ".pkg.dev"))
+
+
 def is_docker_hub(registry: str) -> bool:
     return normalize_registry(registry) == DEFAULT_REGISTRY
 

@@ -42,7 +42,7 @@ import google.auth.transport
 import google.oauth2.service_account
 import httpx
 
-from pants_oci.core._credentials import Credential, normalize_registry
+from pants_oci.core._credentials import Credential, is_google_registry
 from pants_oci.core.errors import CredentialError
 from pants_oci.core.transport import TransportOptions, proxy_for_url, tls_context
 
@@ -61,12 +61,6 @@ _service_account_from_file: Callable[..., Any] = (
 )
 _find_default: Callable[..., tuple[Any, Any]] = google.auth.default
 _GoogleTransportError: Callable[..., Exception] = google.auth.exceptions.TransportError
-
-
-def is_google_registry(registry: str) -> bool:
-    """gcr.io, *.gcr.io (eu.gcr.io, ...) and *.pkg.dev (europe-docker.pkg.dev, ...)."""
-    host = normalize_registry(registry).rsplit(":", 1)[0]
-    return host == "gcr.io" or host.endswith((".gcr.io", ".pkg.dev"))
 
 
 class _HttpxResponse(google.auth.transport.Response):

@@ -1,26 +1,33 @@
 """StaticKeychain, ChainKeychain and default_keychain().
 
 Private: import these names from :mod:`pants_oci.core.auth`.
+
+google-auth (and, through it, cryptography and httpx) is imported only once a Google registry
+is involved: when StaticKeychain is given Google options, or when default_keychain()'s chain is
+asked about a Google registry. Other registries, and code that merely builds a keychain, do
+not pay for importing it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pants_oci.core._credentials import Credential, Keychain, normalize_registry
-from pants_oci.core._docker_config import DockerConfigKeychain
-from pants_oci.core._google import (
-    GOOGLE_USERNAME,
-    GoogleKeychain,
-    GoogleTokenSource,
-    HttpxGoogleRequest,
+from pants_oci.core._credentials import (
+    Credential,
+    Keychain,
     is_google_registry,
-    token_source_from_options,
+    normalize_registry,
 )
+from pants_oci.core._docker_config import DockerConfigKeychain
 from pants_oci.core.errors import CredentialError
-from pants_oci.core.transport import TransportOptions
+
+if TYPE_CHECKING:
+    from pants_oci.core._google import GoogleKeychain, GoogleTokenSource, HttpxGoogleRequest
+    from pants_oci.core._transport_options import TransportOptions
 
 StaticOptions = Mapping[str, Any]
 
@@ -67,7 +74,16 @@ class StaticKeychain:
         options: TransportOptions | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        request = HttpxGoogleRequest(options, env)
+        requests: list[HttpxGoogleRequest] = []
+
+        def request() -> HttpxGoogleRequest:
+            # One for every Google entry, made (and google-auth imported) by the first of them.
+            if not requests:
+                from pants_oci.core._google import HttpxGoogleRequest
+
+                requests.append(HttpxGoogleRequest(options, env))
+            return requests[0]
+
         self._entries = [_parse_entry(key, value, request) for key, value in mapping.items()]
         # Longest path first, so the first match is the most specific.
         self._entries.sort(key=lambda entry: len(entry.path), reverse=True)
@@ -87,7 +103,7 @@ class StaticKeychain:
 
 
 def _parse_entry(
-    key: str, value: StaticOptions | Credential, request: HttpxGoogleRequest
+    key: str, value: StaticOptions | Credential, request: Callable[[], HttpxGoogleRequest]
 ) -> _Entry:
     registry_part, _, path = key.strip().strip("/").partition("/")
     registry = normalize_registry(registry_part)
@@ -98,7 +114,9 @@ def _parse_entry(
         raise CredentialError(f"{where}: expected a dict of options or a Credential")
     source = f"explicit credentials for {key}"
     if is_google_registry(registry) and set(value) != {"username", "password"}:
-        google = token_source_from_options(value, where, request)
+        from pants_oci.core._google import GOOGLE_USERNAME, token_source_from_options
+
+        google = token_source_from_options(value, where, request())
         if isinstance(google, str):
             return _Entry(
                 registry, path, Credential.basic(GOOGLE_USERNAME, google, source=source), None
@@ -126,6 +144,38 @@ def _parse_entry(
         f"{where}: expected {{'username', 'password'}}, {{'token'}} or {{'identitytoken'}} "
         f"(got keys {sorted(keys)})"
     )
+
+
+class _LazyGoogleKeychain:
+    """default_keychain()'s GoogleKeychain, made (importing google-auth) the first time it is
+    asked about a Google registry; it answers None for every other registry, as GoogleKeychain
+    does, without making it. The environment is read when this is made, as GoogleKeychain
+    reads it when it is made."""
+
+    def __init__(self, env: Mapping[str, str] | None, options: TransportOptions | None) -> None:
+        self._env = env
+        self._options = options
+        self._snapshot: dict[str, str] = dict(os.environ if env is None else env)
+        self._lock = threading.Lock()
+        self._keychain: GoogleKeychain | None = None
+
+    def __repr__(self) -> str:
+        return "GoogleKeychain()"
+
+    def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
+        if not is_google_registry(registry):
+            return None
+        return self._google().resolve(registry, repository)
+
+    def _google(self) -> GoogleKeychain:
+        with self._lock:
+            if self._keychain is None:
+                from pants_oci.core._google import GoogleKeychain
+
+                keychain = GoogleKeychain(self._env, options=self._options)
+                keychain._env = self._snapshot  # what the environment held when this was made
+                self._keychain = keychain
+            return self._keychain
 
 
 class ChainKeychain:
@@ -159,5 +209,5 @@ def default_keychain(
     keychains: list[Keychain] = []
     if explicit:
         keychains.append(StaticKeychain(explicit, options=options, env=env))
-    keychains += [GoogleKeychain(env, options=options), DockerConfigKeychain(env)]
+    keychains += [_LazyGoogleKeychain(env, options), DockerConfigKeychain(env)]
     return ChainKeychain(*keychains)

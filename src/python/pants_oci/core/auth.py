@@ -62,7 +62,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -72,14 +72,17 @@ from pants_oci.core._credentials import (
     Credential,
     CredentialKind,
     Keychain,
+    is_google_registry,
     normalize_registry,
 )
 from pants_oci.core._docker_config import DockerConfigKeychain
-from pants_oci.core._google import GoogleKeychain, is_google_registry
 from pants_oci.core._keychains import ChainKeychain, StaticKeychain, default_keychain
 from pants_oci.core._www_authenticate import Challenge, parse_challenges
 from pants_oci.core.errors import DeniedError, RegistryError, UnauthorizedError
 from pants_oci.core.transport import is_loopback_registry
+
+if TYPE_CHECKING:
+    from pants_oci.core._google import GoogleKeychain
 
 __all__ = [
     "DEFAULT_HELPER_TIMEOUT",
@@ -97,6 +100,18 @@ __all__ = [
     "normalize_registry",
     "repository_scope",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # GoogleKeychain is imported on first use: google-auth (with cryptography) is slow to
+    # import, and only Google registries need it (default_keychain() imports it lazily too).
+    if name == "GoogleKeychain":
+        from pants_oci.core._google import GoogleKeychain
+
+        globals()[name] = GoogleKeychain
+        return GoogleKeychain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SCOPES_EXTENSION = "pants_oci.scopes"
 """``request.extensions`` key: a tuple of scope strings the request needs."""

@@ -18,10 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pants_oci.core import media_types
-from pants_oci.core.digest import Digest
+from pants_oci.core._transport_options import ProgressCallback, TransportOptions
 from pants_oci.core.errors import (
     CredentialError,
     DeniedError,
@@ -33,29 +32,16 @@ from pants_oci.core.errors import (
     TransportError,
     UnauthorizedError,
 )
-from pants_oci.core.image import (
-    BLOB_SOURCE_ANNOTATION,
-    DEFAULT_TAG,
-    SCRATCH,
-    Image,
-    copy_image,
-    push_layout,
-    resolve_source_date_epoch,
-)
-from pants_oci.core.layer import Compression, LayerBuilder, Override
-from pants_oci.core.layout import ImageLayout
-from pants_oci.core.models import (
-    DockerManifest,
-    DockerManifestList,
-    ImageConfig,
-    OCIIndex,
-    OCIManifest,
-    Platform,
-    platform_matches,
-)
-from pants_oci.core.reference import Reference, parse_reference
-from pants_oci.core.registry import RegistryClient, map_bounded, resolve_platform
-from pants_oci.core.transport import ProgressCallback, TransportOptions
+
+# Every command imports what it needs when it runs (see the handlers): a process pays only for
+# its own command, e.g. `layer build` imports neither pydantic nor httpx nor google-auth. Keep
+# these imports out of module level; tests/core/test_cli_imports.py checks that they stay out.
+if TYPE_CHECKING:
+    from pants_oci.core.digest import Digest
+    from pants_oci.core.image import Image
+    from pants_oci.core.layer import Compression, LayerBuilder
+    from pants_oci.core.models import DockerManifest, OCIManifest
+    from pants_oci.core.reference import Reference
 
 __all__ = ["main"]
 
@@ -171,6 +157,8 @@ _ENTRY_KEYS = ("source", "target", "mode", "uid", "gid")
 
 
 def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
+    from pants_oci.core.layer import LayerBuilder, resolve_source_date_epoch
+
     where = f"layer spec {args.spec}"
     spec = _object(_read_json(args.spec, "layer spec"), where, _SPEC_KEYS)
     compression: Compression = spec.get("compression") or "gzip"
@@ -235,6 +223,8 @@ def _set_overrides(
 ) -> None:
     """An entry's mode and ownership. For a directory source, uid/gid apply to everything
     under it and mode to every regular file under it (directories keep 0755)."""
+    from pants_oci.core.layer import Override
+
     if mode is None and uid is None and gid is None:
         return
     if not os.path.isdir(source):
@@ -258,6 +248,18 @@ def _set_overrides(
 
 
 def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
+    from pants_oci.core.layout import ImageLayout
+    from pants_oci.core.models import (
+        DockerManifestList,
+        ImageConfig,
+        OCIIndex,
+        Platform,
+        platform_matches,
+    )
+    from pants_oci.core.reference import parse_reference
+    from pants_oci.core.registry import RegistryClient, map_bounded, resolve_platform
+
     reference = parse_reference(args.reference)
     platform = Platform.parse(args.platform) if args.platform else Platform.host_linux()
     with RegistryClient.from_reference(reference, options=options) as client:
@@ -376,6 +378,12 @@ def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
 
 
 def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None:
+    # The image builder imports the registry stack only for a registry base (or missing base
+    # layers): assembling on scratch or a complete local layout stays off the network code.
+    from pants_oci.core import media_types
+    from pants_oci.core.image import DEFAULT_TAG, SCRATCH, Image
+    from pants_oci.core.models import Platform
+
     where = f"image config {args.config}"
     config = _object(_read_json(args.config, "image config"), where, _CONFIG_KEYS)
     platform_text = _typed(config, "platform", str, where, None)
@@ -444,12 +452,17 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
 
 def _displayed(reference: Reference) -> str:
     """A pushed reference as the output names it: with its tag (``latest`` if none)."""
+    from pants_oci.core.image import DEFAULT_TAG
+
     if reference.tag is None and reference.digest is None:
         return str(reference.with_tag(DEFAULT_TAG))
     return str(reference)
 
 
 def _push(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.image import push_layout
+    from pants_oci.core.reference import parse_reference
+
     references = [parse_reference(text) for text in args.to]
     pushed = push_layout(
         args.layout,
@@ -469,6 +482,9 @@ def _push(args: argparse.Namespace, options: TransportOptions) -> None:
 
 
 def _copy(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.image import copy_image
+    from pants_oci.core.reference import parse_reference
+
     source, destination = parse_reference(args.source), parse_reference(args.destination)
     digest = copy_image(
         source,
@@ -486,6 +502,17 @@ def _copy(args: argparse.Namespace, options: TransportOptions) -> None:
 
 
 def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.models import (
+        DockerManifest,
+        DockerManifestList,
+        ImageConfig,
+        OCIIndex,
+        OCIManifest,
+        Platform,
+    )
+    from pants_oci.core.reference import parse_reference
+    from pants_oci.core.registry import RegistryClient
+
     reference = parse_reference(args.reference)
     platform = Platform.parse(args.platform) if args.platform else None
     with RegistryClient.from_reference(reference, options=options) as client:

@@ -42,12 +42,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from pants_oci.core import media_types
-from pants_oci.core.auth import Keychain, RegistryAuth, default_keychain
+from pants_oci.core._credentials import Keychain
+from pants_oci.core._keychains import default_keychain
+from pants_oci.core._transport_options import ProgressCallback, TransportOptions
 from pants_oci.core.digest import Digest, sha256_of_bytes
 from pants_oci.core.errors import (
     DocumentError,
@@ -56,7 +56,7 @@ from pants_oci.core.errors import (
     PlatformNotFoundError,
     RefNotFoundError,
 )
-from pants_oci.core.layer import Compression, LayerBuilder, Source
+from pants_oci.core.layer import Compression, LayerBuilder, Source, resolve_source_date_epoch
 from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
 from pants_oci.core.models import (
     AnyManifest,
@@ -74,10 +74,14 @@ from pants_oci.core.models import (
     platform_matches,
 )
 from pants_oci.core.reference import Reference, parse_reference
-from pants_oci.core.registry import RegistryClient, map_bounded, resolve_platform
 from pants_oci.core.tarball import read_docker_archive
 from pants_oci.core.tarball import write_docker_archive as _write_archive
-from pants_oci.core.transport import ProgressCallback, TransportOptions, make_http_client
+
+# The registry client, the auth flow and httpx are imported where a registry is reached, so
+# that building from scratch or a local base (`pants-oci image assemble`) does not import them.
+if TYPE_CHECKING:
+    from pants_oci.core.auth import RegistryAuth
+    from pants_oci.core.registry import RegistryClient
 
 __all__ = [
     "BASE_DIGEST_ANNOTATION",
@@ -129,26 +133,8 @@ ImageManifest = OCIManifest | DockerManifest
 
 
 # --- Reproducible timestamps ------------------------------------------------------------------
-
-
-def resolve_source_date_epoch(value: int | None = None) -> int:
-    """``value``, else ``$SOURCE_DATE_EPOCH``, else 0: the time every build output is stamped
-    with (https://reproducible-builds.org/specs/source-date-epoch/)."""
-    if value is not None:
-        epoch = value
-    else:
-        text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-        if not text:
-            return 0
-        try:
-            epoch = int(text)
-        except ValueError:
-            raise ImageBuildError(
-                f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {text!r}"
-            ) from None
-    if epoch < 0:
-        raise ImageBuildError(f"SOURCE_DATE_EPOCH must not be negative, got {epoch}")
-    return epoch
+# resolve_source_date_epoch is defined in pants_oci.core.layer (so that `layer build` need not
+# import this module) and re-exported here.
 
 
 def created_timestamp(epoch: int) -> str:
@@ -357,6 +343,10 @@ def _copy_from_urls(
     target: RegistryClient, descriptor: Descriptor, progress: ProgressCallback | None
 ) -> None:
     """Upload a foreign layer fetched from its ``urls`` (the first that answers 200)."""
+    import httpx
+
+    from pants_oci.core.transport import make_http_client
+
     if target.blob_exists(descriptor.digest) is not None:
         return
     failures: list[str] = []
@@ -393,6 +383,8 @@ def _transfer_blobs(
     progress: ProgressCallback | None = None,
 ) -> None:
     """Put every blob in ``target`` (HEAD first), ``max_concurrency`` at a time."""
+    from pants_oci.core.registry import map_bounded
+
     unique = list({blob.digest: blob for blob in blobs}.values())
     wanted = [blob for blob in unique if copy_foreign_layers or not blob.foreign]
     total = _ProgressTotal(progress, sum(blob.descriptor.size for blob in wanted))
@@ -486,7 +478,8 @@ class _Clients:
 
     def __init__(self, keychain: Keychain | None, options: TransportOptions) -> None:
         self.options = options
-        self._auth = RegistryAuth(keychain if keychain is not None else default_keychain())
+        self._keychain = keychain if keychain is not None else default_keychain()
+        self._auth: RegistryAuth | None = None  # made with the first client
         self._roots: dict[str, RegistryClient] = {}
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
@@ -498,6 +491,11 @@ class _Clients:
             if client is None:
                 root = self._roots.get(ref.registry)
                 if root is None:
+                    from pants_oci.core.auth import RegistryAuth
+                    from pants_oci.core.registry import RegistryClient
+
+                    if self._auth is None:
+                        self._auth = RegistryAuth(self._keychain)
                     client = RegistryClient.from_reference(
                         ref, auth=self._auth, options=self.options
                     )
@@ -692,6 +690,8 @@ class Image:
         return self._registry_base(parse_reference(base))
 
     def _registry_base(self, reference: Reference) -> _Base:
+        from pants_oci.core.registry import resolve_platform
+
         client = self._clients.get(reference)
         document = client.get_manifest(reference.identifier)
         for _depth in range(_MAX_INDEX_DEPTH):

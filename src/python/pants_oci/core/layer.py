@@ -62,15 +62,17 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, Union, cast
 
 import pathspec
 import zstandard
 
 from pants_oci.core import media_types, tar_format
 from pants_oci.core.digest import Digest
-from pants_oci.core.errors import LayerError
-from pants_oci.core.models import Descriptor
+from pants_oci.core.errors import ImageBuildError, LayerError
+
+if TYPE_CHECKING:
+    from pants_oci.core.models import Descriptor
 
 try:
     from isal import igzip as _igzip
@@ -92,6 +94,7 @@ __all__ = [
     "compress_layer",
     "decompressed",
     "media_type_for",
+    "resolve_source_date_epoch",
 ]
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -247,6 +250,27 @@ def _read_ignore_file(path: str | os.PathLike[str]) -> list[str]:
         raise LayerError(f"cannot read ignore file {os.fspath(path)}: {exc.strerror}") from None
 
 
+def resolve_source_date_epoch(value: int | None = None) -> int:
+    """``value``, else ``$SOURCE_DATE_EPOCH``, else 0: the time every build output is stamped
+    with (https://reproducible-builds.org/specs/source-date-epoch/). Also exported by
+    :mod:`pants_oci.core.image`; it raises ImageBuildError, as it always has."""
+    if value is not None:
+        epoch = value
+    else:
+        text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+        if not text:
+            return 0
+        try:
+            epoch = int(text)
+        except ValueError:
+            raise ImageBuildError(
+                f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {text!r}"
+            ) from None
+    if epoch < 0:
+        raise ImageBuildError(f"SOURCE_DATE_EPOCH must not be negative, got {epoch}")
+    return epoch
+
+
 # --- The builder ------------------------------------------------------------------------------
 
 
@@ -263,6 +287,9 @@ class LayerBlob:
 
     def descriptor(self, annotations: dict[str, str] | None = None) -> Descriptor:
         """The manifest's descriptor of this layer."""
+        # Imported here: building a layer (`pants-oci layer build`) needs no pydantic model.
+        from pants_oci.core.models import Descriptor
+
         return Descriptor(
             media_type=self.media_type, digest=self.digest, size=self.size, annotations=annotations
         )

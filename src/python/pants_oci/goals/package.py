@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, List, Union
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.engine.addresses import Address
@@ -54,11 +54,19 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
         ),
     )
     contents = await Get(Digest, MergeDigests([image.layout, info_file]))
-    digest = await Get(Digest, AddPrefix(contents, field_set.output_dir))
+    digests = [await Get(Digest, AddPrefix(contents, field_set.output_dir))]
+    artifacts: List[BuiltPackageArtifact] = []
+    if image.docker_archive:
+        # The archive is `<name>.tar` at its digest's root: it lands beside the layout.
+        spec_path = field_set.address.spec_path
+        digests.append(await Get(Digest, AddPrefix(image.docker_archive, spec_path or ".")))
+        artifacts.append(BuiltPackageArtifact(relpath=f"{field_set.output_dir}.tar"))
+    digest = await Get(Digest, MergeDigests(digests))
     tags = ", ".join(info.get("tags") or ())
     return BuiltPackage(
         digest,
         (
+            *artifacts,
             BuiltPackageArtifact(
                 relpath=field_set.output_dir,
                 extra_log_lines=(

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
 
 from pants.engine.addresses import Address, Addresses, AddressInput
-from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests, RemovePrefix
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestSubset,
+    FileContent,
+    GlobMatchErrorBehavior,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
+)
 from pants.engine.process import FallibleProcessResult, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import (
@@ -31,6 +42,8 @@ from pants.util.strutil import softwrap
 from pants_oci.core.reference import parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
+    DOCKER_ARCHIVE_PREFIX,
+    OCI_LAYOUT_PREFIX,
     SCRATCH,
     OciImageAnnotationsField,
     OciImageBaseField,
@@ -40,6 +53,7 @@ from pants_oci.target_types import (
     OciImageEnvField,
     OciImageExposedPortsField,
     OciImageLabelsField,
+    OciImageOutputField,
     OciImagePlatformField,
     OciImageTagsField,
     OciImageUserField,
@@ -73,11 +87,13 @@ class BuildImageRequest:
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """An image as an OCI layout (its files at the digest's root) and its image-info JSON."""
+    """An image as an OCI layout (its files at the digest's root), its image-info JSON, and,
+    when the target's `output` asks for it, a docker-archive (`<target name>.tar`)."""
 
     address: Address
     layout: Digest
     info: bytes
+    docker_archive: Optional[Digest] = None
 
     @property
     def manifest_digest(self) -> str:
@@ -86,9 +102,11 @@ class BuiltImage:
 
 @dataclass(frozen=True)
 class ResolvedBase:
-    """The base as assembly needs it: a layout under `base/` (or none for scratch)."""
+    """The base as assembly needs it: files in `digest`, and the path of the layout directory
+    or docker-archive among them (none for scratch)."""
 
     digest: Optional[Digest]
+    path: Optional[str]
     reference: Optional[str]
 
 
@@ -100,11 +118,40 @@ class BaseRequest:
     with_layers: bool
 
 
+async def _local_base(address: Address, base: str) -> ResolvedBase:
+    """An OCI layout directory or docker-archive tar checked into the repo."""
+    is_layout = base.startswith(OCI_LAYOUT_PREFIX)
+    path = base.split(":", 1)[1].strip("/")
+    globs = [f"{path}/**"] if is_layout else [path]
+    snapshot = await Get(
+        Snapshot,
+        PathGlobs(
+            globs,
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the `base` field of {address}",
+        ),
+    )
+    marker = f"{path}/oci-layout" if is_layout else path
+    if marker not in snapshot.files:
+        kind = (
+            "an OCI image layout directory (with an `oci-layout` file)" if is_layout else "a file"
+        )
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                The `base` field in target {address} is {base!r}, but {path!r} is not {kind}
+                relative to the build root.
+                """
+            )
+        )
+    return ResolvedBase(snapshot.digest, path, None)
+
+
 @rule(desc="Resolve an OCI base image")
 async def resolve_base(request: BaseRequest) -> ResolvedBase:
     base = request.base
     if base == SCRATCH:
-        return ResolvedBase(None, None)
+        return ResolvedBase(None, None, None)
     if base.startswith((":", "//")):
         base_address = await Get(
             Address,
@@ -116,17 +163,9 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             ),
         )
         built = await Get(BuiltImage, BuildImageRequest(base_address, request.with_layers))
-        return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), None)
-    if base.startswith(("oci-layout:", "docker-archive:")):
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                The `base` field in target {request.address} is {base!r}: local image files as
-                bases are not supported yet. Build the base with an `oci_image` target and use
-                its address, or push it to a registry and use its reference pinned by digest.
-                """
-            )
-        )
+        return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), _BASE_DIR, None)
+    if base.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+        return await _local_base(request.address, base)
     reference = parse_reference(base)
     empty = await Get(Digest, CreateDigest([]))
     if reference.digest is None:
@@ -176,7 +215,7 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             output_directories=(_BASE_DIR,),
         ),
     )
-    return ResolvedBase(result.output_digest, str(reference))
+    return ResolvedBase(result.output_digest, _BASE_DIR, str(reference))
 
 
 def image_config(target: Target, platform: str) -> Dict[str, Any]:
@@ -255,7 +294,7 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
     placed_layers = await MultiGet(
         Get(Digest, AddPrefix(digest, f"layers/{index}")) for index, digest in enumerate(merged)
     )
-    argv: List[str] = ["image", "assemble", "--base", _BASE_DIR if base.digest else "scratch"]
+    argv: List[str] = ["image", "assemble", "--base", base.path or SCRATCH]
     for index in range(len(layers)):
         argv += ["--layer", f"layers/{index}/{BuiltLayer.BLOB_PATH}=layers/{index}/meta.json"]
     config = json.dumps(image_config(target, platform), sort_keys=True, indent=1).encode()
@@ -266,6 +305,12 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
         argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias)]
     if base.reference:
         argv += ["--base-reference", base.reference]
+    archive = f"{request.address.target_name}.tar"
+    want_archive = request.complete and "docker-archive" in (
+        target[OciImageOutputField].value or ()
+    )
+    if want_archive:
+        argv += ["--docker-archive", archive]
 
     input_digest = await Get(
         Digest,
@@ -278,10 +323,17 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
             description=f"Assemble OCI image {request.address}",
             input_digest=input_digest,
             output_directories=(_LAYOUT_DIR,),
+            output_files=(archive,) if want_archive else (),
         ),
     )
-    layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
-    return BuiltImage(request.address, layout, result.stdout)
+    layout_files, archive_files = await MultiGet(
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_LAYOUT_DIR}/**"]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive]))),
+    )
+    layout = await Get(Digest, RemovePrefix(layout_files, _LAYOUT_DIR))
+    return BuiltImage(
+        request.address, layout, result.stdout, archive_files if want_archive else None
+    )
 
 
 def rules() -> Iterable[Rule]:
