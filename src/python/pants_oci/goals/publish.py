@@ -24,6 +24,7 @@ from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
 from pants_oci.goals.package import OciImageFieldSet
+from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     OciImageRegistriesField,
     OciImageRepositoryField,
@@ -63,7 +64,7 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
     tags: OciImageTagsField
     skip_push: OciImageSkipPushField
 
-    def references(self) -> Tuple[str, ...]:
+    def references(self, default_registries: Tuple[str, ...] = ()) -> Tuple[str, ...]:
         repository = interpolate(
             self.repository.value or "{name}", self.address, OciImageRepositoryField.alias
         )
@@ -87,10 +88,10 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
 
 
 @rule(desc="Push OCI image")
-async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses:
+async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) -> PublishProcesses:
     field_set = request.field_set
     assert isinstance(field_set, PublishOciImageFieldSet)
-    references = field_set.references()
+    references = field_set.references(tuple(oci.default_registries))
     if field_set.skip_push.value:
         return PublishProcesses(
             [

@@ -27,13 +27,21 @@ class OciSubsystem(Subsystem):
             """
         ),
     )
+    default_registries = StrListOption(
+        help=softwrap(
+            """
+            Registries that `pants publish` pushes images to when their target sets no
+            `registries`, e.g. `["ghcr.io/acme"]`.
+            """
+        ),
+    )
     ca_bundle = StrOption(
         default=None,
         help=softwrap(
             """
             A PEM file of extra certificate authorities to trust for registries with private
-            certificates, as a path relative to the build root (or absolute). The system's
-            authorities are always trusted.
+            certificates, as a path relative to the build root. The system's authorities are
+            always trusted.
             """
         ),
     )
@@ -55,8 +63,8 @@ class OciSubsystem(Subsystem):
         default=1,
         help=softwrap(
             """
-            The compression level: gzip 0-9 (python-isal's levels 0-3 are used for gzip,
-            and higher values are clamped to 3), zstd 1-19. Changing it changes layer digests.
+            The compression level (gzip with python-isal: 0-3; zstd: 1-19). Changing it
+            changes layer digests.
             """
         ),
         advanced=True,

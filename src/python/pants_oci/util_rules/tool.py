@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import importlib.resources
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Tuple
 
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules import pex
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
-from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    FileContent,
+    GlobMatchErrorBehavior,
+    MergeDigests,
+    PathGlobs,
+)
 from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -97,26 +105,43 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
     return OciTool(tool)
 
 
-def global_tool_args(oci: OciSubsystem, ca_bundle_path: Optional[str] = None) -> Tuple[str, ...]:
+# Where `[oci].ca_bundle` is put in each sandbox: a fixed name, so argv holds no host path.
+_CA_BUNDLE = "__oci_ca_bundle.pem"
+
+
+def global_tool_args(oci: OciSubsystem, with_ca_bundle: bool) -> Tuple[str, ...]:
     """Options every tool invocation gets, from `[oci]`."""
     args = ["--concurrency", str(oci.concurrency)]
     for registry in oci.insecure_registries:
         args += ["--insecure-registry", registry]
-    if ca_bundle_path:
-        args += ["--ca-bundle", ca_bundle_path]
+    if with_ca_bundle:
+        args += ["--ca-bundle", _CA_BUNDLE]
     return tuple(args)
 
 
 @rule
 async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsystem) -> Process:
+    input_digest = request.input_digest
+    if oci.ca_bundle:
+        # Its content, not its path, goes into the process: that is what the cache keys on.
+        ca = await Get(
+            DigestContents,
+            PathGlobs(
+                [oci.ca_bundle],
+                glob_match_error_behavior=GlobMatchErrorBehavior.error,
+                description_of_origin="the `[oci].ca_bundle` option",
+            ),
+        )
+        ca_digest = await Get(Digest, CreateDigest([FileContent(_CA_BUNDLE, ca[0].content)]))
+        input_digest = await Get(Digest, MergeDigests([input_digest, ca_digest]))
     return await Get(
         Process,
         PexProcess(
             tool.pex,
-            argv=(*global_tool_args(oci), *request.argv),
+            argv=(*global_tool_args(oci, bool(oci.ca_bundle)), *request.argv),
             description=request.description,
             level=request.level,
-            input_digest=request.input_digest,
+            input_digest=input_digest,
             output_files=request.output_files or None,
             output_directories=request.output_directories or None,
             extra_env=request.uncached_env,
