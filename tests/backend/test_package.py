@@ -95,6 +95,7 @@ oci_image(
     tags=["1.0", "latest"],
 )
 oci_image(name="private", base="scratch", registries=["{target.host}"], skip_push=True)
+oci_image(name="defaulted", base="scratch", dependencies=[":scripts"])
 """,
             "svc/hello.sh": "echo published image runs\n",
         },
@@ -103,14 +104,26 @@ oci_image(name="private", base="scratch", registries=["{target.host}"], skip_pus
     docker_config.mkdir()
     auth = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
     (docker_config / "config.json").write_text(json.dumps({"auths": {target.host: {"auth": auth}}}))
-    result = run_pants("publish", "svc::", cwd=repo, env={"DOCKER_CONFIG": str(docker_config)})
+    result = run_pants(
+        f"--oci-default-registries=['{target.host}']",
+        "publish",
+        "svc::",
+        cwd=repo,
+        env={"DOCKER_CONFIG": str(docker_config)},
+    )
     assert target.password not in result.stdout + result.stderr
-    [pushed_line] = [line for line in result.stdout.splitlines() if '"pushed"' in line]
-    pushed = {p["reference"]: p["digest"] for p in json.loads(pushed_line)["pushed"]}
-    assert "private" not in pushed_line
+    pushed = {
+        p["reference"]: p["digest"]
+        for line in result.stdout.splitlines()
+        if '"pushed"' in line
+        for p in json.loads(line)["pushed"]
+    }
+    assert not any("private" in reference for reference in pushed)
+    # No `registries` on the target: `[oci].default_registries` applies.
+    assert f"{target.host}/defaulted:latest" in pushed
     run_pants("package", "svc:api", cwd=repo)
     info = json.loads((repo / "dist/svc/api/image-info.json").read_text())
-    assert set(pushed.values()) == {info["manifest_digest"]}
+    assert pushed[f"{target.host}/team/svc-api:1.0"] == info["manifest_digest"]
     for tag in ("1.0", "latest"):
         ref = f"{target.host}/team/svc-api:{tag}"
         inspected = skopeo_inspect(f"docker://{ref}", registry=target)

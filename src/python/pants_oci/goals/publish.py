@@ -73,7 +73,7 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
         ]
         return tuple(
             f"{registry}/{repository}:{tag}"
-            for registry in self.registries.value or ()
+            for registry in self.registries.value or default_registries
             for tag in tags
         )
 
