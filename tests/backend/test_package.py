@@ -152,7 +152,7 @@ files(name="vendor_files", sources=["vendor/*"])
 oci_layer(name="deps", dependencies=[":vendor_files"], destination="/opt")
 files(name="src_files", sources=["src/*"])
 oci_layer(name="src", dependencies=[":src_files"], destination="/opt")
-oci_image(name="app", dependencies=[":src", ":deps"])
+oci_image(name="app", dependencies=[":src", ":deps"], tags=["latest", "{hash}"])
 """,
             # Unique content: the local process cache is shared with every other run.
             "app/vendor/lib.txt": f"library {uuid.uuid4()}\n",
@@ -179,6 +179,9 @@ oci_image(name="app", dependencies=[":src", ":deps"])
     assert second["layers"][0] == first["layers"][0]  # deps: untouched
     assert second["layers"][1]["digest"] != first["layers"][1]["digest"]
     assert second["manifest_digest"] != first["manifest_digest"]
+    # `{hash}` follows the content: stable across the no-op run, new after the change.
+    assert re.fullmatch(r"[0-9a-f]{12}", first["tags"][1])
+    assert second["tags"][1] != first["tags"][1]
 
 
 def test_separate_empty_caches_give_the_same_manifest(tmp_path: Path) -> None:

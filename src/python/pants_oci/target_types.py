@@ -247,19 +247,25 @@ class OciImageTagsField(StringSequenceField):
         """
         Tags to give the image, e.g. `["1.4.2", "latest"]`. They name the image in the OCI
         layout that `package` writes (`org.opencontainers.image.ref.name`), and `publish`
-        pushes each one. May use the placeholders of `repository`.
+        pushes each one. May use the placeholders of `repository`, and `{hash}`: 12 hex
+        digits that change exactly when the image's content (base, layers, config) changes,
+        e.g. `tags=["{hash}"]` for immutable per-content tags.
         """
     )
 
 
-def interpolate(template: str, address: Address, field_alias: str) -> str:
-    """Fill `{name}`, `{directory}` and `{parent_directory}` in a repository or tag."""
+def interpolate(
+    template: str, address: Address, field_alias: str, content_hash: Optional[str] = None
+) -> str:
+    """Fill `{name}`, `{directory}`, `{parent_directory}` (and, in tags, `{hash}`)."""
     parts = address.spec_path.split("/") if address.spec_path else []
     values = {
         "name": address.target_name,
         "directory": parts[-1] if parts else "",
         "parent_directory": parts[-2] if len(parts) > 1 else "",
     }
+    if content_hash is not None:
+        values["hash"] = content_hash
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError) as e:

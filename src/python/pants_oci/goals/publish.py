@@ -7,6 +7,7 @@ process and never appear in argv or in any cache key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterable, Tuple, Union
 
@@ -18,12 +19,13 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import DigestContents, DigestSubset, PathGlobs
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.goals.package import OciImageFieldSet
+from pants_oci.goals.package import IMAGE_INFO, OciImageFieldSet
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     OciImageRegistriesField,
@@ -64,17 +66,17 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
     tags: OciImageTagsField
     skip_push: OciImageSkipPushField
 
-    def references(self, default_registries: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+    def references(
+        self, built_tags: Tuple[str, ...], default_registries: Tuple[str, ...] = ()
+    ) -> Tuple[str, ...]:
+        """Every `registry/repository:tag`; tags as the build resolved them (`{hash}`)."""
         repository = interpolate(
             self.repository.value or "{name}", self.address, OciImageRepositoryField.alias
         )
-        tags = [
-            interpolate(t, self.address, OciImageTagsField.alias) for t in self.tags.value or ()
-        ]
         return tuple(
             f"{registry}/{repository}:{tag}"
             for registry in self.registries.value or default_registries
-            for tag in tags
+            for tag in built_tags
         )
 
     def get_output_data(self) -> PublishOutputData:
@@ -91,7 +93,16 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
 async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) -> PublishProcesses:
     field_set = request.field_set
     assert isinstance(field_set, PublishOciImageFieldSet)
-    references = field_set.references(tuple(oci.default_registries))
+    [package] = request.packages
+    info = await Get(
+        DigestContents,
+        DigestSubset(
+            package.digest,
+            PathGlobs([f"{OciImageFieldSet.create_output_dir(field_set.address)}/{IMAGE_INFO}"]),
+        ),
+    )
+    built_tags = tuple(json.loads(info[0].content)["tags"])
+    references = field_set.references(built_tags, tuple(oci.default_registries))
     if field_set.skip_push.value:
         return PublishProcesses(
             [
@@ -103,7 +114,6 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
         )
     if not references:
         return PublishProcesses([])
-    [package] = request.packages
     layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV))
     argv = ["push", layout_dir]

@@ -10,6 +10,7 @@ Every step is a cacheable process of the image tool:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
@@ -301,8 +302,16 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
     config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
     argv += ["--config", _CONFIG, "--output", _LAYOUT_DIR]
     argv += ["--source-date-epoch", str(oci.source_date_epoch)]
+    # `{hash}` in tags: a hash of everything the image is made of, known before assembly.
+    content_hash = hashlib.sha256(
+        json.dumps(
+            [base.reference, [layer.digest for layer in layers], config.decode()],
+            sort_keys=True,
+        ).encode()
+        + (base.digest.fingerprint.encode() if base.digest else b"")
+    ).hexdigest()[:12]
     for tag in target[OciImageTagsField].value or ():
-        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias)]
+        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias, content_hash)]
     if base.reference:
         argv += ["--base-reference", base.reference]
     archive = f"{request.address.target_name}.tar"
