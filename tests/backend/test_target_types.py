@@ -14,6 +14,7 @@ from pants_oci.target_types import (
     OciImageEnvField,
     OciImageTarget,
     OciImageWorkdirField,
+    OciLayerTarget,
 )
 
 DIGEST = "sha256:" + "a" * 64
@@ -21,7 +22,7 @@ DIGEST = "sha256:" + "a" * 64
 
 @pytest.fixture
 def rule_runner() -> RuleRunner:
-    return RuleRunner(target_types=[OciImageTarget])
+    return RuleRunner(target_types=[OciImageTarget, OciLayerTarget])
 
 
 def _image(rule_runner: RuleRunner, body: str) -> OciImageTarget:
@@ -81,3 +82,25 @@ def test_bad_values_name_target_field_and_fix(
     message = str(error.value)
     for fragment in expected:
         assert fragment in message, message
+
+
+def test_layer_destination_must_be_absolute(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files({"img/BUILD": "oci_layer(name='layer', destination='srv')"})
+    with pytest.raises(ExecutionError) as error:
+        rule_runner.get_target(Address("img", target_name="layer"))
+    assert "`destination` field in target img:layer" in str(error.value)
+    assert "'/srv'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('output=["tarball"]', ["'output' field in target img:img", "'tarball'", "oci-layout"]),
+        ('exposed_ports=["http"]', ["`exposed_ports` field in target img:img", "'http'"]),
+    ],
+)
+def test_more_bad_values(rule_runner: RuleRunner, body: str, expected: list[str]) -> None:
+    with pytest.raises(ExecutionError) as error:
+        _image(rule_runner, body)
+    for fragment in expected:
+        assert fragment in str(error.value)

@@ -33,6 +33,19 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PORT = re.compile(r"^[0-9]{1,5}(/(tcp|udp|sctp))?$")
 
 
+def _absolute_path(alias: str, value: str, address: Address) -> str:
+    if not value.startswith("/"):
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                The `{alias}` field in target {address} must be an absolute path, but was
+                {value!r}. Use {"/" + value!r}.
+                """
+            )
+        )
+    return value
+
+
 class OciImageBaseField(StringField):
     alias = "base"
     value: str
@@ -149,16 +162,7 @@ class OciImageWorkdirField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if value is not None and not value.startswith("/"):
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    The `{cls.alias}` field in target {address} must be an absolute path, but was
-                    {value!r}. Use {"/" + value!r}.
-                    """
-                )
-            )
-        return value
+        return None if value is None else _absolute_path(cls.alias, value, address)
 
 
 class OciImageUserField(StringField):
@@ -291,23 +295,6 @@ class OciImageOutputField(StringSequenceField):
         """
     )
 
-    @classmethod
-    def compute_value(
-        cls, raw_value: Optional[Iterable[str]], address: Address
-    ) -> Optional[Tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        unknown = sorted(set(value or ()) - set(cls.valid_choices))
-        if unknown:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    The `{cls.alias}` field in target {address} has unknown output formats
-                    {unknown}: use any of {list(cls.valid_choices)}.
-                    """
-                )
-            )
-        return value
-
 
 class OciImageRepositoryField(StringField):
     alias = "repository"
@@ -364,17 +351,8 @@ class OciLayerDestinationField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
         value = super().compute_value(raw_value, address)
-        assert value is not None
-        if not value.startswith("/"):
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    The `{cls.alias}` field in target {address} must be an absolute path, but was
-                    {value!r}. Use {"/" + value!r}.
-                    """
-                )
-            )
-        return value
+        assert value is not None  # the field has a default
+        return _absolute_path(cls.alias, value, address)
 
 
 class OciLayerDependenciesField(Dependencies):
