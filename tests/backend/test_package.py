@@ -49,7 +49,9 @@ def test_image_on_busybox_base_runs_under_runc(tmp_path: Path, busybox_image: Pu
         {
             "app/BUILD": f"""
 files(name="scripts", sources=["greet.sh"])
-oci_layer(name="data", dependencies=[":data_files"], destination="/srv")
+oci_layer(
+    name="data", dependencies=[":data_files"], destination="/srv", mode="0604", uid=1000, gid=1000
+)
 files(name="data_files", sources=["name.txt"])
 oci_image(
     name="app",
@@ -74,6 +76,10 @@ oci_image(
     umoci_unpack(out, "v1", bundle)
     result = runc_run(bundle, None)
     assert result.stdout.strip() == "hello world from /"
+    # The oci_layer's mode and ownership, as unpacked (as root, umoci keeps owners); the
+    # container's root lacks CAP_DAC_OVERRIDE, so "other" keeps read access for the script.
+    stat = (bundle / "rootfs/srv/app/name.txt").stat()
+    assert (stat.st_mode & 0o7777, stat.st_uid, stat.st_gid) == (0o604, 1000, 1000)
 
 
 def test_publish_pushes_every_tag_with_credentials_from_docker_config(

@@ -15,6 +15,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     DictStringToStringField,
+    IntField,
     InvalidFieldException,
     StringField,
     StringSequenceField,
@@ -355,6 +356,41 @@ class OciLayerDestinationField(StringField):
         return _absolute_path(cls.alias, value, address)
 
 
+class OciLayerModeField(StringField):
+    alias = "mode"
+    help = help_text(
+        """
+        Permission bits for every file of this layer, as an octal string such as `"0644"` or
+        `"0755"`. Unset: executables get 0755 and other files 0644, whatever the checkout's
+        umask (directories are always 0755).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    The `{cls.alias}` field in target {address} must be octal permission bits
+                    such as "0644" or "0755", but was {value!r}.
+                    """
+                )
+            )
+        return value
+
+
+class OciLayerUidField(IntField):
+    alias = "uid"
+    help = "The owner (user id) of every file and directory of this layer. Unset: 0 (root)."
+
+
+class OciLayerGidField(IntField):
+    alias = "gid"
+    help = "The group id of every file and directory of this layer. Unset: 0 (root)."
+
+
 class OciLayerDependenciesField(Dependencies):
     help = help_text(
         """
@@ -409,7 +445,14 @@ class OciImageTarget(Target):
 
 class OciLayerTarget(Target):
     alias = "oci_layer"
-    core_fields = (*COMMON_TARGET_FIELDS, OciLayerDependenciesField, OciLayerDestinationField)
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        OciLayerDependenciesField,
+        OciLayerDestinationField,
+        OciLayerModeField,
+        OciLayerUidField,
+        OciLayerGidField,
+    )
     help = help_text(
         """
         One layer of an `oci_image`: a group of files, resources and packages placed under a

@@ -62,6 +62,9 @@ from pants_oci.target_types import (
     OciImageWorkdirField,
     OciLayerDependenciesField,
     OciLayerDestinationField,
+    OciLayerGidField,
+    OciLayerModeField,
+    OciLayerUidField,
     interpolate,
 )
 from pants_oci.util_rules.layers import (
@@ -270,7 +273,14 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
         Get(LayerContent, LayerContentRequest(addresses)) for addresses in layer_dependencies
     )
     layer_requests = [
-        BuildLayerRequest(t.address, content.snapshot, t[OciLayerDestinationField].value)
+        BuildLayerRequest(
+            t.address,
+            content.snapshot,
+            t[OciLayerDestinationField].value,
+            mode=t[OciLayerModeField].value,
+            uid=t[OciLayerUidField].value,
+            gid=t[OciLayerGidField].value,
+        )
         for t, content in zip(layer_targets, contents)
     ]
     if other_addresses:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Iterable, Tuple
+from typing import Iterable, Optional
 
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
 from pants.core.target_types import FileSourceField, ResourceSourceField
@@ -54,6 +54,9 @@ class BuildLayerRequest:
     address: Address
     content: Snapshot
     destination: str = "/"
+    mode: Optional[str] = None
+    uid: Optional[int] = None
+    gid: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,16 @@ async def layer_content(request: LayerContentRequest) -> LayerContent:
     return LayerContent(snapshot)
 
 
-def layer_spec(files: Tuple[str, ...], destination: str, oci: OciSubsystem) -> bytes:
+def layer_spec(request: BuildLayerRequest, oci: OciSubsystem) -> bytes:
     entries = [
-        {"source": path, "target": posixpath.join(destination, path), "mode": None}
-        for path in sorted(files)
+        {
+            "source": path,
+            "target": posixpath.join(request.destination, path),
+            "mode": request.mode,
+            "uid": request.uid,
+            "gid": request.gid,
+        }
+        for path in sorted(request.content.files)
     ]
     spec = {
         "entries": entries,
@@ -124,9 +133,7 @@ def layer_spec(files: Tuple[str, ...], destination: str, oci: OciSubsystem) -> b
 async def build_layer(request: BuildLayerRequest, oci: OciSubsystem) -> BuiltLayer:
     spec = await Get(
         Digest,
-        CreateDigest(
-            [FileContent(_SPEC, layer_spec(request.content.files, request.destination, oci))]
-        ),
+        CreateDigest([FileContent(_SPEC, layer_spec(request, oci))]),
     )
     input_digest = await Get(Digest, MergeDigests([request.content.digest, spec]))
     result = await Get(
