@@ -1,0 +1,93 @@
+"""The image rules in-process (RuleRunner): layers, config and assembly into an OCI layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pants.core.target_types import FilesGeneratorTarget, FileTarget
+from pants.core.target_types import rules as core_target_types_rules
+from pants.core.util_rules import source_files
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents
+from pants.engine.rules import QueryRule
+from pants.engine.target import InvalidFieldException
+from pants.testutil.rule_runner import RuleRunner, engine_error
+
+from pants_oci.target_types import OciImageTarget, OciLayerTarget
+from pants_oci.util_rules import image, layers, tool
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
+from tests.backend.rule_runners import configure
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    runner = RuleRunner(
+        rules=[
+            *tool.rules(),
+            *layers.rules(),
+            *image.rules(),
+            *source_files.rules(),
+            *core_target_types_rules(),
+            QueryRule(BuiltImage, [BuildImageRequest]),
+            QueryRule(DigestContents, [Digest]),
+        ],
+        target_types=[OciImageTarget, OciLayerTarget, FilesGeneratorTarget, FileTarget],
+    )
+    return configure(runner)
+
+
+def _blob(contents: DigestContents, digest: str) -> bytes:
+    path = "blobs/sha256/" + digest.split(":", 1)[1]
+    return next(c.content for c in contents if c.path == path)
+
+
+def test_build_image_assembles_layers_and_config(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "img/BUILD": """
+files(name="a", sources=["a.txt"])
+files(name="b", sources=["b.txt"])
+oci_layer(name="layer", dependencies=[":a"], destination="/data")
+oci_image(
+    name="img",
+    dependencies=[":layer", ":b"],
+    cmd=["/bin/true"],
+    env={"MODE": "test"},
+    labels={"team": "oci"},
+    platform="linux/arm64",
+    tags=["{name}-{directory}"],
+)
+""",
+            "img/a.txt": "a\n",
+            "img/b.txt": "b\n",
+        }
+    )
+    built = rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
+    info = json.loads(built.info)
+    contents = rule_runner.request(DigestContents, [built.layout])
+    index = json.loads(next(c.content for c in contents if c.path == "index.json"))
+    [entry] = index["manifests"]
+    assert entry["digest"] == info["manifest_digest"] == built.manifest_digest
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "img-img"
+    manifest = json.loads(_blob(contents, info["manifest_digest"]))
+    config = json.loads(_blob(contents, manifest["config"]["digest"]))
+    # The oci_layer first, then the layer of the other dependencies.
+    assert [layer["digest"] for layer in manifest["layers"]] == [
+        layer["digest"] for layer in info["layers"]
+    ]
+    assert len(manifest["layers"]) == 2
+    assert config["rootfs"]["diff_ids"] == [layer["diff_id"] for layer in info["layers"]]
+    assert config["config"]["Cmd"] == ["/bin/true"]
+    assert "MODE=test" in config["config"]["Env"]
+    assert config["config"]["Labels"] == {"team": "oci"}
+    assert (config["os"], config["architecture"]) == ("linux", "arm64")
+    assert config["created"] == "1970-01-01T00:00:00Z"
+
+
+def test_unknown_tag_placeholder_is_a_field_error(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files({"img/BUILD": "oci_image(name='img', tags=['{version}'])"})
+    with engine_error(InvalidFieldException, contains="`tags` field in target img:img"):
+        rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
