@@ -9,7 +9,8 @@ from pants.core.target_types import FilesGeneratorTarget, FileTarget
 from pants.core.target_types import rules as core_target_types_rules
 from pants.core.util_rules import source_files
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestContents
+from pants.engine.fs import CreateDigest, Digest, DigestContents
+from pants.engine.process import Process
 from pants.engine.rules import QueryRule
 from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner, engine_error
@@ -17,6 +18,7 @@ from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants_oci.target_types import OciImageTarget, OciLayerTarget
 from pants_oci.util_rules import image, layers, tool
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
+from pants_oci.util_rules.tool import OciToolRequest
 from tests.backend.rule_runners import configure
 
 pytestmark = pytest.mark.slow
@@ -33,6 +35,8 @@ def rule_runner() -> RuleRunner:
             *core_target_types_rules(),
             QueryRule(BuiltImage, [BuildImageRequest]),
             QueryRule(DigestContents, [Digest]),
+            QueryRule(Digest, [CreateDigest]),
+            QueryRule(Process, [OciToolRequest]),
         ],
         target_types=[OciImageTarget, OciLayerTarget, FilesGeneratorTarget, FileTarget],
     )
@@ -91,3 +95,19 @@ def test_unknown_tag_placeholder_is_a_field_error(rule_runner: RuleRunner) -> No
     rule_runner.write_files({"img/BUILD": "oci_image(name='img', tags=['{version}'])"})
     with engine_error(InvalidFieldException, contains="`tags` field in target img:img"):
         rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
+
+
+def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files({"certs/ca.pem": "-----BEGIN CERTIFICATE-----\ntest\n"})
+    configure(rule_runner, "--oci-ca-bundle=certs/ca.pem", "--oci-insecure-registries=['r:5000']")
+    empty = rule_runner.request(Digest, [CreateDigest([])])
+    process = rule_runner.request(
+        Process, [OciToolRequest(argv=("inspect", "x"), description="t", input_digest=empty)]
+    )
+    argv = list(process.argv)
+    assert argv[argv.index("--ca-bundle") + 1] == "__oci_ca_bundle.pem"
+    assert argv[argv.index("--insecure-registry") + 1] == "r:5000"
+    assert not any("certs/ca.pem" in arg for arg in argv)
+    contents = rule_runner.request(DigestContents, [process.input_digest])
+    [ca] = [c for c in contents if c.path == "__oci_ca_bundle.pem"]
+    assert ca.content == b"-----BEGIN CERTIFICATE-----\ntest\n"
