@@ -110,8 +110,10 @@ oci_image(name="defaulted", base="scratch", dependencies=[":scripts"])
     docker_config.mkdir()
     auth = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
     (docker_config / "config.json").write_text(json.dumps({"auths": {target.host: {"auth": auth}}}))
+    record = tmp_path / "published.json"
     result = run_pants(
         f"--oci-default-registries=['{target.host}']",
+        f"--publish-output={record}",
         "publish",
         "svc::",
         cwd=repo,
@@ -130,6 +132,10 @@ oci_image(name="defaulted", base="scratch", dependencies=[":scripts"])
     run_pants("package", "svc:api", cwd=repo)
     info = json.loads((repo / "dist/svc/api/image-info.json").read_text())
     assert pushed[f"{target.host}/team/svc-api:1.0"] == info["manifest_digest"]
+    # `publish --output` records each name with the digest it now points at.
+    [api_record] = [r for r in json.loads(record.read_text()) if r["target"] == "svc:api"]
+    assert api_record["digest"] == info["manifest_digest"]
+    assert f"{target.host}/team/svc-api@{info['manifest_digest']}" in api_record["pinned"]
     for tag in ("1.0", "latest"):
         ref = f"{target.host}/team/svc-api:{tag}"
         inspected = skopeo_inspect(f"docker://{ref}", registry=target)

@@ -101,7 +101,8 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
             PathGlobs([f"{OciImageFieldSet.create_output_dir(field_set.address)}/{IMAGE_INFO}"]),
         ),
     )
-    built_tags = tuple(json.loads(info[0].content)["tags"])
+    image_info = json.loads(info[0].content)
+    built_tags = tuple(image_info["tags"])
     references = field_set.references(built_tags, tuple(oci.default_registries))
     if field_set.skip_push.value:
         return PublishProcesses(
@@ -129,7 +130,22 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
         ),
     )
     return PublishProcesses(
-        [PublishPackages(names=references, process=InteractiveProcess.from_process(process))]
+        [
+            PublishPackages(
+                names=references,
+                process=InteractiveProcess.from_process(process),
+                # Recorded by `publish --output=FILE`: what each name points at.
+                data=PublishOutputData(
+                    {
+                        "digest": image_info["manifest_digest"],
+                        "pinned": tuple(
+                            f"{reference.rsplit(':', 1)[0]}@{image_info['manifest_digest']}"
+                            for reference in references
+                        ),
+                    }
+                ),
+            )
+        ]
     )
 
 
