@@ -1,15 +1,22 @@
-"""Helpers for the registry client tests: clients for each harness mode, recorded sleeps."""
+"""Helpers for the registry client tests: clients for each harness mode, recorded sleeps,
+a fault proxy in front of the anonymous registry, manifests to push."""
 
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
+from pants_oci.core import media_types
 from pants_oci.core.auth import RegistryAuth, StaticKeychain
+from pants_oci.core.digest import Digest
 from pants_oci.core.registry import RegistryClient
 from pants_oci.core.transport import TransportOptions
+from tests.harness.proxies import FaultProxy
 from tests.harness.registry import DEFAULT, Registry
 
 MODE_FIXTURES = ["registry_anonymous", "registry_basic", "registry_token", "registry_tls"]
@@ -23,6 +30,20 @@ class RecordedSleeps:
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+
+
+def sleeps_of(client: RegistryClient) -> list[float]:
+    """The waits a client made with `RecordedSleeps` (what `options_for` gives it) asked for."""
+    sleep = client.options.sleep
+    assert isinstance(sleep, RecordedSleeps)
+    return sleep.calls
+
+
+@pytest.fixture(name="proxy")
+def proxy_fixture(registry_anonymous: Registry) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of the anonymous registry (import this to get `proxy`)."""
+    with FaultProxy(registry_anonymous.url) as fault_proxy:
+        yield fault_proxy
 
 
 def auth_for(registry: Registry, credentials: Any = DEFAULT, host: str | None = None) -> httpx.Auth:
@@ -91,3 +112,17 @@ def image_manifest(config: bytes, layers: list[bytes], media_type: str) -> bytes
         ],
     }
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def unique_config(architecture: str = "amd64") -> bytes:
+    """An image config no other test pushes (a random nonce in it)."""
+    document = {"architecture": architecture, "os": "linux", "nonce": secrets.token_hex(8)}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def push_manifest(client: RegistryClient, tag: str = "latest") -> tuple[Digest, bytes]:
+    """Push a fresh config and a manifest with no layers as `tag`: (its digest, its bytes)."""
+    config = unique_config()
+    client.upload_blob(config)
+    raw = image_manifest(config, [], media_types.OCI_MANIFEST)
+    return client.put_manifest(raw, tag=tag), raw

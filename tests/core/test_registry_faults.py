@@ -8,14 +8,13 @@ import io
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from pants_oci.core import media_types
-from pants_oci.core.digest import Digest, sha256_of_bytes
+from pants_oci.core.digest import sha256_of_bytes
 from pants_oci.core.errors import (
     DigestMismatchError,
     RangeError,
@@ -26,32 +25,17 @@ from pants_oci.core.errors import (
 )
 from pants_oci.core.registry import RegistryClient
 from pants_oci.core.transport import TransportOptions
-from tests.core.registry_support import RecordedSleeps, client_for, image_manifest
+from tests.core.registry_support import (
+    RecordedSleeps,
+    client_for,
+    proxy_fixture,  # noqa: F401 - the `proxy` fixture
+    push_manifest,
+    sleeps_of,
+)
 from tests.harness.proxies import FaultProxy, RecordingServer
 from tests.harness.registry import Registry
 
 UPLOADS = r"/blobs/uploads/"
-
-
-@pytest.fixture
-def proxy(registry_anonymous: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(registry_anonymous.url) as fault_proxy:
-        yield fault_proxy
-
-
-def _sleeps(client: RegistryClient) -> list[float]:
-    sleep = client.options.sleep
-    assert isinstance(sleep, RecordedSleeps)
-    return sleep.calls
-
-
-def _push_manifest(client: RegistryClient, tag: str = "latest") -> tuple[Digest, bytes]:
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "n": secrets.token_hex(8)}
-    ).encode()
-    client.upload_blob(config)
-    raw = image_manifest(config, [], media_types.OCI_MANIFEST)
-    return client.put_manifest(raw, tag=tag), raw
 
 
 # --- Retries --------------------------------------------------------------------------------
@@ -61,14 +45,14 @@ def test_503_with_retry_after_is_retried_and_honoured(
     registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
 ) -> None:
     with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
-        _digest, raw = _push_manifest(client)
+        _digest, raw = push_manifest(client)
         rule = proxy.respond(
             "GET", r"/manifests/latest", 503, headers={"Retry-After": "7"}, times=2
         )
         assert client.get_manifest("latest").to_bytes() == raw
     assert rule.hits == 2
     assert len(proxy.seen("GET", r"/manifests/latest")) == 3
-    assert _sleeps(client) == [7.0, 7.0]
+    assert sleeps_of(client) == [7.0, 7.0]
 
 
 def test_429_with_an_http_date_and_then_giving_up(
@@ -76,7 +60,7 @@ def test_429_with_an_http_date_and_then_giving_up(
 ) -> None:
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     with client_for(registry_anonymous, unique_repo, host=proxy.host, max_retries=2) as client:
-        _push_manifest(client)
+        push_manifest(client)
         proxy.respond(
             "GET",
             r"/manifests/latest",
@@ -88,7 +72,7 @@ def test_429_with_an_http_date_and_then_giving_up(
         with pytest.raises(TooManyRequestsError) as error:
             client.get_manifest("latest")
     assert len(proxy.seen("GET", r"/manifests/latest")) == 3  # first try + max_retries
-    assert len(_sleeps(client)) == 2 and all(25 <= s <= 31 for s in _sleeps(client))
+    assert len(sleeps_of(client)) == 2 and all(25 <= s <= 31 for s in sleeps_of(client))
     assert error.value.status == 429 and error.value.code == "TOOMANYREQUESTS"
 
 
@@ -100,7 +84,7 @@ def test_5xx_without_retry_after_backs_off_exponentially(
         digest, _ = client.upload_blob(data)
         proxy.respond("GET", r"/blobs/sha256:", 502, times=3)
         assert b"".join(client.iter_blob(digest)) == data
-    waits = _sleeps(client)
+    waits = sleeps_of(client)
     assert len(waits) == 3
     for attempt, wait in enumerate(waits):  # half fixed, half jitter
         assert 2**attempt / 2 <= wait <= 2**attempt
@@ -217,7 +201,7 @@ def test_manifest_bytes_are_checked_against_the_digest_asked_for(
     registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
 ) -> None:
     with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
-        digest, _raw = _push_manifest(client, tag="v1")
+        digest, _raw = push_manifest(client, tag="v1")
 
         def tamper(_path: str, body: bytes) -> tuple[bytes, dict[str, str]]:
             return body.replace(b'"schemaVersion":2', b'"schemaVersion": 2'), {}
@@ -247,7 +231,7 @@ def test_schema1_manifests_are_refused_clearly(
         }
     ).encode()
     with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
-        _push_manifest(client, tag="old")
+        push_manifest(client, tag="old")
         proxy.rewrite_body(
             "*",
             r"/manifests/old",

@@ -18,7 +18,7 @@ import pytest
 
 from pants_oci.core import media_types
 from pants_oci.core.auth import RegistryAuth
-from pants_oci.core.digest import Digest, sha256_of_bytes
+from pants_oci.core.digest import sha256_of_bytes
 from pants_oci.core.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -36,6 +36,10 @@ from tests.core.registry_support import (
     client_for,
     image_manifest,
     options_for,
+    proxy_fixture,  # noqa: F401 - the `proxy` fixture
+    push_manifest,
+    sleeps_of,
+    unique_config,
 )
 from tests.harness.fixtures import RegistryFactory
 from tests.harness.proxies import FaultProxy, RecordingServer
@@ -44,28 +48,10 @@ from tests.harness.registry import Registry
 UPLOADS = r"/blobs/uploads/"
 
 
-@pytest.fixture
-def proxy(registry_anonymous: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(registry_anonymous.url) as fault_proxy:
-        yield fault_proxy
-
-
 @pytest.fixture(params=MODE_FIXTURES)
 def registry(request: pytest.FixtureRequest) -> Registry:
     mode_registry: Registry = request.getfixturevalue(request.param)
     return mode_registry
-
-
-def _config(architecture: str = "amd64") -> bytes:
-    document = {"architecture": architecture, "os": "linux", "nonce": secrets.token_hex(8)}
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _push_manifest(client: RegistryClient, tag: str = "latest") -> tuple[Digest, bytes]:
-    config = _config()
-    client.upload_blob(config)
-    raw = image_manifest(config, [], media_types.OCI_MANIFEST)
-    return client.put_manifest(raw, tag=tag), raw
 
 
 def _bearer_challenge(registry: Registry, repository: str) -> str:
@@ -140,7 +126,7 @@ def test_a_compressing_proxy_is_asked_for_identity_and_the_bytes_verify(
     proxy.gzip("GET", r"/blobs/")
     with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
         digest, _ = client.upload_blob(data)
-        manifest_digest, raw = _push_manifest(client, tag="v1")
+        manifest_digest, raw = push_manifest(client, tag="v1")
         # The proxy does compress for a client that accepts gzip (httpx's default).
         with httpx.Client() as plain:
             answer = plain.get(f"{proxy.url}/v2/{unique_repo}/blobs/{digest}")
@@ -296,7 +282,7 @@ def test_a_download_cut_midway_resumes_with_a_range_request(
         assert b"".join(client.iter_blob(digest)) == data
         assert client.download_blobs({digest: tmp_path / "again"}) == [len(data)]
         assert (tmp_path / "again").read_bytes() == data
-    assert len(_sleeps(client)) == 3  # one backoff per break
+    assert len(sleeps_of(client)) == 3  # one backoff per break
 
 
 def test_a_download_that_keeps_breaking_gives_up_with_a_transport_error(
@@ -339,12 +325,6 @@ def test_a_resumed_download_from_a_server_that_ignores_range_skips_what_it_has()
     )  # fmt: skip
     assert b"".join(client.iter_blob(digest)) == data
     assert ranges == [None, "bytes=4000-"]
-
-
-def _sleeps(client: RegistryClient) -> list[float]:
-    sleep = client.options.sleep
-    assert isinstance(sleep, RecordedSleeps)
-    return sleep.calls
 
 
 # --- /v2/ ------------------------------------------------------------------------------------
@@ -422,7 +402,7 @@ def test_registry_errors_carry_the_registry_code_and_message(
     registry_anonymous: Registry, unique_repo: str
 ) -> None:
     with client_for(registry_anonymous, unique_repo) as client:
-        _push_manifest(client)
+        push_manifest(client)
         with pytest.raises(NotFoundError) as error:
             client.get_manifest("nope")
     assert error.value.code == "MANIFEST_UNKNOWN"
@@ -441,7 +421,7 @@ def test_an_index_without_a_platform_asked_resolves_to_this_machine(
     entries, digests = [], {}
     with client_for(registry_anonymous, unique_repo) as client:
         for architecture in (other, host.architecture):  # the host's is not first
-            config = _config(architecture)
+            config = unique_config(architecture)
             client.upload_blob(config)
             raw = image_manifest(config, [], media_types.OCI_MANIFEST)
             digests[architecture] = client.put_manifest(raw)
@@ -473,7 +453,7 @@ def test_a_wrong_docker_content_digest_is_caught_everywhere(
         return body, {"Docker-Content-Digest": wrong}
 
     with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
-        digest, raw = _push_manifest(client, tag="v1")
+        digest, raw = push_manifest(client, tag="v1")
 
         rule = proxy.rewrite_body("HEAD", r"/manifests/", lie, times=1)
         with pytest.raises(DigestMismatchError) as head:
@@ -569,7 +549,7 @@ def test_5xx_answers_are_retried_in_token_mode(
     registry_token: Registry, token_proxy: FaultProxy, unique_repo: str
 ) -> None:
     with client_for(registry_token, unique_repo, host=token_proxy.host) as client:
-        _digest, raw = _push_manifest(client, tag="v1")
+        _digest, raw = push_manifest(client, tag="v1")
         blob = secrets.token_bytes(5000)
         client.upload_blob(blob)
         manifests = token_proxy.respond("GET", r"/manifests/v1", 503, times=2)
@@ -577,6 +557,6 @@ def test_5xx_answers_are_retried_in_token_mode(
         assert client.get_manifest("v1").to_bytes() == raw
         assert b"".join(client.iter_blob(sha256_of_bytes(blob))) == blob
     assert manifests.hits == 2 and blobs.hits == 1
-    assert len(_sleeps(client)) == 3
+    assert len(sleeps_of(client)) == 3
     retried = token_proxy.seen("GET", r"/manifests/v1")
     assert all(r.headers.get("authorization", "").startswith("Bearer ") for r in retried[-3:])

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from tests.harness.processes import LOOPBACK
@@ -195,7 +195,33 @@ class _ProxyServer(ThreadingHTTPServer):
     proxy: FaultProxy
 
 
-class FaultProxy:
+class _LoopbackServer:
+    """`server` (already bound to loopback) served from a daemon thread; requests recorded."""
+
+    def __init__(self, server: ThreadingHTTPServer) -> None:
+        self.requests: list[SeenRequest] = []
+        self._lock = threading.Lock()
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def record(self, seen: SeenRequest) -> None:
+        with self._lock:
+            self.requests.append(seen)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FaultProxy(_LoopbackServer):
     """A fault-injecting HTTP proxy on loopback in front of `upstream` (a plain-HTTP URL)."""
 
     def __init__(self, upstream: str, *, relative_locations: bool = False) -> None:
@@ -205,15 +231,11 @@ class FaultProxy:
         self.upstream_address = (parts.hostname, parts.port)
         self.relative_locations = relative_locations
         self.rules: list[Rule] = []
-        self.requests: list[SeenRequest] = []
-        self._lock = threading.Lock()
-        self._server = _ProxyServer((LOOPBACK, 0), _ProxyHandler)
-        self._server.proxy = self
-        self.port = int(self._server.server_address[1])
+        server = _ProxyServer((LOOPBACK, 0), _ProxyHandler)
+        server.proxy = self
+        super().__init__(server)
         self.host = f"{LOOPBACK}:{self.port}"
         self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
 
     # --- rules -------------------------------------------------------------------------------
 
@@ -311,10 +333,6 @@ class FaultProxy:
 
     # --- traffic ------------------------------------------------------------------------------
 
-    def record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
-
     def seen(self, method: str | None = None, pattern: str | None = None) -> list[SeenRequest]:
         with self._lock:
             return [
@@ -352,16 +370,6 @@ class FaultProxy:
         finally:
             connection.close()
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
 
 class _RecordingHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -393,7 +401,7 @@ class _RecordingHTTPServer(ThreadingHTTPServer):
     owner: RecordingServer
 
 
-class RecordingServer:
+class RecordingServer(_LoopbackServer):
     """Serves `files` ({path: bytes}) on loopback and records every request's headers.
 
     `hostname` is the name put in `url` (e.g. "localhost", another host than 127.0.0.1
@@ -402,28 +410,10 @@ class RecordingServer:
 
     def __init__(self, files: Mapping[str, bytes], *, hostname: str = "localhost") -> None:
         self.files = dict(files)
-        self.requests: list[SeenRequest] = []
-        self._lock = threading.Lock()
-        self._server = _RecordingHTTPServer((LOOPBACK, 0), _RecordingHandler)
-        self._server.owner = self
-        self.port = int(self._server.server_address[1])
+        server = _RecordingHTTPServer((LOOPBACK, 0), _RecordingHandler)
+        server.owner = self
+        super().__init__(server)
         self.url = f"http://{hostname}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> RecordingServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 @contextmanager

@@ -898,16 +898,35 @@ class RegistryClient:
                 if progress is not None:
                     progress(existing, existing)
                 return expected, existing
+
+        def attempt() -> tuple[Digest, int]:
+            if chunk_size is None and expected is not None and src.size is not None:
+                return self._upload_whole(src, expected, src.size, progress)
+            return self._upload_patches(src, expected, chunk_size, progress)
+
+        return self._restarting(attempt, src=src)
+
+    def _restarting(
+        self,
+        attempt: Callable[[], R],
+        *,
+        src: _Source | None = None,
+        also: tuple[type[Exception], ...] = (),
+    ) -> R:
+        """Run ``attempt``, starting it over after a backoff when the upload session is lost
+        (or it raises one of ``also``), up to ``options.max_retries`` times; never when
+        ``src`` cannot be read again. The last failure is raised (a lost session's cause)."""
+        restartable: tuple[type[Exception], ...] = (_SessionLost, *also)
         restarts = 0
         while True:
             try:
-                if chunk_size is None and expected is not None and src.size is not None:
-                    return self._upload_whole(src, expected, src.size, progress)
-                return self._upload_patches(src, expected, chunk_size, progress)
-            except _SessionLost as lost:
+                return attempt()
+            except restartable as failure:
                 restarts += 1
-                if not src.replayable or restarts > self.options.max_retries:
-                    raise lost.cause from None
+                if (src is not None and not src.replayable) or restarts > self.options.max_retries:
+                    raise (
+                        failure.cause if isinstance(failure, _SessionLost) else failure
+                    ) from None
                 self.options.sleep(self.options.backoff(restarts - 1))
 
     def _upload_whole(
@@ -1071,17 +1090,9 @@ class RegistryClient:
             if progress is not None:
                 progress(existing, existing)
             return expected, existing
-        restarts = 0
-        while True:
-            try:
-                return self._stream_from(source, expected, progress)
-            except (_SessionLost, TransportError) as failure:
-                restarts += 1
-                if restarts > self.options.max_retries:
-                    raise (
-                        failure.cause if isinstance(failure, _SessionLost) else failure
-                    ) from None
-                self.options.sleep(self.options.backoff(restarts - 1))
+        return self._restarting(
+            lambda: self._stream_from(source, expected, progress), also=(TransportError,)
+        )
 
     def _stream_from(
         self, source: RegistryClient, digest: Digest, progress: ProgressCallback | None
