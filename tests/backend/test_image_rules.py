@@ -16,7 +16,7 @@ from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner, engine_error
 
 from pants_oci.target_types import OciImageTarget, OciLayerTarget
-from pants_oci.util_rules import image, layers, tool
+from pants_oci.util_rules import image, layers, lockfile, tool
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool import OciToolRequest
 from tests.backend.rule_runners import configure
@@ -31,6 +31,7 @@ def rule_runner() -> RuleRunner:
             *tool.rules(),
             *layers.rules(),
             *image.rules(),
+            *lockfile.rules(),
             *source_files.rules(),
             *core_target_types_rules(),
             QueryRule(BuiltImage, [BuildImageRequest]),
@@ -61,7 +62,7 @@ oci_image(
     cmd=["/bin/true"],
     env={"MODE": "test"},
     labels={"team": "oci"},
-    platform="linux/arm64",
+    platforms=["linux/arm64"],
     tags=["{name}-{directory}"],
 )
 """,

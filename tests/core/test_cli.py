@@ -286,3 +286,68 @@ def test_errors_are_one_line_per_cause_exit_1_and_never_a_traceback(
 
     usage = run_cli("push", cwd=tmp_path, docker_config=docker_config, expect=2)
     assert "the following arguments are required" in usage.stderr
+
+
+def test_image_index_combines_platform_layouts_and_pushes_as_one_reference(
+    busybox_image: PushedImage, registry_anonymous: Registry, unique_repo: str, tmp_path: Path
+) -> None:
+    """A sparse image on a registry base (host platform) and a scratch image for another
+    platform become one index; push copies the base layer from the base's repository."""
+    work = tmp_path / "work"
+    work.mkdir()
+    docker_config = _docker_config(tmp_path / "docker", {"auths": {}})
+    _write_app(work)
+    _, _, host_image = _build_image(work, busybox_image.tag_ref, docker_config)
+    other = "linux/riscv64"
+    config = json.loads((work / "config.json").read_text()) | {"platform": other}
+    (work / "other.json").write_text(json.dumps(config))
+    other_image = _json(
+        run_cli(
+            "image", "assemble", "--base", "scratch", "--layer", "layer.tar.gz=layer.json",
+            "--config", "other.json", "--output", "other", "--source-date-epoch", "0",
+            cwd=work, docker_config=docker_config,
+        )
+    )  # fmt: skip
+
+    indexed = _json(
+        run_cli(
+            "image", "index", "--image", "out", "--image", "other", "--output", "both",
+            "--tag", "v2", cwd=work, docker_config=docker_config,
+        )
+    )  # fmt: skip
+    assert indexed["platforms"] == {
+        PLATFORM: host_image["manifest_digest"],
+        other: other_image["manifest_digest"],
+    }
+    # The same inputs give the same index, byte for byte.
+    again = _json(
+        run_cli(
+            "image", "index", "--image", "out", "--image", "other", "--output", "again",
+            "--tag", "v2", cwd=work, docker_config=docker_config,
+        )
+    )  # fmt: skip
+    assert again["manifest_digest"] == indexed["manifest_digest"]
+
+    destination = registry_anonymous.ref(unique_repo, "v2")
+    pushed = _json(
+        run_cli("push", "both", "--to", destination, cwd=work, docker_config=docker_config)
+    )
+    assert pushed["pushed"] == [{"reference": destination, "digest": indexed["manifest_digest"]}]
+    raw = json.loads(tools.skopeo_inspect(destination, raw=True, registry=registry_anonymous))
+    assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [(m["digest"], m["platform"]) for m in raw["manifests"]] == [
+        (host_image["manifest_digest"], {"architecture": host_architecture(), "os": "linux"}),
+        (other_image["manifest_digest"], {"architecture": "riscv64", "os": "linux"}),
+    ]
+    for entry in raw["manifests"]:
+        by_digest = f"{registry_anonymous.host}/{unique_repo}@{entry['digest']}"
+        manifest = json.loads(
+            tools.skopeo_inspect(by_digest, raw=True, registry=registry_anonymous)
+        )
+        assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    # The host platform's image is complete in the registry: base layer included.
+    layout = tools.skopeo_copy_to_oci_layout(
+        destination, tmp_path / "pulled", "app", registry=registry_anonymous
+    )
+    tools.umoci_unpack(layout, "app", tmp_path / "bundle")
+    assert tools.runc_run(tmp_path / "bundle", None).stdout == "hello, runc\n"

@@ -9,8 +9,9 @@ from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
 from pants_oci import target_types as oci_target_types
+from pants_oci.goals import lockfile as lockfile_goal
 from pants_oci.goals import package, publish
-from pants_oci.util_rules import image, layers, tool
+from pants_oci.util_rules import image, layers, lockfile, tool
 
 
 def target_types() -> Iterable[type[Target]]:
@@ -18,4 +19,12 @@ def target_types() -> Iterable[type[Target]]:
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:
-    return [*tool.rules(), *layers.rules(), *image.rules(), *package.rules(), *publish.rules()]
+    return [
+        *tool.rules(),
+        *layers.rules(),
+        *lockfile.rules(),
+        *image.rules(),
+        *package.rules(),
+        *publish.rules(),
+        *lockfile_goal.rules(),
+    ]

@@ -56,10 +56,12 @@ class OciImageBaseField(StringField):
         The image this one is built on. One of:
 
           * `"{SCRATCH}"` (the default): an empty image; the image holds only its own layers.
-          * A registry reference pinned by digest, as you would pass to `docker pull`, e.g.
-            `"python:3.11-slim@sha256:<64 hex digits>"` or
-            `"ghcr.io/acme/base@sha256:<64 hex digits>"`. Names without a registry mean Docker
-            Hub (`busybox` is `docker.io/library/busybox`), as with every container tool.
+          * A registry reference, as you would pass to `docker pull`. Names without a
+            registry mean Docker Hub (`busybox` is `docker.io/library/busybox`), as with
+            every container tool. Either a tag, e.g. `"python:3.11-slim"`, pinned by the
+            base-image lockfile (`[oci].lockfile`, written by `pants generate-oci-lockfile`:
+            builds never look tags up), or pinned by digest in place, e.g.
+            `"ghcr.io/acme/base@sha256:<64 hex digits>"`.
           * The address of another `oci_image` target, written with a leading `:` or `//`
             (`":base"`, `"//images/base:base"`), to build on an image from this repo.
           * A local image file in the repo, with a transport prefix as `skopeo` spells it:
@@ -234,15 +236,44 @@ class OciImageVolumesField(StringSequenceField):
     )
 
 
-class OciImagePlatformField(StringField):
-    alias = "platform"
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+
+class OciImagePlatformsField(StringSequenceField):
+    alias = "platforms"
     help = help_text(
         """
-        The platform of the image, `os/architecture[/variant]`, e.g. `"linux/arm64"`. It picks
-        the base image's manifest from a multi-platform index and is written in the config.
-        Defaults to `[oci].default_platform`.
+        The platforms to build the image for, each `os/architecture[/variant]`, e.g.
+        `["linux/amd64", "linux/arm64"]`. Each platform's image is built on that platform's
+        manifest of the base; with more than one platform the image is an OCI image index
+        (one manifest per platform) that `pants publish` pushes as one reference. Defaults to
+        `[oci].default_platform`.
         """
     )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+        for platform in value:
+            if not _PLATFORM.match(platform):
+                raise InvalidFieldException(
+                    softwrap(
+                        f"""
+                        The `{cls.alias}` field in target {address} has {platform!r}, which is
+                        not `os/architecture[/variant]`. Use e.g. `"linux/amd64"` or
+                        `"linux/arm64/v8"`.
+                        """
+                    )
+                )
+        if len(set(value)) != len(value):
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field in target {address} lists a platform twice: {value}."
+            )
+        return value
 
 
 class OciImageTagsField(StringSequenceField):
@@ -414,7 +445,7 @@ class OciImageTarget(Target):
         OciImageAnnotationsField,
         OciImageExposedPortsField,
         OciImageVolumesField,
-        OciImagePlatformField,
+        OciImagePlatformsField,
         OciImageTagsField,
         OciImageRepositoryField,
         OciImageRegistriesField,

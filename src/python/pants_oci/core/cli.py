@@ -447,6 +447,22 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
         )
 
 
+def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
+    from pants_oci.core import media_types
+    from pants_oci.core.image import DEFAULT_TAG, index_layouts
+
+    tags = args.tag or [DEFAULT_TAG]
+    root, entries = index_layouts(args.image, args.output, tags)
+    _emit(
+        {
+            "manifest_digest": str(root.digest),
+            "media_type": media_types.OCI_INDEX,
+            "tags": list(tags),
+            "platforms": {str(platform): str(entry.digest) for platform, entry in entries},
+        }
+    )
+
+
 # --- push, copy, inspect ------------------------------------------------------------------------
 
 
@@ -708,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("--docker-archive", metavar="TAR_PATH")
     assemble.add_argument("--source-date-epoch", type=int, metavar="N")
     assemble.add_argument("--base-reference", metavar="REF")
+    index = command(
+        image_commands, "index", _image_index, "combine per-platform layouts into an index"
+    )
+    index.add_argument("--image", action="append", required=True, metavar="LAYOUT_DIR")
+    index.add_argument("--output", required=True, metavar="LAYOUT_DIR")
+    index.add_argument("--tag", action="append", default=[], metavar="TAG")
 
     push = command(commands, "push", _push, "push the image of an OCI layout to registries")
     push.add_argument("layout", metavar="LAYOUT_DIR")

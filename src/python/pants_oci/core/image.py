@@ -94,6 +94,7 @@ __all__ = [
     "build_index",
     "copy_image",
     "created_timestamp",
+    "index_layouts",
     "push_layout",
     "resolve_source_date_epoch",
 ]
@@ -1194,6 +1195,62 @@ def build_index(
 ) -> ImageIndex:
     """An :class:`ImageIndex` of ``images`` (one per platform)."""
     return ImageIndex(images, target, annotations=annotations)
+
+
+def index_layouts(
+    sources: Sequence[str | os.PathLike[str]],
+    directory: str | os.PathLike[str],
+    tags: Sequence[str] = (DEFAULT_TAG,),
+) -> tuple[Descriptor, list[tuple[Platform, Descriptor]]]:
+    """Combine single-image layouts (one per platform) into one layout whose ``tags`` name an
+    OCI index of them. Blobs are hard-linked (copied across filesystems); a source layout
+    may lack base layers, as long as all sources record base blobs in the same repository.
+    Returns the index's descriptor and each image's (platform, manifest descriptor)."""
+    if not sources:
+        raise ImageBuildError("an image index needs at least one image layout")
+    output = ImageLayout.create(directory)
+    entries: list[tuple[Platform, Descriptor]] = []
+    blob_sources: dict[str, str] = {}
+    root_annotations: dict[str, str] = {}
+    for source in sources:
+        layout = ImageLayout.open(source)
+        entry, annotations = _root_descriptor(layout)
+        manifest = parse_manifest(layout.read_blob(entry.digest), entry.media_type)
+        if isinstance(manifest, OCIIndex | DockerManifestList):
+            raise ImageArchiveError(f"{layout.root}: holds an index; give single-image layouts")
+        config = ImageConfig.from_bytes(layout.read_blob(manifest.config.digest))
+        platform = config.platform
+        for seen, _ in entries:
+            if str(seen) == str(platform):
+                raise ImageBuildError(f"{layout.root}: a second image for platform {platform}")
+        for descriptor in (entry, manifest.config, *manifest.layers):
+            if layout.has_blob(descriptor.digest) and not output.has_blob(descriptor.digest):
+                _link_or_copy(layout.blob_path(descriptor.digest), output, descriptor.digest)
+        entries.append((platform, manifest.descriptor(platform=platform)))
+        if BLOB_SOURCE_ANNOTATION in annotations:
+            blob_source = annotations[BLOB_SOURCE_ANNOTATION]
+            blob_sources[parse_reference(blob_source).name] = blob_source
+            root_annotations.setdefault(BLOB_SOURCE_ANNOTATION, blob_source)
+        if BASE_NAME_ANNOTATION in annotations:
+            root_annotations.setdefault(BASE_NAME_ANNOTATION, annotations[BASE_NAME_ANNOTATION])
+    if len(blob_sources) > 1:
+        # push_layout copies missing base blobs from one repository.
+        raise ImageBuildError(
+            "the images of an index must have their base layers in one repository, not "
+            + ", ".join(sorted(blob_sources))
+            + "; give complete layouts (with base layers) instead"
+        )
+    index = OCIIndex(manifests=tuple(descriptor for _, descriptor in entries))
+    root = output.write_document(index, annotations=root_annotations or None)
+    output.set_refs({tag: [root] for tag in tags})
+    return root, entries
+
+
+def _link_or_copy(path: Path, layout: ImageLayout, digest: Digest) -> None:
+    try:
+        os.link(path, layout.blob_path(digest))
+    except OSError:
+        layout.add_blob_file(path, digest)
 
 
 # --- Publishing what is already built -----------------------------------------------------------

@@ -34,22 +34,7 @@ from pants_oci.target_types import (
     OciImageTagsField,
     interpolate,
 )
-from pants_oci.util_rules.tool import OciToolRequest
-
-# What the push may need from the user's environment to find credentials and proxies.
-_CREDENTIAL_ENV = (
-    "HOME",
-    "PATH",
-    "DOCKER_CONFIG",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_CONFIG",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
-)
+from pants_oci.util_rules.tool import CREDENTIAL_ENV, OciToolRequest
 
 
 class PublishOciImageRequest(PublishRequest):  # type: ignore[type-arg]
@@ -116,7 +101,7 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
     if not references:
         return PublishProcesses([])
     layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
-    env = await Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV))
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
     argv = ["push", layout_dir]
     for reference in references:
         argv += ["--to", reference]

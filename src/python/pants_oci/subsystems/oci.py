@@ -74,8 +74,20 @@ class OciSubsystem(Subsystem):
         help=softwrap(
             """
             The platform (`os/architecture[/variant]`) of images whose target sets no
-            `platform`: it picks the base image's manifest from a multi-platform index.
+            `platforms`: it picks the base image's manifest from a multi-platform index.
             A fixed default, rather than the host's, keeps builds identical across machines.
+            """
+        ),
+    )
+    lockfile = StrOption(
+        default="oci.lock.json",
+        help=softwrap(
+            """
+            The base-image lockfile, relative to the build root: every `base` written as a tag
+            (`python:3.11-slim`), pinned to its index digest and each platform's manifest
+            digest. `pants generate-oci-lockfile` writes it (check it in);
+            `pants generate-oci-lockfile --check` reports bases whose tags moved upstream.
+            Builds read only this file, never the tags.
             """
         ),
     )

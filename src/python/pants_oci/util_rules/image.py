@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pants.engine.addresses import Address, Addresses, AddressInput
 from pants.engine.fs import (
@@ -28,7 +28,7 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import FallibleProcessResult, ProcessCacheScope, ProcessResult
+from pants.engine.process import ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -55,7 +55,7 @@ from pants_oci.target_types import (
     OciImageExposedPortsField,
     OciImageLabelsField,
     OciImageOutputField,
-    OciImagePlatformField,
+    OciImagePlatformsField,
     OciImageTagsField,
     OciImageUserField,
     OciImageVolumesField,
@@ -73,6 +73,7 @@ from pants_oci.util_rules.layers import (
     LayerContent,
     LayerContentRequest,
 )
+from pants_oci.util_rules.lockfile import BaseLockfile, BaseLockfileRequest, locked_base
 from pants_oci.util_rules.tool import OciToolRequest
 
 _LAYOUT_DIR = "image"
@@ -82,10 +83,20 @@ _CONFIG = "__oci_image_config.json"
 
 @dataclass(frozen=True)
 class BuildImageRequest:
-    """Build an image. A complete image's layout holds every blob, base layers included (what
-    `package` writes); otherwise base layers stay in the base's registry (enough to push)."""
+    """Build an image: for each of its platforms, or an index of them. A complete image's
+    layout holds every blob, base layers included (what `package` writes); otherwise base
+    layers stay in the base's registry (enough to push)."""
 
     address: Address
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class PlatformImageRequest:
+    """Build the image of one of the target's platforms."""
+
+    address: Address
+    platform: str
     complete: bool = True
 
 
@@ -101,6 +112,7 @@ class BuiltImage:
 
     @property
     def manifest_digest(self) -> str:
+        """The image's manifest digest (its index's, for several platforms)."""
         return str(json.loads(self.info)["manifest_digest"])
 
 
@@ -166,41 +178,21 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
                 description_of_origin=f"the `base` field of {request.address}",
             ),
         )
-        built = await Get(BuiltImage, BuildImageRequest(base_address, request.with_layers))
+        built = await Get(
+            BuiltImage, PlatformImageRequest(base_address, request.platform, request.with_layers)
+        )
         return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), _BASE_DIR, None)
     if base.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
         return await _local_base(request.address, base)
     reference = parse_reference(base)
-    empty = await Get(Digest, CreateDigest([]))
     if reference.digest is None:
-        # Refuse, but look the tag up (never cached) so the error shows what to pin.
-        lookup = await Get(
-            FallibleProcessResult,
-            OciToolRequest(
-                argv=("inspect", str(reference)),
-                description=f"Look up the digest of {reference.familiar}",
-                input_digest=empty,
-                cache_scope=ProcessCacheScope.PER_SESSION,
-            ),
-        )
-        if lookup.exit_code == 0:
-            pinned = f"{reference.familiar}@{json.loads(lookup.stdout)['digest']}"
-            fix = f"Pin it as `{pinned}` (what {reference.familiar} points at now)."
-        else:
-            fix = softwrap(
-                f"""
-                Pin it as `{reference.familiar}@sha256:<digest>` (looking the tag up failed:
-                {lookup.stderr.decode(errors="replace").strip()}).
-                """
-            )
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                The `base` field in target {request.address} is {base!r}, which is not pinned
-                by digest, so builds would change whenever the tag moves. {fix}
-                """
+        lockfile = await Get(BaseLockfile, BaseLockfileRequest())
+        reference = parse_reference(
+            locked_base(
+                lockfile, reference, request.platform, request.address, OciImageBaseField.alias
             )
         )
+    empty = await Get(Digest, CreateDigest([]))
     result = await Get(
         ProcessResult,
         OciToolRequest(
@@ -247,14 +239,83 @@ def _is_layer_target(target: Target) -> bool:
     return target.has_field(OciLayerDestinationField)
 
 
-@rule(desc="Build an OCI image")
-async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltImage:
+def image_platforms(target: Target, oci: OciSubsystem) -> Tuple[str, ...]:
+    return target[OciImagePlatformsField].value or (oci.default_platform,)
+
+
+async def _image_target(address: Address) -> Target:
     wrapped = await Get(
         WrappedTarget,
-        WrappedTargetRequest(request.address, description_of_origin="the `oci_image` rules"),
+        WrappedTargetRequest(address, description_of_origin="the `oci_image` rules"),
     )
-    target = wrapped.target
-    platform = target[OciImagePlatformField].value or oci.default_platform
+    return wrapped.target
+
+
+@rule(desc="Build an OCI image")
+async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltImage:
+    target = await _image_target(request.address)
+    platforms = image_platforms(target, oci)
+    if len(platforms) == 1:
+        return await Get(
+            BuiltImage, PlatformImageRequest(request.address, platforms[0], request.complete)
+        )
+    if "docker-archive" in (target[OciImageOutputField].value or ()):
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                Target {request.address} asks for a docker-archive in its
+                `{OciImageOutputField.alias}` field, but builds {len(platforms)} platforms
+                ({", ".join(platforms)}), and `docker load` archives hold one. Remove
+                "docker-archive", or build one platform.
+                """
+            )
+        )
+    images = await MultiGet(
+        Get(BuiltImage, PlatformImageRequest(request.address, platform, request.complete))
+        for platform in platforms
+    )
+    placed = await MultiGet(
+        Get(Digest, AddPrefix(image.layout, f"platforms/{index}"))
+        for index, image in enumerate(images)
+    )
+    argv: List[str] = ["image", "index", "--output", _LAYOUT_DIR]
+    for index in range(len(images)):
+        argv += ["--image", f"platforms/{index}"]
+    # `{hash}` in an index's tags: a hash of its images.
+    content_hash = hashlib.sha256(
+        " ".join(image.manifest_digest for image in images).encode()
+    ).hexdigest()[:12]
+    for tag in target[OciImageTagsField].value or ():
+        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias, content_hash)]
+    result = await Get(
+        ProcessResult,
+        OciToolRequest(
+            argv=tuple(argv),
+            description=f"Assemble OCI image index {request.address} ({', '.join(platforms)})",
+            input_digest=await Get(Digest, MergeDigests(placed)),
+            output_directories=(_LAYOUT_DIR,),
+        ),
+    )
+    layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
+    return BuiltImage(request.address, layout, result.stdout)
+
+
+@rule(desc="Build an OCI image for one platform")
+async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem) -> BuiltImage:
+    target = await _image_target(request.address)
+    platform = request.platform
+    platforms = image_platforms(target, oci)
+    if platform not in platforms:
+        # Only reachable through another image's `base`.
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                An image built on {request.address} needs it for platform {platform}, but its
+                `{OciImagePlatformsField.alias}` are {", ".join(platforms)}. Add {platform}
+                to them, or build the derived image for the same platforms.
+                """
+            )
+        )
     dependencies = await Get(Targets, DependenciesRequest(target[OciImageDependenciesField]))
 
     # Layer order: each `oci_layer` by address, then one layer with every other dependency.

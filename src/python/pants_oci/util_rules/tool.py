@@ -53,6 +53,22 @@ _TOOL_CONSTRAINTS = (
     "typing-inspection==0.4.5",
 )
 
+# What a registry process may need from the user's environment to find credentials and
+# proxies; passed only to processes that are never cached (publish, tag look-ups).
+CREDENTIAL_ENV = (
+    "HOME",
+    "PATH",
+    "DOCKER_CONFIG",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
+
 
 @dataclass(frozen=True)
 class OciTool:

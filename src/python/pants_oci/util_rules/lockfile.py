@@ -1,0 +1,200 @@
+"""The base-image lockfile (`[oci].lockfile`): base tags pinned to digests.
+
+Builds read only the lockfile: a `base` written as a tag becomes the locked manifest digest of
+the image's platform, so the build is reproducible and never looks a tag up. The
+`generate-oci-lockfile` goal (goals/lockfile.py) writes it.
+
+    {
+      "//": "...",
+      "version": 1,
+      "bases": {
+        "docker.io/library/python:3.11-slim": {
+          "digest": "sha256:...",              <- what the tag pointed at (index or manifest)
+          "media_type": "application/vnd.oci.image.index.v1+json",
+          "platforms": {"linux/amd64": "sha256:...", "linux/arm64/v8": "sha256:..."}
+        }
+      }
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from pants.engine.addresses import Address
+from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.target import InvalidFieldException
+from pants.util.frozendict import FrozenDict
+from pants.util.strutil import softwrap
+
+from pants_oci.core.reference import Reference, parse_reference
+from pants_oci.subsystems.oci import OciSubsystem
+from pants_oci.target_types import DOCKER_ARCHIVE_PREFIX, OCI_LAYOUT_PREFIX, SCRATCH
+
+LOCKFILE_VERSION = 1
+GENERATE_COMMAND = "pants generate-oci-lockfile"
+
+
+class LockfileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LockedBase:
+    digest: str
+    media_type: str
+    platforms: FrozenDict[str, str]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "platforms": dict(sorted(self.platforms.items())),
+        }
+
+
+@dataclass(frozen=True)
+class BaseLockfile:
+    """The lockfile's entries by canonical reference (`docker.io/library/python:3.11-slim`);
+    `exists` is false when there is no lockfile yet."""
+
+    path: str
+    exists: bool
+    bases: FrozenDict[str, LockedBase]
+
+    def render(self) -> bytes:
+        return render_lockfile(self.bases)
+
+
+def render_lockfile(bases: Mapping[str, LockedBase]) -> bytes:
+    document = {
+        "//": (
+            f"Base images pinned by `{GENERATE_COMMAND}`. Regenerate it, don't edit it; "
+            "review changed digests like any dependency upgrade."
+        ),
+        "version": LOCKFILE_VERSION,
+        "bases": {name: bases[name].to_json() for name in sorted(bases)},
+    }
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def tag_reference(base: str) -> Optional[Reference]:
+    """The registry reference of a `base` that the lockfile pins (a tag, no digest)."""
+    if base == SCRATCH or base.startswith((":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+        return None
+    reference = parse_reference(base)
+    return None if reference.digest is not None else reference
+
+
+def lock_key(reference: Reference) -> str:
+    """How the lockfile names a base: the full reference, with the default tag spelled out."""
+    return str(reference if reference.tag else reference.with_tag("latest"))
+
+
+def _parse(path: str, content: bytes) -> FrozenDict[str, LockedBase]:
+    fix = f"Regenerate it with `{GENERATE_COMMAND}`."
+    try:
+        document = json.loads(content)
+        if document.get("version") != LOCKFILE_VERSION:
+            raise LockfileError(
+                f"The base-image lockfile {path} has version {document.get('version')!r}, "
+                f"not {LOCKFILE_VERSION}. {fix}"
+            )
+        return FrozenDict(
+            {
+                name: LockedBase(
+                    digest=str(entry["digest"]),
+                    media_type=str(entry["media_type"]),
+                    platforms=FrozenDict({str(k): str(v) for k, v in entry["platforms"].items()}),
+                )
+                for name, entry in document["bases"].items()
+            }
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise LockfileError(f"The base-image lockfile {path} is not valid ({e!r}). {fix}") from None
+
+
+@dataclass(frozen=True)
+class BaseLockfileRequest:
+    """Read `[oci].lockfile` (read only by builds with a tag base)."""
+
+
+@rule(desc="Read the OCI base-image lockfile")
+async def read_base_lockfile(_: BaseLockfileRequest, oci: OciSubsystem) -> BaseLockfile:
+    contents = await Get(
+        DigestContents,
+        PathGlobs(
+            [oci.lockfile],
+            glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
+            description_of_origin="the `[oci].lockfile` option",
+        ),
+    )
+    if not contents:
+        return BaseLockfile(oci.lockfile, False, FrozenDict())
+    return BaseLockfile(oci.lockfile, True, _parse(oci.lockfile, contents[0].content))
+
+
+def _platform_parts(platform: str) -> Tuple[str, str, Optional[str]]:
+    os_, arch, *variant = platform.split("/")
+    return os_, arch, (variant[0] if variant else None)
+
+
+def choose_platform(platforms: Mapping[str, str], wanted: str) -> Optional[str]:
+    """The locked platform that `wanted` means: an exact match, else the one entry with the
+    same os/architecture when `wanted` names no variant (`linux/arm64` is `linux/arm64/v8`)."""
+    if wanted in platforms:
+        return wanted
+    os_, arch, variant = _platform_parts(wanted)
+    if variant is not None:
+        return None
+    same = [name for name in platforms if _platform_parts(name)[:2] == (os_, arch)]
+    return same[0] if len(same) == 1 else None
+
+
+def locked_base(
+    lockfile: BaseLockfile, reference: Reference, platform: str, address: Address, alias: str
+) -> str:
+    """`repository@sha256:...`: the manifest of `platform` that the lockfile pins the tag
+    `reference` to. Errors say which command brings the lockfile up to date."""
+    key = lock_key(reference)
+    where = f"The `{alias}` field in target {address} is {reference.familiar!r}, a tag"
+    if not lockfile.exists:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                {where}, and there is no base-image lockfile ({lockfile.path}, from
+                `[oci].lockfile`) to pin it. Run `{GENERATE_COMMAND}` and check the file in,
+                or pin the base by digest in the BUILD file.
+                """
+            )
+        )
+    entry = lockfile.bases.get(key)
+    if entry is None:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                {where} that is not in the base-image lockfile {lockfile.path}: the lockfile is
+                out of date with the BUILD files. Run `{GENERATE_COMMAND}` to add it.
+                """
+            )
+        )
+    chosen = choose_platform(entry.platforms, platform)
+    if chosen is None:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                {where} pinned in {lockfile.path} to {entry.digest}, which has no image for
+                platform {platform} (it has: {", ".join(sorted(entry.platforms)) or "none"}).
+                Choose a platform the base provides, or a base for {platform}; if the base
+                gained it upstream, run `{GENERATE_COMMAND}`.
+                """
+            )
+        )
+    return f"{reference.name}@{entry.platforms[chosen]}"
+
+
+def rules() -> Iterable[Rule]:
+    return collect_rules()
