@@ -270,9 +270,9 @@ oci_image(name="refused", registries=["{locked.host}"])
 
     unpinned = run_pants("package", "bad:unpinned", cwd=repo, check=False)
     assert unpinned.returncode != 0
-    assert "bad:unpinned" in unpinned.stderr and "not pinned by digest" in unpinned.stderr
-    # The error shows the digest the tag points at now.
-    assert busybox_image.manifest_digest in unpinned.stderr
+    # A tag with no lockfile to pin it: the error names the command that writes one.
+    assert "bad:unpinned" in unpinned.stderr and "is a tag" in unpinned.stderr
+    assert "pants generate-oci-lockfile" in unpinned.stderr
 
     not_found = run_pants("package", "bad:missing", cwd=repo, check=False)
     assert not_found.returncode != 0

@@ -129,7 +129,6 @@ async def read_base_lockfile(_: BaseLockfileRequest, oci: OciSubsystem) -> BaseL
         PathGlobs(
             [oci.lockfile],
             glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
-            description_of_origin="the `[oci].lockfile` option",
         ),
     )
     if not contents:
