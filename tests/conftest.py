@@ -1,9 +1,11 @@
-"""Shared fixtures for every test: real registries, token service and a busybox base image
-(see tests/harness/fixtures.py)."""
+"""Shared fixtures for every test: real registries, token service, and busybox and Python base
+images (see tests/harness/fixtures.py)."""
 
 from tests.harness.fixtures import (  # noqa: F401 - imported so pytest registers them
     busybox_image,
     busybox_image_blobs,
+    python_base_image,
+    python_base_image_blobs,
     registry_anonymous,
     registry_basic,
     registry_factory,

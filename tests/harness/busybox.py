@@ -1,4 +1,5 @@
-"""A small runnable base image built from the host's static busybox, for tests to build on."""
+"""A small runnable base image built from the host's static busybox, for tests to build on,
+and the helpers other harness images share: deterministic layers, configs and OCI layouts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from tests.harness.distribution import (
     OCI_CONFIG,
+    OCI_INDEX,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
     push_blob,
@@ -39,44 +41,66 @@ def host_architecture() -> str:
     return _GOARCH[machine]
 
 
-def _entry(name: str, kind: bytes, mode: int, **extra: object) -> tarfile.TarInfo:
+LayerFiles = dict[str, tuple[tarfile.TarInfo, bytes | None]]
+"""A layer's entries by name: (header, bytes for a regular file, else None)."""
+
+
+def tar_entry(name: str, kind: bytes, mode: int, **extra: object) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.mode = kind, mode
-    # Fixed metadata so the same busybox binary always gives the same layer digest.
+    # Fixed metadata so the same host files always give the same layer digest.
     info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
     for key, value in extra.items():
         setattr(info, key, value)
     return info
 
 
-def build_layer(busybox: Path = BUSYBOX) -> tuple[bytes, bytes]:
-    """(uncompressed tar, gzip of it); deterministic for a given busybox binary."""
-    files: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+def put(files: LayerFiles, info: tarfile.TarInfo, data: bytes | None = None) -> None:
+    """Add (or replace) one entry; a regular file's size comes from its bytes."""
+    if data is not None:
+        info.size = len(data)
+    files[info.name] = (info, data)
 
-    def add(info: tarfile.TarInfo, data: bytes | None = None) -> None:
-        if data is not None:
-            info.size = len(data)
-        files[info.name] = (info, data)
 
+def base_files(busybox: Path = BUSYBOX) -> LayerFiles:
+    """The busybox rootfs: /bin/busybox and its applets, /etc/passwd and group, /root, /tmp.
+    Other test base images start from these so they too have a shell."""
+    if not busybox.is_file():
+        raise HarnessError(f"{busybox} is missing; run ./test, which installs busybox-static")
+    files: LayerFiles = {}
     for directory, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
-        add(_entry(directory, tarfile.DIRTYPE, mode))
-    add(_entry("bin/busybox", tarfile.REGTYPE, 0o755), busybox.read_bytes())
+        put(files, tar_entry(directory, tarfile.DIRTYPE, mode))
+    put(files, tar_entry("bin/busybox", tarfile.REGTYPE, 0o755), busybox.read_bytes())
     for applet in APPLETS:
-        add(_entry(f"bin/{applet}", tarfile.SYMTYPE, 0o777, linkname="busybox"))
-    add(_entry("etc/passwd", tarfile.REGTYPE, 0o644), b"root:x:0:0:root:/root:/bin/sh\n")
-    add(_entry("etc/group", tarfile.REGTYPE, 0o644), b"root:x:0:\n")
+        put(files, tar_entry(f"bin/{applet}", tarfile.SYMTYPE, 0o777, linkname="busybox"))
+    put(files, tar_entry("etc/passwd", tarfile.REGTYPE, 0o644), b"root:x:0:0:root:/root:/bin/sh\n")
+    put(files, tar_entry("etc/group", tarfile.REGTYPE, 0o644), b"root:x:0:\n")
+    return files
 
+
+def pack_layer(files: LayerFiles, compresslevel: int = 9) -> tuple[bytes, bytes]:
+    """(uncompressed tar, gzip of it), entries sorted by name: the same files always give
+    the same bytes."""
     tar_buffer = io.BytesIO()
-    with tarfile.open(fileobj=tar_buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    # PAX only adds extended headers where ustar cannot hold a value (e.g. a long name), so
+    # short-named layers are plain ustar.
+    with tarfile.open(fileobj=tar_buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
             info, data = files[name]
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     tar_bytes = tar_buffer.getvalue()
     gz_buffer = io.BytesIO()
     # mtime=0 and no file name keep the gzip header fixed.
-    with gzip.GzipFile(filename="", fileobj=gz_buffer, mode="wb", compresslevel=9, mtime=0) as gz:
+    with gzip.GzipFile(
+        filename="", fileobj=gz_buffer, mode="wb", compresslevel=compresslevel, mtime=0
+    ) as gz:
         gz.write(tar_bytes)
     return tar_bytes, gz_buffer.getvalue()
+
+
+def build_layer(busybox: Path = BUSYBOX) -> tuple[bytes, bytes]:
+    """(uncompressed tar, gzip of it); deterministic for a given busybox binary."""
+    return pack_layer(base_files(busybox))
 
 
 @dataclass(frozen=True)
@@ -108,18 +132,19 @@ class ImageBlobs:
         return {self.config_digest: self.config, self.layer_digest: self.layer}
 
 
-def build_busybox_image(busybox: Path = BUSYBOX) -> ImageBlobs:
-    if not busybox.is_file():
-        raise HarnessError(f"{busybox} is missing; run ./test, which installs busybox-static")
-    tar_bytes, layer = build_layer(busybox)
+def image_from_layer(
+    tar_bytes: bytes, layer: bytes, *, env: list[str], cmd: list[str], created_by: str
+) -> ImageBlobs:
+    """A single-layer image for the host architecture; JSON with sorted keys and no spaces,
+    so the same layer always gives the same config and manifest digests."""
     diff_id = sha256_digest(tar_bytes)
     architecture = host_architecture()
     config = {
         "architecture": architecture,
         "os": "linux",
-        "config": {"Env": [PATH_ENV], "Cmd": ["sh"], "WorkingDir": "/"},
+        "config": {"Env": env, "Cmd": cmd, "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": "pants_oci test harness: busybox base"}],
+        "history": [{"created_by": created_by}],
     }
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     manifest = {
@@ -142,6 +167,45 @@ def build_busybox_image(busybox: Path = BUSYBOX) -> ImageBlobs:
         diff_id=diff_id,
         architecture=architecture,
     )
+
+
+def build_busybox_image(busybox: Path = BUSYBOX) -> ImageBlobs:
+    tar_bytes, layer = build_layer(busybox)
+    return image_from_layer(
+        tar_bytes,
+        layer,
+        env=[PATH_ENV],
+        cmd=["sh"],
+        created_by="pants_oci test harness: busybox base",
+    )
+
+
+def write_oci_layout(image: ImageBlobs, layout_dir: Path, tag: str = "latest") -> Path:
+    """Write `image` as a new OCI image layout (oci-layout, index.json naming it `tag` by the
+    org.opencontainers.image.ref.name annotation, blobs/sha256/...), without the product's
+    layout code. Returns layout_dir."""
+    if (layout_dir / "index.json").exists():
+        raise HarnessError(f"{layout_dir} already holds an OCI layout; use a fresh directory")
+    blobs_dir = layout_dir / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True, exist_ok=True)
+    for data in (image.layer, image.config, image.manifest):
+        (blobs_dir / sha256_digest(data).removeprefix("sha256:")).write_bytes(data)
+    (layout_dir / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": image.manifest_media_type,
+                "digest": image.manifest_digest,
+                "size": len(image.manifest),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+                "platform": {"architecture": image.architecture, "os": image.os},
+            }
+        ],
+    }
+    (layout_dir / "index.json").write_text(json.dumps(index, indent=2))
+    return layout_dir
 
 
 @dataclass(frozen=True)

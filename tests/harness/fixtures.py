@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.harness.busybox import ImageBlobs, PushedImage, build_busybox_image, push_image_to
+from tests.harness.python_base import build_python_base_image
 from tests.harness.registry import Mode, Registry, start_registry
 
 RegistryFactory = Callable[..., Registry]
@@ -76,6 +77,22 @@ def busybox_image(busybox_image_blobs: ImageBlobs, registry_anonymous: Registry)
     """The busybox base pushed to registry_anonymous as base/busybox:latest.
     `.push_to(registry, repository, tag)` copies it to any registry mode."""
     return push_image_to(busybox_image_blobs, registry_anonymous, "base/busybox", "latest")
+
+
+@pytest.fixture(scope="session")
+def python_base_image_blobs() -> ImageBlobs:
+    """A runnable base image holding the host's system CPython (Cmd /usr/bin/python3, Env
+    PYTHON_VERSION) plus busybox, as bytes in no registry; built once per session."""
+    return build_python_base_image()
+
+
+@pytest.fixture(scope="session")
+def python_base_image(
+    python_base_image_blobs: ImageBlobs, registry_anonymous: Registry
+) -> PushedImage:
+    """The Python base pushed to registry_anonymous as base/python:latest.
+    `.push_to(registry, repository, tag)` copies it to any registry mode."""
+    return push_image_to(python_base_image_blobs, registry_anonymous, "base/python", "latest")
 
 
 @pytest.fixture
