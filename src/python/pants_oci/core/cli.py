@@ -6,6 +6,9 @@ Every command prints one JSON object on stdout, and progress for long transfers 
 and Google application default credentials; never from the command line. Exit status is 0
 on success, 1 for an error (explained on stderr, one line per cause, with a hint), 2 for a
 command line that does not parse. See docs/cli.md for the full contract.
+
+``run`` is the exception: it runs an image in the foreground, and the container's output and
+exit status are the command's (errors before the container starts are reported as above).
 """
 
 from __future__ import annotations
@@ -463,6 +466,13 @@ def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
     )
 
 
+def _image_pythons(args: argparse.Namespace, _options: TransportOptions) -> None:
+    from pants_oci.core.interpreters import find_python_interpreters
+
+    found = find_python_interpreters(args.base)
+    _emit({"interpreters": [{"path": i.path, "version": i.version} for i in found]})
+
+
 # --- push, copy, inspect ------------------------------------------------------------------------
 
 
@@ -579,6 +589,44 @@ def _write_raw(data: bytes) -> None:
     sys.stdout.flush()
 
 
+# --- run ----------------------------------------------------------------------------------------
+
+RUN_COMMAND = "run"
+# The top-level command names (see build_parser), to tell `run`'s `--` from another command's.
+_COMMANDS = ("layer", "base", "image", "push", "copy", "inspect", RUN_COMMAND)
+
+
+def _run(args: argparse.Namespace, options: TransportOptions) -> int:
+    """No JSON: the container's output is the command's, and so is its exit status."""
+    from pants_oci.core.run import run_layout
+
+    env: dict[str, str] = {}
+    for item in args.env:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise InputFileError(f"--env {item!r}: expected NAME=VALUE")
+        env[name] = value
+    return run_layout(
+        args.layout,
+        ref=args.ref,
+        args=args.container_args,
+        env=env,
+        runtime=args.runtime,
+        options=options,
+    )
+
+
+def _split_container_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``run ... -- ARGS``: everything after the first ``--`` is the container's, untouched.
+    (argparse cannot take a ``--`` list after options that follow a positional argument.)"""
+    if "--" in argv:
+        cut = argv.index("--")
+        commands = [word for word in argv[:cut] if word in _COMMANDS]
+        if commands and commands[0] == RUN_COMMAND:
+            return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
 # --- Errors -------------------------------------------------------------------------------------
 
 _CREDENTIAL_SOURCES = (
@@ -629,7 +677,8 @@ def _report(error: BaseException, args: argparse.Namespace | None, stream: IO[st
 
 # --- The parser ---------------------------------------------------------------------------------
 
-Handler = Callable[[argparse.Namespace, TransportOptions], None]
+# A handler returns None for success, or (`run`) the exit status to end with.
+Handler = Callable[[argparse.Namespace, TransportOptions], int | None]
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -730,6 +779,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--image", action="append", required=True, metavar="LAYOUT_DIR")
     index.add_argument("--output", required=True, metavar="LAYOUT_DIR")
     index.add_argument("--tag", action="append", default=[], metavar="TAG")
+    pythons = command(
+        image_commands, "pythons", _image_pythons, "list the Python interpreters of an image"
+    )
+    pythons.add_argument("--base", required=True, metavar="LAYOUT_DIR")
 
     push = command(commands, "push", _push, "push the image of an OCI layout to registries")
     push.add_argument("layout", metavar="LAYOUT_DIR")
@@ -745,6 +798,26 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--raw", action="store_true", help="the exact bytes of the document")
     inspect.add_argument("--config", action="store_true", help="the image config")
     inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+
+    run = command(
+        commands, RUN_COMMAND, _run, "run an OCI layout's image in the foreground (runc or podman)"
+    )
+    run.usage = (
+        f"{PROGRAM} {RUN_COMMAND} LAYOUT_DIR [--ref NAME] [--env NAME=VALUE]... "
+        "[--runtime auto|runc|podman] [-- ARGS...]"
+    )
+    run.add_argument("layout", metavar="LAYOUT_DIR")
+    run.add_argument("--ref", metavar="NAME", help="the image's ref name or digest in the layout")
+    run.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="set; repeatable"
+    )
+    run.add_argument(
+        "--runtime",
+        choices=("auto", "runc", "podman"),
+        default="auto",
+        help="auto: runc when on PATH and root, else podman",
+    )
+    run.set_defaults(container_args=[])  # ARGS after `--`: see _split_container_args
     return parser
 
 
@@ -761,7 +834,10 @@ def _transport_options(args: argparse.Namespace) -> TransportOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the process exit status."""
-    args = build_parser().parse_args(argv)  # exits 2 on a bad command line
+    words, container_args = _split_container_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(words)  # exits 2 on a bad command line
+    if container_args:
+        args.container_args = container_args
     stderr = sys.stderr
     handler = logging.StreamHandler(stderr)
     handler.setFormatter(logging.Formatter(f"{PROGRAM}: %(message)s"))
@@ -774,7 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.progress = progress
     try:
-        args.handler(args, _transport_options(args))
+        status = args.handler(args, _transport_options(args))
     except OCIError as error:
         _report(error, args, stderr)
         return 1
@@ -786,4 +862,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         package_log.removeHandler(handler)
-    return 0
+    return 0 if status is None else status

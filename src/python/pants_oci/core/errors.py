@@ -12,6 +12,8 @@
     │   └── RefNotFoundError              it holds no image under the name asked for
     ├── ImageBuildError               an image cannot be built, written or pushed as asked
     ├── InputFileError                a JSON input (layer spec, layer metadata, image config) is bad
+    ├── RunError                      an image cannot be unpacked or run (`pants-oci run`)
+    │   └── RuntimeNotFoundError          no container runtime (runc as root, podman) to run it
     ├── CredentialError               credentials could not be found or read
     │   └── CredentialHelperError         a docker-credential-* helper failed
     ├── TransportError                connection, TLS or timeout failure talking to a registry
@@ -99,6 +101,16 @@ class ImageBuildError(OCIError):
 class InputFileError(OCIError):
     """A JSON input file (a layer spec, layer metadata, an image config) that cannot be read,
     is not JSON, or has fields of the wrong name or type."""
+
+
+class RunError(OCIError):
+    """An image cannot be run: it has nothing to run, its user is not in its /etc/passwd, a
+    layer blob is missing, or a layer cannot be unpacked safely (a member that would leave the
+    root filesystem)."""
+
+
+class RuntimeNotFoundError(RunError):
+    """No container runtime to run an image with: runc (as root) or podman."""
 
 
 class CredentialError(OCIError):
