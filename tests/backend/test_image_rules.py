@@ -16,7 +16,7 @@ from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner, engine_error
 
 from pants_oci.target_types import OciImageTarget, OciLayerTarget
-from pants_oci.util_rules import image, layers, lockfile, tool
+from pants_oci.util_rules import image, layers, lockfile, python, tool
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool import OciToolRequest
 from tests.backend.rule_runners import configure
@@ -32,6 +32,7 @@ def rule_runner() -> RuleRunner:
             *layers.rules(),
             *image.rules(),
             *lockfile.rules(),
+            *python.rules(),
             *source_files.rules(),
             *core_target_types_rules(),
             QueryRule(BuiltImage, [BuildImageRequest]),

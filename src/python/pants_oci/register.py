@@ -10,8 +10,8 @@ from pants.engine.unions import UnionRule
 
 from pants_oci import target_types as oci_target_types
 from pants_oci.goals import lockfile as lockfile_goal
-from pants_oci.goals import package, publish
-from pants_oci.util_rules import image, layers, lockfile, tool
+from pants_oci.goals import package, publish, run
+from pants_oci.util_rules import image, layers, lockfile, python, tool
 
 
 def target_types() -> Iterable[type[Target]]:
@@ -23,8 +23,10 @@ def rules() -> Iterable[Union[Rule, UnionRule]]:
         *tool.rules(),
         *layers.rules(),
         *lockfile.rules(),
+        *python.rules(),
         *image.rules(),
         *package.rules(),
         *publish.rules(),
+        *run.rules(),
         *lockfile_goal.rules(),
     ]

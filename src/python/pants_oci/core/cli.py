@@ -603,9 +603,12 @@ def _run(args: argparse.Namespace, options: TransportOptions) -> int:
     env: dict[str, str] = {}
     for item in args.env:
         name, equals, value = item.partition("=")
-        if not equals or not name:
-            raise InputFileError(f"--env {item!r}: expected NAME=VALUE")
-        env[name] = value
+        if not name:
+            raise InputFileError(f"--env {item!r}: expected NAME=VALUE or NAME")
+        if equals:
+            env[name] = value
+        elif name in os.environ:  # as `docker run -e NAME`: this process's value, if set
+            env[name] = os.environ[name]
     return run_layout(
         args.layout,
         ref=args.ref,
@@ -809,7 +812,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("layout", metavar="LAYOUT_DIR")
     run.add_argument("--ref", metavar="NAME", help="the image's ref name or digest in the layout")
     run.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="set; repeatable"
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="set (NAME alone: pass this process's value through, if set); repeatable",
     )
     run.add_argument(
         "--runtime",

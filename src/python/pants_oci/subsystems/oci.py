@@ -15,6 +15,12 @@ class LayerCompression(Enum):
     none = "none"
 
 
+class Runtime(Enum):
+    auto = "auto"
+    runc = "runc"
+    podman = "podman"
+
+
 class OciSubsystem(Subsystem):
     options_scope = "oci"
     help = "Options for building and pushing OCI container images without a Docker daemon."
@@ -88,6 +94,26 @@ class OciSubsystem(Subsystem):
             digest. `pants generate-oci-lockfile` writes it (check it in);
             `pants generate-oci-lockfile --check` reports bases whose tags moved upstream.
             Builds read only this file, never the tags.
+            """
+        ),
+    )
+    runtime = EnumOption(
+        default=Runtime.auto,
+        help=softwrap(
+            """
+            What `pants run` runs images with: `runc` (needs root), `podman`, or `auto`: runc
+            when it is installed and Pants runs as root, else podman. No Docker daemon either
+            way: the image is unpacked from its OCI layout.
+            """
+        ),
+    )
+    run_env_vars = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Environment variables `pants run` sets in the container, over the image's own:
+            `NAME=value`, or `NAME` to pass the value from Pants' environment (when set), as
+            `docker run -e` does.
             """
         ),
     )

@@ -74,6 +74,13 @@ from pants_oci.util_rules.layers import (
     LayerContentRequest,
 )
 from pants_oci.util_rules.lockfile import BaseLockfile, BaseLockfileRequest, locked_base
+from pants_oci.util_rules.python import (
+    PexEntrypoint,
+    PexEntrypointRequest,
+    PexLayers,
+    PexLayersRequest,
+    is_pex_binary,
+)
 from pants_oci.util_rules.tool import OciToolRequest
 
 _LAYOUT_DIR = "image"
@@ -322,11 +329,11 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
     layer_targets = sorted(
         (t for t in dependencies if _is_layer_target(t)), key=lambda t: t.address
     )
-    other_addresses = tuple(
-        t.address
-        for t in dependencies
-        if not _is_layer_target(t) and not t.has_field(OciImageBaseField)
-    )
+    other_targets = [
+        t for t in dependencies if not _is_layer_target(t) and not t.has_field(OciImageBaseField)
+    ]
+    pex_targets = sorted((t for t in other_targets if is_pex_binary(t)), key=lambda t: t.address)
+    other_addresses = tuple(t.address for t in other_targets if not is_pex_binary(t))
     layer_dependencies = await MultiGet(
         Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
     )
@@ -344,15 +351,40 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         )
         for t, content in zip(layer_targets, contents)
     ]
+    # Then each pex_binary's requirements, then its code: what changes least goes lowest.
+    pexes = await MultiGet(Get(PexLayers, PexLayersRequest(t.address)) for t in pex_targets)
+    for part in ("requirements", "sources"):
+        layer_requests.extend(
+            BuildLayerRequest(pex.address, getattr(pex, part), "/", label=part) for pex in pexes
+        )
     if other_addresses:
         rest = await Get(LayerContent, LayerContentRequest(Addresses(other_addresses)))
         if rest.snapshot.files:
             layer_requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
 
+    base_field = target[OciImageBaseField].value
+    # Finding the base's Python needs its layers.
     base_request = BaseRequest(
-        request.address, target[OciImageBaseField].value, platform, request.complete
+        request.address, base_field, platform, request.complete or bool(pexes)
     )
     base = await Get(ResolvedBase, BaseRequest, base_request)
+    config_values = image_config(target, platform)
+    if pexes and config_values["entrypoint"] is None:
+        if len(pexes) > 1:
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    Target {request.address} depends on several pex_binary targets
+                    ({", ".join(str(pex.address) for pex in pexes)}), so it cannot tell which
+                    one to run. Set its `{OciImageEntrypointField.alias}` field.
+                    """
+                )
+            )
+        entrypoint = await Get(
+            PexEntrypoint,
+            PexEntrypointRequest(request.address, base_field, base.digest, base.path, pexes[0]),
+        )
+        config_values["entrypoint"] = list(entrypoint.argv)
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
 
     # Each layer's blob and metadata go under layers/<index>/, in image order.
@@ -369,7 +401,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
     argv: List[str] = ["image", "assemble", "--base", base.path or SCRATCH]
     for index in range(len(layers)):
         argv += ["--layer", f"layers/{index}/{BuiltLayer.BLOB_PATH}=layers/{index}/meta.json"]
-    config = json.dumps(image_config(target, platform), sort_keys=True, indent=1).encode()
+    config = json.dumps(config_values, sort_keys=True, indent=1).encode()
     config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
     argv += ["--config", _CONFIG, "--output", _LAYOUT_DIR]
     argv += ["--source-date-epoch", str(oci.source_date_epoch)]

@@ -57,6 +57,7 @@ class BuildLayerRequest:
     mode: Optional[str] = None
     uid: Optional[int] = None
     gid: Optional[int] = None
+    label: str = ""  # what part of `address` this layer is, when it has several
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ async def build_layer(request: BuildLayerRequest, oci: OciSubsystem) -> BuiltLay
         ProcessResult,
         OciToolRequest(
             argv=("layer", "build", "--spec", _SPEC, "--output", _BLOB),
-            description=f"Build OCI layer for {request.address}",
+            description=f"Build OCI layer for {request.address}"
+            + (f" ({request.label})" if request.label else ""),
             input_digest=input_digest,
             output_files=(_BLOB,),
         ),

@@ -1,0 +1,91 @@
+"""`pants run` for `oci_image`: build the image, unpack it and run it with runc or podman.
+
+No Docker daemon: the image tool (`pants-oci run`) unpacks the OCI layout into a bundle and
+starts it. Arguments after `--` replace the image's cmd; `[oci].run_env_vars` sets variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Union
+
+from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import AddPrefix, Digest, Snapshot
+from pants.engine.process import Process
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.unions import UnionRule
+
+from pants_oci.subsystems.oci import OciSubsystem
+from pants_oci.target_types import OciImageBaseField
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
+from pants_oci.util_rules.tool import OciToolRequest
+
+_LAYOUT_DIR = "image"
+
+
+@dataclass(frozen=True)
+class OciImageRunFieldSet(RunFieldSet):
+    required_fields = (OciImageBaseField,)
+    # The runtime needs the host (root, namespaces); there is nothing to run in a sandbox.
+    run_in_sandbox_behavior = RunInSandboxBehavior.NOT_SUPPORTED
+
+    base: OciImageBaseField
+
+
+def _in_chroot(process: Process, top_level: Iterable[str]) -> RunRequest:
+    """The tool process as a RunRequest: `run` starts it from the build root, so the paths
+    that are relative to the process's sandbox become `{chroot}/...`."""
+    names = set(top_level)
+
+    def absolute(value: str) -> str:
+        return f"{{chroot}}/{value}" if value.split("/", 1)[0] in names else value
+
+    caches = set(process.append_only_caches.values())
+    return RunRequest(
+        digest=process.input_digest,
+        args=[absolute(arg) for arg in process.argv],
+        extra_env={
+            key: f"{{chroot}}/{value}" if value in caches else value
+            for key, value in process.env.items()
+        },
+        immutable_input_digests=process.immutable_input_digests,
+        append_only_caches=process.append_only_caches,
+    )
+
+
+@rule(desc="Prepare to run an OCI image")
+async def run_oci_image(field_set: OciImageRunFieldSet, oci: OciSubsystem) -> RunRequest:
+    image = await Get(BuiltImage, BuildImageRequest(field_set.address))
+    layout = await Get(Digest, AddPrefix(image.layout, _LAYOUT_DIR))
+    argv: List[str] = ["run", _LAYOUT_DIR, "--ref", image.manifest_digest]
+    argv += ["--runtime", oci.runtime.value]
+    passed_through: List[str] = []
+    for spec in oci.run_env_vars:
+        argv += ["--env", spec]
+        if "=" not in spec:
+            passed_through.append(spec)
+    values = await Get(EnvironmentVars, EnvironmentVarsRequest(passed_through))
+    process = await Get(
+        Process,
+        OciToolRequest(
+            argv=(*argv, "--"),  # `pants run ... -- ARGS` appends the container's arguments
+            description=f"Run {field_set.address}",
+            input_digest=layout,
+        ),
+    )
+    snapshot = await Get(Snapshot, Digest, process.input_digest)
+    top_level = {path.split("/", 1)[0] for path in (*snapshot.files, *snapshot.dirs)}
+    request = _in_chroot(process, top_level)
+    env: Dict[str, str] = {**request.extra_env, **values}
+    return RunRequest(
+        digest=request.digest,
+        args=request.args,
+        extra_env=env,
+        immutable_input_digests=request.immutable_input_digests,
+        append_only_caches=request.append_only_caches,
+    )
+
+
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [*collect_rules(), *OciImageRunFieldSet.rules()]

@@ -1,0 +1,124 @@
+"""The python-app example as an image (requirements and code as separate layers, run with the
+base's Python) and `pants run` of images, with real `./pants`, runc and a Python base image
+built from the host's interpreter."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.busybox import PushedImage
+from tests.harness.tools import runc_run, umoci_unpack
+from tests.pants_runs import REPO, make_pants_repo, run_pants
+
+pytestmark = pytest.mark.slow
+
+APP = "examples/python-app"
+
+
+def _example_files(example: str, replace: dict[str, str]) -> dict[str, str]:
+    files = {}
+    for path in sorted((REPO / example).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            text = path.read_text()
+            for old, new in replace.items():
+                text = text.replace(old, new)
+            files[str(path.relative_to(REPO))] = text
+    return files
+
+
+def _info(repo: Path, target: str) -> dict[str, Any]:
+    path, name = target.split(":")
+    return dict(json.loads((repo / "dist" / path / name / "image-info.json").read_text()))
+
+
+def _blob(layout: Path, digest: str) -> bytes:
+    return (layout / "blobs/sha256" / digest.split(":", 1)[1]).read_bytes()
+
+
+def _layer_names(layout: Path, digest: str) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(_blob(layout, digest)))) as tar:
+        return tar.getnames()
+
+
+def test_python_app_image_layers_entrypoint_and_run(
+    tmp_path: Path, python_base_image: PushedImage, busybox_image: PushedImage
+) -> None:
+    files = _example_files(APP, {'base="python:3.11-slim"': f'base="{python_base_image.ref}"'})
+    files[f"{APP}/BUILD"] += (
+        f'\noci_image(name="no-python", base="{busybox_image.ref}", dependencies=[":bin"])\n'
+    )
+    repo = make_pants_repo(
+        tmp_path / "repo",
+        files,
+        extra_toml=f'[source]\nroot_patterns = ["/{APP}"]\n',
+    )
+    target = f"{APP}:python-app"
+    run_pants("package", target, cwd=repo)
+    info = _info(repo, target)
+    layout = repo / "dist" / APP / "python-app"
+    base_layer, requirements, sources = (layer["digest"] for layer in info["layers"])
+    assert base_layer == python_base_image.layer_digest
+    # Third-party requirements and the PEX runtime in one layer, the app's code in another.
+    pex = "examples.python-app/bin.pex"
+    required = _layer_names(layout, requirements)
+    assert f"{pex}/.deps/humanize-4.9.0-py3-none-any.whl" in required
+    assert f"{pex}/.bootstrap" in required
+    assert not any(name.endswith("main.py") for name in required)
+    code = _layer_names(layout, sources)
+    assert f"{pex}/greeter/main.py" in code and f"{pex}/__main__.py" in code
+    assert not any("/.deps" in name for name in code)
+    config = json.loads(_blob(layout, info["config_digest"]))
+    # The base's Python runs the PEX; the base's cmd (`python3`) is not inherited.
+    assert config["config"]["Entrypoint"] == ["/usr/bin/python3.11", f"/{pex}"]
+    assert "Cmd" not in config["config"]
+
+    bundle = tmp_path / "bundle"
+    umoci_unpack(layout, "latest", bundle)
+    result = runc_run(bundle, None)
+    assert result.stdout == "Hello from a daemonless image: 1500000 bytes is 1.5 MB.\n"
+
+    # `pants run` builds, unpacks and runs it; arguments after `--` reach the app.
+    ran = run_pants("run", target, "--", "4096", cwd=repo)
+    assert ran.stdout == "Hello from a daemonless image: 4096 bytes is 4.1 kB.\n"
+
+    # A source edit changes only the code layer; the requirements layer keeps its digest.
+    main = repo / APP / "greeter/main.py"
+    main.write_text(main.read_text().replace("Hello from", "Hi from"))
+    run_pants("package", target, cwd=repo)
+    after = [layer["digest"] for layer in _info(repo, target)["layers"]]
+    assert after[:2] == [base_layer, requirements] and after[2] != sources
+
+    # A base without a matching Python: the error names the image, the PEX and the fix.
+    failed = run_pants("package", f"{APP}:no-python", cwd=repo, check=False)
+    assert failed.returncode != 0
+    assert f"{APP}:no-python" in failed.stderr and f"{APP}:bin" in failed.stderr
+    assert "no Python interpreter" in failed.stderr and "3.11" in failed.stderr
+
+
+def test_run_hello_example_with_arguments_and_environment(
+    tmp_path: Path, busybox_image: PushedImage
+) -> None:
+    # The example on a base with a shell (on scratch there is nothing to run).
+    files = _example_files("examples/hello", {'base="scratch"': f'base="{busybox_image.ref}"'})
+    repo = make_pants_repo(tmp_path / "repo", files)
+    ran = run_pants(
+        "--oci-run-env-vars=['FROM_PANTS', 'MODE=demo']",
+        "run",
+        "examples/hello:hello",
+        "--",
+        "sh",
+        "-c",
+        'echo "$(pwd) $MODE $FROM_PANTS"; cat "$GREETING_FILE"; exit 3',
+        cwd=repo,
+        env={"FROM_PANTS": "passed-through"},
+        check=False,
+    )
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout == "/examples/hello demo passed-through\nHello from a daemonless image.\n"
