@@ -10,7 +10,7 @@ from pants.core.target_types import rules as core_target_types_rules
 from pants.core.util_rules import source_files
 from pants.engine.addresses import Address
 from pants.engine.fs import CreateDigest, Digest, DigestContents
-from pants.engine.process import Process
+from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import QueryRule
 from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner, engine_error
@@ -113,3 +113,17 @@ def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRu
     contents = rule_runner.request(DigestContents, [process.input_digest])
     [ca] = [c for c in contents if c.path == "__oci_ca_bundle.pem"]
     assert ca.content == b"-----BEGIN CERTIFICATE-----\ntest\n"
+
+
+def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleRunner) -> None:
+    """Remote caches key processes by argv and env: only the interpreter (as for every Pants
+    Python process) may be a host path; no host PATH, HOME or credential locations."""
+    empty = rule_runner.request(Digest, [CreateDigest([])])
+    process = rule_runner.request(
+        Process,
+        [OciToolRequest(argv=("layer", "build"), description="t", input_digest=empty)],
+    )
+    assert process.env["PATH"] == "/usr/bin:/bin"
+    assert not {"HOME", "DOCKER_CONFIG", "GOOGLE_APPLICATION_CREDENTIALS"} & set(process.env)
+    assert not any(arg.startswith("/") for arg in process.argv[1:]), process.argv
+    assert process.cache_scope == ProcessCacheScope.SUCCESSFUL

@@ -223,7 +223,9 @@ def test_separate_empty_caches_give_the_same_manifest(tmp_path: Path) -> None:
 def test_package_examples_layered_and_derived(tmp_path: Path) -> None:
     distdir = f"dist/test-{uuid.uuid4().hex}"
     try:
-        run_pants(f"--pants-distdir={distdir}", "package", "examples::")
+        # (examples/python-app needs Docker Hub for its base: its own test builds it.)
+        examples = ("examples/hello:hello", "examples/derived:derived", "examples/layered:layered")
+        run_pants(f"--pants-distdir={distdir}", "package", *examples)
         shutil.copytree(REPO / distdir, tmp_path / "dist")
     finally:
         shutil.rmtree(REPO / distdir, ignore_errors=True)
@@ -271,7 +273,7 @@ oci_image(name="refused", registries=["{locked.host}"])
     unpinned = run_pants("package", "bad:unpinned", cwd=repo, check=False)
     assert unpinned.returncode != 0
     # A tag with no lockfile to pin it: the error names the command that writes one.
-    assert "bad:unpinned" in unpinned.stderr and "is a tag" in unpinned.stderr
+    assert "bad:unpinned" in unpinned.stderr and ", a tag, " in unpinned.stderr
     assert "pants generate-oci-lockfile" in unpinned.stderr
 
     not_found = run_pants("package", "bad:missing", cwd=repo, check=False)

@@ -418,7 +418,9 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
                 blob=blob,
             )
         _apply_config(image, config, where)
-        image.write_layout(args.output, tags, include_base_layers=False)
+        image.write_layout(
+            args.output, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
+        )
         if args.docker_archive:
             repo_tags = [tag for tag in tags if ":" in tag or "/" in tag]
             image.write_docker_archive(args.docker_archive, repo_tags, fetch_missing=False)
@@ -776,6 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("--docker-archive", metavar="TAR_PATH")
     assemble.add_argument("--source-date-epoch", type=int, metavar="N")
     assemble.add_argument("--base-reference", metavar="REF")
+    assemble.add_argument(
+        "--omit-base-layers",
+        action="store_true",
+        help="write no base layer into the layout, even those the base layout has",
+    )
     index = command(
         image_commands, "index", _image_index, "combine per-platform layouts into an index"
     )

@@ -1079,6 +1079,7 @@ class Image:
         *,
         include_base_layers: bool = True,
         fetch_missing: bool = True,
+        omit_base_layers: bool = False,
     ) -> Digest:
         """Write the image into an OCI image layout (created if need be), tagged ``tags``;
         return the manifest digest.
@@ -1087,10 +1088,14 @@ class Image:
         registry. With ``include_base_layers=False`` base layers the base layout does not
         have are left out, and ``index.json`` records the registry image that has them
         (:data:`BLOB_SOURCE_ANNOTATION`), for :func:`push_layout` to copy them from.
+        ``omit_base_layers=True`` leaves out every base layer, even those at hand: for a
+        build system that adds them from where it keeps the base.
         """
         layout = ImageLayout.create(directory)
         data = self.get_image_data()
         for layer in self._layers:
+            if omit_base_layers and layer.from_base:
+                continue
             _place_blob(
                 layout,
                 self._blob(layer),

@@ -15,6 +15,7 @@ from pants.engine.fs import AddPrefix, Digest, Snapshot
 from pants.engine.process import Process
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
 
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import OciImageBaseField
@@ -65,13 +66,15 @@ async def run_oci_image(field_set: OciImageRunFieldSet, oci: OciSubsystem) -> Ru
         argv += ["--env", spec]
         if "=" not in spec:
             passed_through.append(spec)
-    values = await Get(EnvironmentVars, EnvironmentVarsRequest(passed_through))
+    values = await Get(EnvironmentVars, EnvironmentVarsRequest([*passed_through, "PATH"]))
     process = await Get(
         Process,
         OciToolRequest(
             argv=(*argv, "--"),  # `pants run ... -- ARGS` appends the container's arguments
             description=f"Run {field_set.address}",
             input_digest=layout,
+            # Never cached: the runtime (runc, podman) is found on the user's PATH.
+            uncached_env=FrozenDict({"PATH": values.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}),
         ),
     )
     snapshot = await Get(Snapshot, Digest, process.input_digest)

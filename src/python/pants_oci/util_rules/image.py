@@ -417,6 +417,11 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias, content_hash)]
     if base.reference:
         argv += ["--base-reference", base.reference]
+    # The assembled layout holds only this image's own blobs: base layers are added below
+    # from the base's own output, so no image's cached output repeats them.
+    base_is_layout = base.path is not None and not base_field.startswith(DOCKER_ARCHIVE_PREFIX)
+    if base_is_layout:
+        argv.append("--omit-base-layers")
     archive = f"{request.address.target_name}.tar"
     want_archive = request.complete and "docker-archive" in (
         target[OciImageOutputField].value or ()
@@ -443,6 +448,20 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive]))),
     )
     layout = await Get(Digest, RemovePrefix(layout_files, _LAYOUT_DIR))
+    if base_is_layout and base.digest is not None:
+        layer_blobs = [
+            f"{base.path}/blobs/sha256/{layer['digest'].split(':', 1)[1]}"
+            for layer in json.loads(result.stdout)["layers"]
+        ]
+        base_blobs = await Get(
+            Digest,
+            DigestSubset(
+                base.digest,
+                PathGlobs(layer_blobs, glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
+            ),
+        )
+        base_blobs = await Get(Digest, RemovePrefix(base_blobs, base.path or ""))
+        layout = await Get(Digest, MergeDigests([layout, base_blobs]))
     return BuiltImage(
         request.address, layout, result.stdout, archive_files if want_archive else None
     )

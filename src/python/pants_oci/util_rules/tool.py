@@ -121,6 +121,8 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
     return OciTool(tool)
 
 
+_CACHED_ENV = FrozenDict({"PATH": "/usr/bin:/bin"})
+
 # Where `[oci].ca_bundle` is put in each sandbox: a fixed name, so argv holds no host path.
 _CA_BUNDLE = "__oci_ca_bundle.pem"
 
@@ -160,7 +162,9 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             input_digest=input_digest,
             output_files=request.output_files or None,
             output_directories=request.output_directories or None,
-            extra_env=request.uncached_env,
+            # Cached processes get a fixed PATH (the tool needs none), not the host's: their
+            # cache keys must be the same on every machine.
+            extra_env=request.uncached_env or _CACHED_ENV,
             cache_scope=request.cache_scope,
         ),
     )
