@@ -1,7 +1,8 @@
-"""Shared fixtures for every test: real registries, token service, and busybox and Python base
-images (see tests/harness/fixtures.py)."""
+"""Shared fixtures for every test: real registries, token service, a BuildGrid remote cache, and
+busybox and Python base images (see tests/harness/fixtures.py)."""
 
 from tests.harness.fixtures import (  # noqa: F401 - imported so pytest registers them
+    buildgrid,
     busybox_image,
     busybox_image_blobs,
     python_base_image,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.buildgrid import BuildGrid, start_buildgrid
 from tests.harness.busybox import ImageBlobs, PushedImage, build_busybox_image, push_image_to
 from tests.harness.python_base import build_python_base_image
 from tests.harness.registry import Mode, Registry, start_registry
@@ -93,6 +94,16 @@ def python_base_image(
     """The Python base pushed to registry_anonymous as base/python:latest.
     `.push_to(registry, repository, tag)` copies it to any registry mode."""
     return push_image_to(python_base_image_blobs, registry_anonymous, "base/python", "latest")
+
+
+@pytest.fixture
+def buildgrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildGrid]:
+    """A fresh, empty BuildGrid REAPI server of this test's own (start takes a few seconds), stopped
+    when the test ends. `.pants_args()` points Pants' remote cache at it (`.address` is
+    "grpc://127.0.0.1:PORT"); `.stop()` and `.start()` make an outage on the same port, which
+    empties its in-memory ActionCache."""
+    with start_buildgrid(tmp_path_factory.mktemp("buildgrid")) as server:
+        yield server
 
 
 @pytest.fixture
