@@ -1,0 +1,140 @@
+"""Images built on one machine and reused on another through a REAPI remote cache (BuildGrid),
+with the pants.toml lines of docs/remote-cache.md."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.harness.buildgrid import BuildGrid
+from tests.harness.busybox import PushedImage
+from tests.pants_runs import REPO, make_pants_repo, run_pants
+
+pytestmark = pytest.mark.slow
+
+DOCS = REPO / "docs/remote-cache.md"
+DOCS_ADDRESS = "grpc://cache.example.com:50051"
+OUR_PROCESSES = ("Build OCI layer", "Fetch base image", "Assemble OCI image")
+
+
+def docs_toml(address: str) -> str:
+    """The pants.toml lines of the docs page, pointed at `address`."""
+    [block] = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert DOCS_ADDRESS in block
+    return block.replace(DOCS_ADDRESS, address)
+
+
+def _files(busybox: PushedImage, app_text: str) -> dict[str, str]:
+    return {
+        "app/BUILD": f"""
+files(name="asset_files", sources=["assets/*"])
+files(name="app_files", sources=["src/*"])
+oci_layer(name="1-assets", dependencies=[":asset_files"], destination="/srv")
+oci_layer(name="2-app", dependencies=[":app_files"], destination="/srv")
+oci_image(name="app", base="{busybox.ref}", dependencies=[":1-assets", ":2-app"])
+""",
+        "app/assets/logo.txt": "an asset that never changes\n",
+        "app/src/main.sh": app_text,
+    }
+
+
+def _machine(root: Path, files: dict[str, str], remote_toml: str) -> Path:
+    """A checkout with its own local store, named caches and workdir: another machine."""
+    repo = make_pants_repo(root / "repo", files)
+    (repo / "remote-cache.toml").write_text(remote_toml)
+    return repo
+
+
+def _package(repo: Path, *extra: str) -> tuple[str, dict[str, int], list[str]]:
+    """Package app:app; (manifest digest, --stats-log counters, descriptions of our processes
+    that ran locally)."""
+    home = repo.parent
+    result = run_pants(
+        "--pants-config-files=['pants.toml', 'remote-cache.toml']",
+        f"--local-store-dir={home / 'lmdb'}",
+        f"--named-caches-dir={home / 'named_caches'}",
+        f"--pants-workdir={home / 'workdir'}",
+        "--keep-sandboxes=always",  # Pants logs each process it runs locally
+        "--stats-log",
+        *extra,
+        "package",
+        "app:app",
+        cwd=repo,
+    )
+    counters = {k: int(v) for k, v in re.findall(r"^\s+(\w+): (\d+)$", result.stderr, re.MULTILINE)}
+    ran_locally = [
+        match
+        for match in re.findall(
+            r'[Pp]reserving local process execution dir \S+ for "?([^"\n]+)', result.stderr
+        )
+        if match.startswith(OUR_PROCESSES)
+    ]
+    info = json.loads((repo / "dist/app/app/image-info.json").read_text())
+    return str(info["manifest_digest"]), counters, sorted(ran_locally)
+
+
+def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
+    tmp_path: Path, buildgrid: BuildGrid, busybox_image: PushedImage
+) -> None:
+    remote = docs_toml(buildgrid.address)
+    v1 = _files(busybox_image, "echo v1\n")
+    digest_a, counters_a, ran_a = _package(_machine(tmp_path / "a", v1, remote))
+    assert "Build OCI layer for app:1-assets" in ran_a and "Build OCI layer for app:2-app" in ran_a
+    written = counters_a["remote_cache_write_successes"]
+    assert written >= 4, counters_a  # the tool PEX, the base pull, two layers, the assembly
+
+    # Machine B, empty local store: every cacheable process is a remote hit, and none ran
+    # locally to completion (Pants starts local runs speculatively and cancels them when the
+    # cache answers: the counters tell which finished first).
+    digest_b, counters_b, _ = _package(_machine(tmp_path / "b", v1, remote))
+    assert counters_b["remote_cache_requests_cached"] == written, counters_b
+    assert counters_b["remote_cache_requests_uncached"] == 0, counters_b
+    assert counters_b["remote_cache_speculation_local_completed_first"] == 0, counters_b
+    assert digest_b == digest_a
+
+    # One source changes; machine C (empty) misses exactly that layer and the assembly, and
+    # takes the tool, the base pull and the other layer from the remote cache.
+    v2 = _files(busybox_image, "echo v2\n")
+    digest_c, counters_c, ran_c = _package(_machine(tmp_path / "c", v2, remote))
+    assert counters_c["remote_cache_requests_uncached"] == 2, counters_c
+    assert counters_c["remote_cache_requests_cached"] == written - 2, counters_c
+    assert {"Assemble OCI image app:app", "Build OCI layer for app:2-app"} <= set(ran_c)
+    assert digest_c != digest_a
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_cache_down_builds_from_the_local_cache_and_says_so_once(
+    tmp_path: Path, busybox_image: PushedImage
+) -> None:
+    nothing_there = docs_toml(f"grpc://127.0.0.1:{_unused_port()}")
+    repo = _machine(tmp_path / "a", _files(busybox_image, "echo v1\n"), nothing_there)
+    first, _, _ = _package(repo)
+    # A changed file: several processes (the layer, the assembly) would ask the cache.
+    (repo / "app/src/main.sh").write_text("echo v2\n")
+    home = repo.parent
+    result = run_pants(
+        "--pants-config-files=['pants.toml', 'remote-cache.toml']",
+        f"--local-store-dir={home / 'lmdb'}",
+        f"--named-caches-dir={home / 'named_caches'}",
+        f"--pants-workdir={home / 'workdir'}",
+        "package",
+        "app:app",
+        cwd=repo,
+    )
+    info = json.loads((repo / "dist/app/app/image-info.json").read_text())
+    assert info["manifest_digest"] != first
+    # Several processes met the dead cache; Pants said so once for reads and once for writes.
+    warnings = [line for line in result.stderr.splitlines() if "remote cache" in line.lower()]
+    assert [line.split("] ", 1)[1].split(" (")[0] for line in warnings] == [
+        "Failed to read from remote cache",
+        "Failed to write to remote cache",
+    ], result.stderr
