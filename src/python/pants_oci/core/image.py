@@ -57,7 +57,7 @@ from pants_oci.core.errors import (
     RefNotFoundError,
 )
 from pants_oci.core.layer import Compression, LayerBuilder, Source, resolve_source_date_epoch
-from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
+from pants_oci.core.layout import ImageLayout, LocalImage
 from pants_oci.core.models import (
     AnyManifest,
     ContainerConfig,
@@ -572,14 +572,6 @@ def _layout_ref(layout: ImageLayout, ref: str | None) -> str:
     )
 
 
-def _entry_annotations(layout: ImageLayout, ref: str) -> dict[str, str]:
-    for entry in layout.index().manifests:
-        annotations = entry.annotations or {}
-        if annotations.get(REF_NAME_ANNOTATION) == ref or str(entry.digest) == ref:
-            return dict(annotations)
-    return {}
-
-
 def _require_platform(config: ImageConfig, platform: Platform | None, where: str) -> None:
     if platform is not None and not platform_matches(platform, config.platform):
         raise PlatformNotFoundError(
@@ -718,7 +710,7 @@ class Image:
         name = _layout_ref(layout, ref)
         local = layout.image(name, self.platform)
         _require_platform(local.config, self.platform, f"base {path}:{name}")
-        annotations = _entry_annotations(layout, name)
+        annotations = layout.ref_annotations(name)
         recorded = annotations.get(BLOB_SOURCE_ANNOTATION)
         reference = explicit or (parse_reference(recorded) if recorded else None)
         missing = [d for d in local.layers if not layout.has_blob(d.digest)]

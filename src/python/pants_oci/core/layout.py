@@ -307,6 +307,14 @@ class ImageLayout:
         }
         return sorted(name for name in names if name)
 
+    def ref_annotations(self, ref: str) -> dict[str, str]:
+        """The annotations of the ``index.json`` entry named ``ref`` (a ref name or digest)."""
+        for entry in self.index().manifests:
+            annotations = entry.annotations or {}
+            if annotations.get(REF_NAME_ANNOTATION) == ref or str(entry.digest) == ref:
+                return dict(annotations)
+        return {}
+
     def tag(self, ref_name: str, descriptor: Descriptor) -> None:
         """Point ``ref_name`` at a manifest or index (replacing what it named before)."""
         self.set_refs({ref_name: [descriptor]})

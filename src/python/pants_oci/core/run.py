@@ -52,7 +52,7 @@ from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
 from pants_oci.core.layer import decompressed
-from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
+from pants_oci.core.layout import ImageLayout, LocalImage
 from pants_oci.core.models import ImageConfig, Platform, platform_matches
 
 __all__ = ["Runtime", "run_layout"]
@@ -152,14 +152,6 @@ def _pick_ref(layout: ImageLayout, ref: str | None) -> str:
     )
 
 
-def _entry_annotations(layout: ImageLayout, ref: str) -> dict[str, str]:
-    for entry in layout.index().manifests:
-        annotations = entry.annotations or {}
-        if annotations.get(REF_NAME_ANNOTATION) == ref or str(entry.digest) == ref:
-            return dict(annotations)
-    return {}
-
-
 def _layer_blobs(
     image: LocalImage, ref: str, download_dir: Path, options: TransportOptions | None
 ) -> list[Path]:
@@ -173,7 +165,7 @@ def _layer_blobs(
                 "layer; only container images can be run"
             )
     missing = [layer for layer in image.layers if not layout.has_blob(layer.digest)]
-    source = _entry_annotations(layout, ref).get(BLOB_SOURCE_ANNOTATION)
+    source = layout.ref_annotations(ref).get(BLOB_SOURCE_ANNOTATION)
     if missing and (source is None or any(layer.urls for layer in missing)):
         raise RunError(
             f"{layout.root} lacks layer blob {missing[0].digest} of {ref!r} and records no "
