@@ -309,7 +309,8 @@ oci_image(
     name="from_layout",
     base="oci-layout:bases/busybox-layout",
     dependencies=[":tool"],
-    cmd=["sh", "-c", "test -x /app/tool.pex && echo pex is there"],
+    # Set, so the PEX is not run with a Python the base does not have.
+    entrypoint=["sh", "-c", "test -f /app/tool.pex/__main__.py && echo pex is there"],
     output=["oci-layout", "docker-archive"],
 )
 oci_image(
@@ -348,4 +349,5 @@ oci_image(
     archive = skopeo_inspect(f"docker-archive:{repo / 'dist/app/from_layout.tar'}")
     info = json.loads((repo / "dist/app/from_layout/image-info.json").read_text())
     assert archive["Layers"][0] == busybox_image.diff_id
-    assert len(archive["Layers"]) == len(info["layers"]) == 2
+    # The base's layer, then the PEX's requirements and its code.
+    assert len(archive["Layers"]) == len(info["layers"]) == 3
