@@ -22,7 +22,9 @@ def pants_toml_pex_cli_args() -> list[str]:
     ]
 
 
-def configure(rule_runner: RuleRunner, *extra_args: str) -> RuleRunner:
+def configure(
+    rule_runner: RuleRunner, *extra_args: str, env: dict[str, str] | None = None
+) -> RuleRunner:
     rule_runner.set_options(
         [
             *pants_toml_pex_cli_args(),
@@ -30,6 +32,7 @@ def configure(rule_runner: RuleRunner, *extra_args: str) -> RuleRunner:
             f"--python-bootstrap-search-path=['{Path(sys.executable).resolve().parent}']",
             *extra_args,
         ],
+        env=env,
         env_inherit={"PATH", "HOME"},
     )
     return rule_runner

@@ -14,6 +14,7 @@ from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import QueryRule
 from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner, engine_error
+from pants.util.frozendict import FrozenDict
 
 from pants_oci.target_types import OciImageTarget, OciLayerTarget
 from pants_oci.util_rules import image, layers, lockfile, python, tool
@@ -117,13 +118,29 @@ def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRu
 
 def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleRunner) -> None:
     """Remote caches key processes by argv and env: only the interpreter (as for every Pants
-    Python process) may be a host path; no host PATH, HOME or credential locations."""
+    Python process) may be a host path; no host PATH, HOME, locale or credential locations."""
+    # Pants passes LANG and SSL_CERT_FILE to every process unless told otherwise.
+    configure(rule_runner, env={"LANG": "de_DE.UTF-8", "SSL_CERT_FILE": "/etc/my-ca.pem"})
     empty = rule_runner.request(Digest, [CreateDigest([])])
     process = rule_runner.request(
         Process,
         [OciToolRequest(argv=("layer", "build"), description="t", input_digest=empty)],
     )
     assert process.env["PATH"] == "/usr/bin:/bin"
-    assert not {"HOME", "DOCKER_CONFIG", "GOOGLE_APPLICATION_CREDENTIALS"} & set(process.env)
+    assert set(process.env) <= {"PATH", "PEX_ROOT", "PEX_PYTHON", "PEX_IGNORE_RCFILES"}
     assert not any(arg.startswith("/") for arg in process.argv[1:]), process.argv
     assert process.cache_scope == ProcessCacheScope.SUCCESSFUL
+    # A never-cached process (a push) does get the user's environment.
+    push = rule_runner.request(
+        Process,
+        [
+            OciToolRequest(
+                argv=("push",),
+                description="t",
+                input_digest=empty,
+                uncached_env=FrozenDict({"HOME": "/home/me"}),
+                cache_scope=ProcessCacheScope.PER_SESSION,
+            )
+        ],
+    )
+    assert push.env["LANG"] == "de_DE.UTF-8" and push.env["HOME"] == "/home/me"

@@ -194,3 +194,10 @@ oci_image(name="multi", base="{base}", dependencies=[":scripts"],
     assert report.returncode == 1
     assert f"missing: {registry.host}/{repository}:newer" in report.stdout
     assert f"unused: {key}" in report.stdout
+
+    # A lockfile mangled (say, by a merge conflict) fails builds, and generating repairs it.
+    lockfile.write_text("<<<<<<< HEAD\n")
+    mangled = run_pants("package", "app:app", cwd=repo, check=False)
+    assert mangled.returncode != 0 and "not valid" in mangled.stderr
+    run_pants("generate-oci-lockfile", cwd=repo)
+    assert set(json.loads(lockfile.read_text())["bases"]) == {f"{registry.host}/{repository}:newer"}

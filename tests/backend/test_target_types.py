@@ -104,3 +104,14 @@ def test_more_bad_values(rule_runner: RuleRunner, body: str, expected: list[str]
         _image(rule_runner, body)
     for fragment in expected:
         assert fragment in str(error.value)
+
+
+def test_locked_platform_choice_follows_default_variants() -> None:
+    from pants_oci.util_rules.lockfile import choose_platform
+
+    locked = {"linux/amd64": "sha256:a", "linux/arm64": "sha256:b", "linux/arm/v6": "sha256:c"}
+    assert choose_platform(locked, "linux/arm64/v8") == "linux/arm64"
+    assert choose_platform(locked, "linux/arm64") == "linux/arm64"
+    assert choose_platform({"linux/arm64/v8": "sha256:b"}, "linux/arm64") == "linux/arm64/v8"
+    assert choose_platform(locked, "linux/arm/v7") is None  # only v6 is there
+    assert choose_platform(locked, "linux/s390x") is None

@@ -85,6 +85,29 @@ def test_interpreters_in_preferred_order_after_whiteouts(tmp_path: Path) -> None
     ]
 
 
+def test_whiteouts_hide_lower_layers_only_and_whole_directories(tmp_path: Path) -> None:
+    layout = _layout(
+        tmp_path / "layout",
+        [
+            [
+                ("usr/local/bin/python3.12", tarfile.REGTYPE),
+                ("usr/bin/python3.11", tarfile.REGTYPE),
+                ("bin/python3.10", tarfile.REGTYPE),
+            ],
+            [
+                # This layer's own interpreter survives its opaque marker, wherever it is.
+                ("bin/python3.9", tarfile.REGTYPE),
+                ("bin/.wh..wh..opq", tarfile.REGTYPE),
+                ("usr/.wh.local", tarfile.REGTYPE),  # a whole directory tree goes
+            ],
+        ],
+    )
+    assert find_python_interpreters(layout) == [
+        PythonInterpreter("/usr/bin/python3.11", "3.11"),
+        PythonInterpreter("/bin/python3.9", "3.9"),
+    ]
+
+
 def test_no_interpreter_and_missing_layers(tmp_path: Path) -> None:
     empty = _layout(tmp_path / "empty", [[("etc/passwd", tarfile.REGTYPE)]])
     assert find_python_interpreters(empty) == []

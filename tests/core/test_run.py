@@ -358,3 +358,23 @@ def test_cli_prints_the_containers_output_and_exits_with_its_status(
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == f"pants-oci: error: {layout} has no image 'nope'; it has app\n"
+
+
+def test_podman_gets_a_ref_name_for_a_digest_in_a_layout_with_several_tags(
+    tmp_path: Path, busybox_image_blobs: ImageBlobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """podman is not installed here: a stand-in on PATH records the command line it gets."""
+    layout = _layout(tmp_path, busybox_image_blobs, lambda image: None, tag="v1")
+    ImageLayout.open(layout).set_refs({"latest": [ImageLayout.open(layout).resolve("v1")]})
+    digest = str(ImageLayout.open(layout).resolve("v1").digest)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "argv.txt"
+    (bin_dir / "podman").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit 4\n')
+    (bin_dir / "podman").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    status = run_layout(layout, ref=digest, args=["echo", "hi"], env={"A": "1"}, runtime="podman")
+    assert status == 4
+    argv = record.read_text().splitlines()
+    assert argv[-3:] == [f"oci:{layout.resolve()}:v1", "echo", "hi"]
+    assert "--env=A=1" in argv and argv[:2] == ["run", "--rm"]

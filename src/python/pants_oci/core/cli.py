@@ -457,7 +457,9 @@ def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core.image import DEFAULT_TAG, index_layouts
 
     tags = args.tag or [DEFAULT_TAG]
-    root, entries = index_layouts(args.image, args.output, tags)
+    root, entries = index_layouts(
+        args.image, args.output, tags, include_layers=not args.omit_layers
+    )
     _emit(
         {
             "manifest_digest": str(root.digest),
@@ -789,6 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--image", action="append", required=True, metavar="LAYOUT_DIR")
     index.add_argument("--output", required=True, metavar="LAYOUT_DIR")
     index.add_argument("--tag", action="append", default=[], metavar="TAG")
+    index.add_argument(
+        "--omit-layers", action="store_true", help="write the documents only, no layer blobs"
+    )
     pythons = command(
         image_commands, "pythons", _image_pythons, "list the Python interpreters of an image"
     )

@@ -1198,11 +1198,15 @@ def index_layouts(
     sources: Sequence[str | os.PathLike[str]],
     directory: str | os.PathLike[str],
     tags: Sequence[str] = (DEFAULT_TAG,),
+    *,
+    include_layers: bool = True,
 ) -> tuple[Descriptor, list[tuple[Platform, Descriptor]]]:
     """Combine single-image layouts (one per platform) into one layout whose ``tags`` name an
     OCI index of them. Blobs are hard-linked (copied across filesystems); a source layout
     may lack base layers, as long as all sources record base blobs in the same repository.
-    Returns the index's descriptor and each image's (platform, manifest descriptor)."""
+    ``include_layers=False`` writes only the documents (for a build system that adds the
+    layer blobs itself). Returns the index's descriptor and each image's (platform, manifest
+    descriptor)."""
     if not sources:
         raise ImageBuildError("an image index needs at least one image layout")
     output = ImageLayout.create(directory)
@@ -1220,7 +1224,8 @@ def index_layouts(
         for seen, _ in entries:
             if str(seen) == str(platform):
                 raise ImageBuildError(f"{layout.root}: a second image for platform {platform}")
-        for descriptor in (entry, manifest.config, *manifest.layers):
+        blobs = (entry, manifest.config, *(manifest.layers if include_layers else ()))
+        for descriptor in blobs:
             if layout.has_blob(descriptor.digest) and not output.has_blob(descriptor.digest):
                 _link_or_copy(layout.blob_path(descriptor.digest), output, descriptor.digest)
         entries.append((platform, manifest.descriptor(platform=platform)))

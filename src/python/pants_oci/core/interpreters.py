@@ -54,6 +54,10 @@ def find_python_interpreters(layout_dir: str | os.PathLike[str]) -> list[PythonI
                 f"{layout.root}: layer {descriptor.digest} is missing; Python can only be "
                 "found in an image whose layers are all present"
             )
+        # Whiteouts hide what lower layers have (whole trees for a directory), never what
+        # their own layer adds, so each layer is read whole before it is applied.
+        hidden: list[str] = []  # paths whose lower-layer content (and all below) goes
+        added: dict[str, str | None] = {}  # interpreter paths; None: not an executable
         with (
             layout.open_blob(descriptor.digest) as blob,
             decompressed(blob) as stream,
@@ -63,14 +67,22 @@ def find_python_interpreters(layout_dir: str | os.PathLike[str]) -> list[PythonI
                 name = _normalized(member.name)
                 directory, base = posixpath.split(name)
                 if base == _OPAQUE:
-                    found = {p: v for p, v in found.items() if posixpath.dirname(p) != directory}
+                    hidden.append(directory)
                 elif base.startswith(_WHITEOUT):
-                    found.pop(posixpath.join(directory, base[len(_WHITEOUT) :]), None)
+                    hidden.append(posixpath.join(directory, base[len(_WHITEOUT) :]))
                 elif match := _INTERPRETER.match(name):
-                    if member.isfile() or member.issym() or member.islnk():
-                        found[name] = f"{match.group(2)}.{match.group(3)}"
-                    else:
-                        found.pop(name, None)
+                    executable = member.isfile() or member.issym() or member.islnk()
+                    added[name] = f"{match.group(2)}.{match.group(3)}" if executable else None
+
+        def under(path: str, top: str) -> bool:
+            return top in ("", path) or path.startswith(top + "/")
+
+        found = {p: v for p, v in found.items() if not any(under(p, top) for top in hidden)}
+        for path, version in added.items():
+            if version is None:
+                found.pop(path, None)
+            else:
+                found[path] = version
 
     def preference(path: str) -> tuple[int, tuple[int, ...]]:
         version = tuple(-int(part) for part in found[path].split("."))

@@ -52,7 +52,7 @@ from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
 from pants_oci.core.layer import decompressed
-from pants_oci.core.layout import ImageLayout, LocalImage
+from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
 from pants_oci.core.models import ImageConfig, Platform, platform_matches
 
 __all__ = ["Runtime", "run_layout"]
@@ -651,7 +651,16 @@ def _run_podman(
     podman: str, layout: ImageLayout, ref: str, args: Sequence[str], env: Mapping[str, str]
 ) -> int:
     target = f"oci:{layout.root.resolve()}"
-    if not ref.startswith("sha256:"):  # by digest: podman picks the layout's only image
+    if ref.startswith("sha256:"):
+        # podman's oci: transport takes ref names only: a name of that digest, if any (with
+        # several tags, index.json has several entries and podman will not guess).
+        names = [
+            (entry.annotations or {}).get(REF_NAME_ANNOTATION)
+            for entry in layout.index().manifests
+            if str(entry.digest) == ref
+        ]
+        ref = next((name for name in names if name), "")
+    if ref:
         target += f":{ref}"
     flags = [f"--env={key}={value}" for key, value in env.items()]
     argv = [podman, "run", "--rm", "-i", "--network=host", *flags, target, *args]

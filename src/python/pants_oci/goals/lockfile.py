@@ -135,6 +135,7 @@ async def generate_oci_lockfile(
     upstream = {name: _locked(json.loads(result.stdout)) for name, result in zip(names, lookups)}
 
     if subsystem.check:
+        lockfile.require_valid()
         problems: List[str] = []
         for name in names:
             locked = lockfile.bases.get(name)

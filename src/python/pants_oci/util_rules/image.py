@@ -285,7 +285,9 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
         Get(Digest, AddPrefix(image.layout, f"platforms/{index}"))
         for index, image in enumerate(images)
     )
-    argv: List[str] = ["image", "index", "--output", _LAYOUT_DIR]
+    # The index process writes documents only: the layers, already in the platform images'
+    # outputs, are merged in below rather than stored again as this process's output.
+    argv: List[str] = ["image", "index", "--omit-layers", "--output", _LAYOUT_DIR]
     for index in range(len(images)):
         argv += ["--image", f"platforms/{index}"]
     # `{hash}` in an index's tags: a hash of its images.
@@ -303,7 +305,11 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
             output_directories=(_LAYOUT_DIR,),
         ),
     )
-    layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
+    index_layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
+    platform_blobs = await MultiGet(
+        Get(Digest, DigestSubset(image.layout, PathGlobs(["blobs/**"]))) for image in images
+    )
+    layout = await Get(Digest, MergeDigests([index_layout, *platform_blobs]))
     return BuiltImage(request.address, layout, result.stdout)
 
 
@@ -377,6 +383,18 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
                     Target {request.address} depends on several pex_binary targets
                     ({", ".join(str(pex.address) for pex in pexes)}), so it cannot tell which
                     one to run. Set its `{OciImageEntrypointField.alias}` field.
+                    """
+                )
+            )
+        if base_field.startswith(DOCKER_ARCHIVE_PREFIX):
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    Target {request.address} runs the pex_binary {pexes[0].address} on the
+                    `{OciImageBaseField.alias}` {base_field!r}, whose Python cannot be looked
+                    up in a docker-archive. Set the `{OciImageEntrypointField.alias}` field
+                    (e.g. `["/usr/local/bin/python3.11", "/{pexes[0].pex_path}"]`), or use the
+                    base as an `{OCI_LAYOUT_PREFIX}` directory.
                     """
                 )
             )

@@ -64,6 +64,11 @@ class BaseLockfile:
     path: str
     exists: bool
     bases: FrozenDict[str, LockedBase]
+    error: Optional[str] = None  # why the file cannot be read: builds fail, generating fixes
+
+    def require_valid(self) -> None:
+        if self.error is not None:
+            raise LockfileError(self.error)
 
     def render(self) -> bytes:
         return render_lockfile(self.bases)
@@ -133,7 +138,10 @@ async def read_base_lockfile(_: BaseLockfileRequest, oci: OciSubsystem) -> BaseL
     )
     if not contents:
         return BaseLockfile(oci.lockfile, False, FrozenDict())
-    return BaseLockfile(oci.lockfile, True, _parse(oci.lockfile, contents[0].content))
+    try:
+        return BaseLockfile(oci.lockfile, True, _parse(oci.lockfile, contents[0].content))
+    except LockfileError as e:
+        return BaseLockfile(oci.lockfile, True, FrozenDict(), error=str(e))
 
 
 def _platform_parts(platform: str) -> Tuple[str, str, Optional[str]]:
@@ -141,15 +149,26 @@ def _platform_parts(platform: str) -> Tuple[str, str, Optional[str]]:
     return os_, arch, (variant[0] if variant else None)
 
 
+# The variant an architecture means when none is given, as containerd (and core/models.py).
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+
+
 def choose_platform(platforms: Mapping[str, str], wanted: str) -> Optional[str]:
     """The locked platform that `wanted` means: an exact match, else the one entry with the
-    same os/architecture when `wanted` names no variant (`linux/arm64` is `linux/arm64/v8`)."""
+    same os/architecture and, when `wanted` names one, the same variant (a missing variant
+    is the architecture's default: `linux/arm64/v8` is `linux/arm64`)."""
     if wanted in platforms:
         return wanted
     os_, arch, variant = _platform_parts(wanted)
-    if variant is not None:
-        return None
-    same = [name for name in platforms if _platform_parts(name)[:2] == (os_, arch)]
+
+    def fits(name: str) -> bool:
+        other_os, other_arch, other_variant = _platform_parts(name)
+        if (other_os, other_arch) != (os_, arch):
+            return False
+        default = _DEFAULT_VARIANTS.get(arch)
+        return variant is None or (other_variant or default) == (variant or default)
+
+    same = [name for name in platforms if fits(name)]
     return same[0] if len(same) == 1 else None
 
 
@@ -158,6 +177,7 @@ def locked_base(
 ) -> str:
     """`repository@sha256:...`: the manifest of `platform` that the lockfile pins the tag
     `reference` to. Errors say which command brings the lockfile up to date."""
+    lockfile.require_valid()
     key = lock_key(reference)
     where = f"The `{alias}` field in target {address} is {reference.familiar!r}, a tag"
     if not lockfile.exists:

@@ -9,6 +9,7 @@ no credentials.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 from dataclasses import dataclass
 from typing import Iterable, Tuple
@@ -122,6 +123,7 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
 
 
 _CACHED_ENV = FrozenDict({"PATH": "/usr/bin:/bin"})
+_CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_PYTHON", "PEX_IGNORE_RCFILES"})
 
 # Where `[oci].ca_bundle` is put in each sandbox: a fixed name, so argv holds no host path.
 _CA_BUNDLE = "__oci_ca_bundle.pem"
@@ -152,7 +154,7 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
         )
         ca_digest = await Get(Digest, CreateDigest([FileContent(_CA_BUNDLE, ca[0].content)]))
         input_digest = await Get(Digest, MergeDigests([input_digest, ca_digest]))
-    return await Get(
+    process = await Get(
         Process,
         PexProcess(
             tool.pex,
@@ -168,6 +170,12 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             cache_scope=request.cache_scope,
         ),
     )
+    if request.uncached_env:
+        return process
+    # Pants adds the host's LANG, LC_*, SSL_CERT_* (`[subprocess-environment]`) to every
+    # process: a cache key must not depend on them. Keep what running the PEX needs.
+    env = {key: value for key, value in process.env.items() if key in _CACHED_ENV_KEYS}
+    return dataclasses.replace(process, env=FrozenDict(env))
 
 
 def rules() -> Iterable[Rule]:
