@@ -106,23 +106,3 @@ bootstrap_env() {
   fi
   export PANTS_OCI_VENV PANTS_OCI_PEX
 }
-
-# Debian packages that the test suite runs for real: registry, image tools, container runtime.
-TEST_DEBIAN_PACKAGES=(docker-registry skopeo umoci runc busybox-static)
-TEST_COMMANDS=(docker-registry skopeo umoci runc busybox)
-
-ensure_test_packages() {
-  local missing=() i
-  for i in "${!TEST_COMMANDS[@]}"; do
-    command -v "${TEST_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${TEST_DEBIAN_PACKAGES[$i]}")
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || _bootstrap_die "missing ${missing[*]}: install them as root"
-    sudo=(sudo)
-  fi
-  _bootstrap_log "installing Debian packages: ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
