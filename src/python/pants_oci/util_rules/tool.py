@@ -17,7 +17,7 @@ from typing import Iterable, Tuple
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules import pex
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
+from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest, PythonExecutable
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.fs import (
     CreateDigest,
@@ -28,10 +28,11 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.process import Process, ProcessCacheScope
+from pants.engine.process import Process, ProcessCacheScope, ProcessExecutionFailure
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
 
 from pants_oci.subsystems.oci import OciSubsystem
 
@@ -101,8 +102,31 @@ def _core_package_files() -> Iterable[FileContent]:
             yield FileContent(f"pants_oci/core/{entry.name}", entry.read_bytes())
 
 
+class OciToolInterpreterNotFound(Exception):
+    """No interpreter on the machine matches `[oci].interpreter_constraints`."""
+
+
 @rule(desc="Build the pants_oci image tool", level=LogLevel.DEBUG)
 async def build_oci_tool(oci: OciSubsystem) -> OciTool:
+    interpreter_constraints = InterpreterConstraints(oci.interpreter_constraints)
+    try:
+        # The PEX below asks for the same interpreter: this look-up is shared, not repeated.
+        await Get(PythonExecutable, InterpreterConstraints, interpreter_constraints)
+    except ProcessExecutionFailure as failure:
+        wanted = " or ".join(str(c) for c in interpreter_constraints)
+        raise OciToolInterpreterNotFound(
+            softwrap(
+                f"""
+                The image tool (the pants_oci core library, which builds layers and talks to
+                registries) needs a Python interpreter matching `[oci].interpreter_constraints`
+                ({wanted}), and Pants found none on `[python-bootstrap].search_path`. Install
+                CPython 3.9 to 3.13 (e.g. `apt install python3`), add the directory that holds
+                it to `[python-bootstrap].search_path`, or widen
+                `[oci].interpreter_constraints`. Pants' own search said:
+                """
+            )
+            + f"\n\n{failure.stderr.decode(errors='replace').strip()[-2000:]}"
+        ) from None
     sources = await Get(Digest, CreateDigest(_core_package_files()))
     tool = await Get(
         Pex,
@@ -114,7 +138,7 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
                 constraints_strings=_TOOL_CONSTRAINTS,
                 description_of_origin="the `[oci].requirements` option",
             ),
-            interpreter_constraints=InterpreterConstraints(oci.interpreter_constraints),
+            interpreter_constraints=interpreter_constraints,
             sources=sources,
             main=EntryPoint("pants_oci.core.cli", "main"),
         ),
