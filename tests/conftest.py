@@ -14,3 +14,4 @@ from tests.harness.fixtures import (  # noqa: F401 - imported so pytest register
     registry_token,
     unique_repo,
 )
+from tests.harness.podman import podman  # noqa: F401 - a fixture, registered here

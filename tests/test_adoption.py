@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from pants_oci import __version__
@@ -56,8 +57,18 @@ def _option_default(name: str) -> list[str]:
     return list(getattr(OciSubsystem, name).flag_options["default"])
 
 
-def _tool_requirements() -> list[str]:
-    return [*_option_default("requirements"), *_TOOL_CONSTRAINTS]
+def _tool_requirements(python_version: str) -> list[str]:
+    """The tool's pins that apply on `python_version` (3.X.Y), without their markers: `pip
+    download --python-version` checks wheels against it but evaluates markers for its own
+    Python."""
+    pins = [Requirement(r) for r in (*_option_default("requirements"), *_TOOL_CONSTRAINTS)]
+    minor = ".".join(python_version.split(".")[:2])
+    environment = {"python_version": minor, "python_full_version": python_version}
+    return [
+        f"{pin.name}{pin.specifier}"
+        for pin in pins
+        if pin.marker is None or pin.marker.evaluate(environment)
+    ]
 
 
 def _requirement_name(requirement: str) -> str:
@@ -79,13 +90,9 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pip(python: Path, *args: str) -> None:
-    subprocess.run(
-        [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stderr[-3000:]}"
 
 
 @pytest.mark.slow
@@ -179,13 +186,20 @@ class UserRepo:
         return dict(json.loads((self.root / "dist" / path / name / "image-info.json").read_text()))
 
 
-def _tool_python_minors() -> list[int]:
-    """The CPython 3.x minor versions that `[oci].interpreter_constraints` allows."""
+def _tool_python_versions() -> list[str]:
+    """The oldest allowed release (3.X.Y) of each CPython minor version that
+    `[oci].interpreter_constraints` allows."""
     specifiers = [
         SpecifierSet(constraint.removeprefix("CPython"))
         for constraint in _option_default("interpreter_constraints")
     ]
-    return [m for m in range(6, 20) if any(f"3.{m}.0" in spec for spec in specifiers)]
+    versions = []
+    for minor in range(6, 20):
+        releases = (f"3.{minor}.{patch}" for patch in range(100))
+        oldest = next((v for v in releases if any(v in spec for spec in specifiers)), None)
+        if oldest:
+            versions.append(oldest)
+    return versions
 
 
 def _offline_dir(root: Path, distribution: Path) -> tuple[Path, Path]:
@@ -194,15 +208,15 @@ def _offline_dir(root: Path, distribution: Path) -> tuple[Path, Path]:
     wheels = root / "wheels"
     wheels.mkdir(parents=True)
     shutil.copy(distribution / WHEEL, wheels)
-    requirements = root / "tool-requirements.txt"
-    requirements.write_text("\n".join(_tool_requirements()) + "\n")
-    for minor in _tool_python_minors():
+    for version in _tool_python_versions():
+        requirements = root / f"tool-requirements-{version}.txt"
+        requirements.write_text("\n".join(_tool_requirements(version)) + "\n")
         _pip(
             Path(sys.executable),
             "download",
             "--only-binary=:all:",
             "--python-version",
-            f"3.{minor}",
+            version,
             "-d",
             str(wheels),
             "-r",
@@ -216,7 +230,9 @@ def _offline_dir(root: Path, distribution: Path) -> tuple[Path, Path]:
 def _user_pants_toml(wheels: Path, pex: Path, registry: Registry) -> str:
     main = adopting_block("pants.toml")
     offline = adopting_block("air-gapped")
-    assert f'plugins = ["pants-oci=={__version__}"]' in main, "docs/adopting.md's plugin pin"
+    pin = f'plugins = ["pants-oci=={__version__}"]'
+    assert pin in main, "docs/adopting.md's plugin pin"
+    assert pin in (REPO / "README.md").read_text(), "README's plugin pin"
     pex_bytes = pex.read_bytes()
     known = f"{hashlib.sha256(pex_bytes).hexdigest()}|{len(pex_bytes)}"
     for placeholder in (OFFLINE_WHEELS, OFFLINE_PEX, PEX_KNOWN_VERSION):
@@ -330,14 +346,50 @@ def test_user_repo_publishes_the_packaged_digests_with_a_token(
         assert skopeo_inspect(ref, registry=registry)["Digest"] == digest, ref
 
 
+# The usual adoption mistakes, as flags over the user repo's pants.toml, and what Pants then
+# says. docs/adopting.md's "When something is wrong" table quotes each message with its fix.
+ADOPTION_MISTAKES = {
+    "plugin not loaded": (
+        ("--plugins=[]", "--backend-packages=['pants.backend.python']", "list", "::"),
+        "Invalid section [oci]",
+    ),
+    "plugin not loaded, no [oci] section": (
+        (
+            "--plugins=[]",
+            "--backend-packages=['pants.backend.python']",
+            "--no-verify-config",
+            "list",
+            "::",
+        ),
+        "Name 'oci_image' is not defined",
+    ),
+    "backend listed, plugin not installed": (
+        ("--plugins=[]", "list", "::"),
+        "Failed to load the pants_oci.register backend: ModuleNotFoundError",
+    ),
+    "wrong plugin version": (
+        ("--plugins=['pants-oci==9.9.9']", "list", "::"),
+        "No matching distribution found for pants-oci==9.9.9",
+    ),
+    "no interpreter for the image tool": (
+        ("--oci-interpreter-constraints=['CPython==3.5.*']", "package", "images:runtime"),
+        "needs a Python interpreter matching `[oci].interpreter_constraints` (CPython==3.5.*)",
+    ),
+}
+
+
 @pytest.mark.slow
-def test_user_repo_errors_name_the_fix(user_repo: UserRepo) -> None:
-    missing = user_repo.pants(
-        "--oci-interpreter-constraints=['CPython==3.5.*']", "package", "images:runtime", check=False
-    )
-    assert missing.returncode != 0
-    assert "[oci].interpreter_constraints" in missing.stderr
-    assert "CPython==3.5.*" in missing.stderr and "search_path" in missing.stderr
+@pytest.mark.parametrize("mistake", sorted(ADOPTION_MISTAKES))
+def test_user_repo_adoption_mistakes_are_explained_with_their_fix(
+    user_repo: UserRepo, mistake: str
+) -> None:
+    args, message = ADOPTION_MISTAKES[mistake]
+    failed = user_repo.pants(*args, check=False)
+    assert failed.returncode != 0
+    assert message in " ".join(failed.stderr.split()), failed.stderr[-3000:]
+    troubleshooting = ADOPTING.read_text().split("## When something is wrong", 1)[1]
+    quoted = re.sub(r"9\.9\.9|CPython==3\.5\.\*", "…", message).split(" (")[0]
+    assert quoted in troubleshooting, f"docs/adopting.md does not explain {quoted!r}"
 
 
 def test_untested_pants_release_gets_a_warning_naming_the_tested_one() -> None:

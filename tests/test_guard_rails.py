@@ -154,6 +154,114 @@ def test_core_never_imports_pants() -> None:
     assert not offenders, "the core library must not import Pants:\n" + "\n".join(offenders)
 
 
+# The core runs in the image tool on CPython 3.9 to 3.13 (`[oci].interpreter_constraints`). Ruff
+# checks its syntax as 3.9 and mypy its stdlib use as 3.10 (mypy's oldest); these checks cover
+# the 3.10 features neither sees. tests/backend/test_tool_interpreters.py runs the tool on each.
+_TYPING_NEW_IN_310 = frozenset(
+    {"TypeAlias", "ParamSpec", "ParamSpecArgs", "ParamSpecKwargs", "Concatenate", "TypeGuard"}
+)
+_BUILTIN_TYPES = frozenset(
+    {"bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list"}
+    | {"memoryview", "object", "set", "str", "tuple", "type"}
+)
+
+
+def _is_type_like(node: ast.expr) -> bool:
+    """`None`, a builtin type, a CapWords name (`OCIIndex`, `os.PathLike`), a subscripted one
+    (`dict[str, str]`) or a union of them; not a constant such as `os.O_RDONLY`."""
+    if isinstance(node, ast.Constant):
+        return node.value is None
+    if isinstance(node, ast.Subscript):
+        return _is_type_like(node.value)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _is_type_like(node.left) or _is_type_like(node.right)
+    name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")
+    return name in _BUILTIN_TYPES or (name[:1].isupper() and not name.isupper())
+
+
+def _pydantic_model_classes(tree: ast.Module) -> list[ast.ClassDef]:
+    models: list[ast.ClassDef] = []
+    names = {"BaseModel", "RootModel"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(
+            (b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")) in names
+            for b in node.bases
+        ):
+            models.append(node)
+            names.add(node.name)
+    return models
+
+
+def _python310_features(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """What Python 3.9 cannot run in a module that parses as 3.9."""
+    # Annotations are not evaluated (`from __future__ import annotations`), except pydantic's.
+    unevaluated: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            unevaluated.update(id(sub) for sub in ast.walk(node.annotation))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            unevaluated.update(id(sub) for sub in ast.walk(node.returns))
+    for model in _pydantic_model_classes(tree):
+        for statement in model.body:
+            if isinstance(statement, ast.AnnAssign):
+                unevaluated.difference_update(id(sub) for sub in ast.walk(statement.annotation))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.BitOr)
+            and id(node) not in unevaluated
+            and _is_type_like(node.left)
+            and _is_type_like(node.right)
+        ):
+            yield (
+                node.lineno,
+                (
+                    f"`{ast.unparse(node)}` is evaluated at run time: use a tuple in isinstance, "
+                    "Optional/Union elsewhere"
+                ),
+            )
+        elif isinstance(node, ast.Call) and any(k.arg == "strict" for k in node.keywords):
+            if isinstance(node.func, ast.Name) and node.func.id == "zip":
+                yield node.lineno, "zip(strict=...): use pants_oci.core._compat.zip_strict"
+        elif isinstance(node, ast.ImportFrom) and node.module == "typing":
+            for alias in node.names:
+                if alias.name in _TYPING_NEW_IN_310:
+                    yield node.lineno, f"typing.{alias.name}: import it from typing_extensions"
+
+
+def test_core_modules_run_on_python39() -> None:
+    problems: list[str] = []
+    for path in _modules(CORE):
+        rel = path.relative_to(REPO)
+        source = path.read_text()
+        try:
+            tree = ast.parse(source, filename=str(path), feature_version=(3, 9))
+        except SyntaxError as e:
+            problems.append(f"{rel}:{e.lineno}: not valid Python 3.9 syntax: {e.msg}")
+            continue
+        problems += [f"{rel}:{line}: {what}" for line, what in _python310_features(tree)]
+        if source.strip() and "from __future__ import annotations" not in source:
+            problems.append(f"{rel}: add `from __future__ import annotations`")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_python39_check_finds_what_python39_cannot_run() -> None:
+    tree = ast.parse(
+        "from typing import Optional, TypeAlias\n"
+        "from pydantic import BaseModel\n"
+        "A = int | None\n"
+        "def f(x: int | None, flags: int = os.O_RDONLY | os.O_CLOEXEC) -> str | None:\n"
+        "    y: dict[str, int] | None = None\n"
+        "    return isinstance(x, OCIIndex | DockerManifestList) or zip(a, b, strict=True)\n"
+        "class M(BaseModel):\n"
+        "    ok: Optional[str] = None\n"
+        "    bad: tuple[str, ...] | None = None\n"
+        "class N(M):\n"
+        "    worse: str | None = None\n"
+    )
+    assert sorted(line for line, _ in _python310_features(tree)) == [1, 3, 6, 6, 9, 11]
+
+
 def _run_tool(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
 

@@ -6,41 +6,22 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness.busybox import PushedImage
 from tests.harness.fixtures import RegistryFactory
+from tests.harness.podman import Podman
 from tests.harness.registry import Registry
 from tests.harness.tools import runc_run, skopeo_copy_to_oci_layout, skopeo_inspect, umoci_unpack
-from tests.pants_runs import REPO, make_pants_repo, run_pants
+from tests.pants_runs import make_pants_repo, run_pants
 
 pytestmark = pytest.mark.slow
-
-
-def test_package_hello_example_writes_a_layout_that_umoci_unpacks(tmp_path: Path) -> None:
-    # The distdir must be inside the build root: a unique one, removed afterwards.
-    distdir = f"dist/test-{uuid.uuid4().hex}"
-    try:
-        run_pants(f"--pants-distdir={distdir}", "package", "examples/hello:hello")
-        shutil.copytree(REPO / distdir, tmp_path / "dist")
-    finally:
-        shutil.rmtree(REPO / distdir, ignore_errors=True)
-    out = tmp_path / "dist/examples/hello/hello"
-    info = json.loads((out / "image-info.json").read_text())
-    inspected = skopeo_inspect(f"oci:{out}:latest")
-    assert inspected["Digest"] == info["manifest_digest"]
-    assert inspected["Env"] == ["GREETING_FILE=/examples/hello/greeting.txt"]
-    bundle = tmp_path / "bundle"
-    umoci_unpack(out, "latest", bundle)
-    greeting = bundle / "rootfs/examples/hello/greeting.txt"
-    assert greeting.read_text() == "Hello from a daemonless image.\n"
-    config = json.loads((bundle / "config.json").read_text())
-    assert config["process"]["cwd"] == "/examples/hello"
 
 
 def test_image_on_busybox_base_runs_under_runc(tmp_path: Path, busybox_image: PushedImage) -> None:
@@ -220,39 +201,6 @@ def test_separate_empty_caches_give_the_same_manifest(tmp_path: Path) -> None:
     assert digests[0]["layers"] == digests[1]["layers"]
 
 
-def test_package_examples_layered_and_derived(tmp_path: Path) -> None:
-    distdir = f"dist/test-{uuid.uuid4().hex}"
-    try:
-        # (examples/python-app needs Docker Hub for its base: its own test builds it.)
-        examples = ("examples/hello:hello", "examples/derived:derived", "examples/layered:layered")
-        run_pants(f"--pants-distdir={distdir}", "package", *examples)
-        shutil.copytree(REPO / distdir, tmp_path / "dist")
-    finally:
-        shutil.rmtree(REPO / distdir, ignore_errors=True)
-
-    def info(path: str) -> dict[str, object]:
-        return json.loads((tmp_path / "dist" / path / "image-info.json").read_text())
-
-    hello, derived, layered = (
-        info("examples/hello/hello"),
-        info("examples/derived/derived"),
-        info("examples/layered/layered"),
-    )
-    # The derived image is hello's layers plus its own.
-    assert derived["layers"][:-1] == hello["layers"]
-    assert len(derived["layers"]) == len(hello["layers"]) + 1
-    inspected = skopeo_inspect(f"oci:{tmp_path / 'dist/examples/derived/derived'}:latest")
-    assert "GREETING_FILE=/examples/hello/greeting.txt" in inspected["Env"]
-    assert "EXTRA_FILE=/examples/derived/extra.txt" in inspected["Env"]
-    # Two oci_layers, in address order; tags with placeholders.
-    assert len(layered["layers"]) == 2
-    assert layered["tags"] == ["latest", "layered"]
-    bundle = tmp_path / "bundle"
-    umoci_unpack(tmp_path / "dist/examples/layered/layered", "layered", bundle)
-    banner = bundle / "rootfs/srv/examples/layered/assets/banner.txt"
-    assert banner.read_text() == "Static assets: they rarely change.\n"
-
-
 def test_errors_name_the_target_and_the_fix(
     tmp_path: Path, busybox_image: PushedImage, registry_factory: RegistryFactory
 ) -> None:
@@ -296,8 +244,15 @@ oci_image(name="refused", registries=["{locked.host}"])
     assert "credentials" in (refused.stdout + refused.stderr).lower()
 
 
+def _archive_json(archive: Path, member: str) -> Any:
+    with tarfile.open(archive) as tar:
+        file = tar.extractfile(member)
+        assert file is not None, f"{archive} has no file {member}"
+        return json.loads(file.read())
+
+
 def test_local_image_bases_packages_as_content_and_docker_archive_output(
-    tmp_path: Path, busybox_image: PushedImage, registry_anonymous: Registry
+    tmp_path: Path, busybox_image: PushedImage, registry_anonymous: Registry, podman: Podman
 ) -> None:
     repo = make_pants_repo(
         tmp_path / "repo",
@@ -312,9 +267,17 @@ oci_image(
     # Set, so the PEX is not run with a Python the base does not have.
     entrypoint=["sh", "-c", "test -f /app/tool.pex/__main__.py && echo pex is there"],
     output=["oci-layout", "docker-archive"],
+    # The archive names the image as `publish` would push it.
+    registries=["registry.example.com:5000/team"],
+    repository="{directory}/{name}",
+    tags=["latest", "1.0"],
 )
 oci_image(
-    name="from_archive", base="docker-archive:bases/busybox.tar", cmd=["echo", "archive base"]
+    name="from_archive",
+    base="docker-archive:bases/busybox.tar",
+    cmd=["echo", "archive base"],
+    # No registries: the archive names it `repository:tag`.
+    output=["oci-layout", "docker-archive"],
 )
 """,
             "app/main.py": "print('hi')\n",
@@ -351,3 +314,27 @@ oci_image(
     assert archive["Layers"][0] == busybox_image.diff_id
     # The base's layer, then the PEX's requirements and its code.
     assert len(archive["Layers"]) == len(info["layers"]) == 3
+
+    # Each archive names its image (manifest.json and the legacy `repositories` file): what
+    # `publish` would push, or `repository:tag` without registries.
+    named = "registry.example.com:5000/team/app/from_layout"
+    expected_names = {
+        "from_layout": [f"{named}:latest", f"{named}:1.0"],
+        "from_archive": ["from_archive:latest"],
+    }
+    for name, repo_tags in expected_names.items():
+        manifest = _archive_json(repo / f"dist/app/{name}.tar", "manifest.json")
+        repositories = _archive_json(repo / f"dist/app/{name}.tar", "repositories")
+        assert manifest[0]["RepoTags"] == repo_tags
+        listed = [f"{path}:{tag}" for path, tags in repositories.items() for tag in tags]
+        assert sorted(listed) == sorted(repo_tags)
+    # `podman load` finds them by those names.
+    podman.require_info()
+    for name in expected_names:
+        podman("load", "-i", str(repo / f"dist/app/{name}.tar"))
+    assert podman.image_names() == sorted(
+        ["localhost/from_archive:latest", f"{named}:latest", f"{named}:1.0"]
+    )
+    assert podman.image_exists(f"{named}:1.0") and podman.image_exists("from_archive:latest")
+    loaded = json.loads(podman("image", "inspect", f"{named}:latest").stdout)
+    assert f"sha256:{loaded[0]['Id']}" == info["config_digest"]

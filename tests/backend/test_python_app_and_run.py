@@ -1,6 +1,6 @@
 """The python-app example as an image (requirements and code as separate layers, run with the
-base's Python) and `pants run` of images, with real `./pants`, runc and a Python base image
-built from the host's interpreter."""
+base's Python) and `pants run` of images, with real `./pants`, runc or podman and a Python base
+image built from the host's interpreter."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.busybox import PushedImage
+from tests.harness.busybox import ImageBlobs, PushedImage, write_oci_layout
+from tests.harness.podman import Podman
 from tests.harness.tools import runc_run, umoci_unpack
 from tests.pants_runs import REPO, make_pants_repo, run_pants
 
@@ -122,3 +123,31 @@ def test_run_hello_example_with_arguments_and_environment(
     )
     assert ran.returncode == 3, ran.stderr
     assert ran.stdout == "/examples/hello demo passed-through\nHello from a daemonless image.\n"
+
+
+def test_run_hello_example_under_podman(
+    tmp_path: Path, busybox_image: PushedImage, busybox_image_blobs: ImageBlobs, podman: Podman
+) -> None:
+    """`[oci].runtime = "podman"`: podman runs the image, configured for this machine through
+    the environment of the Pants process, which `pants run` passes on to the image tool."""
+    podman.require_containers(write_oci_layout(busybox_image_blobs, tmp_path / "probe"))
+    podman.clean()
+    files = _example_files("examples/hello", {'base="scratch"': f'base="{busybox_image.ref}"'})
+    repo = make_pants_repo(tmp_path / "repo", files, extra_toml='[oci]\nruntime = "podman"\n')
+    ran = run_pants(
+        "--oci-run-env-vars=['MODE=demo']",
+        "run",
+        "examples/hello:hello",
+        "--",
+        "sh",
+        "-c",
+        'echo "$(pwd) $MODE"; cat "$GREETING_FILE"; exit 3',
+        cwd=repo,
+        env=podman.env,
+        check=False,
+    )
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout == "/examples/hello demo\nHello from a daemonless image.\n"
+    # podman ran it (runc would not have): its storage now holds the image, by the name the
+    # image tool's link to the layout gives it.
+    assert podman.image_names() == ["localhost/pants-oci-run:latest"], ran.stderr

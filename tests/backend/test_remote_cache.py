@@ -7,6 +7,7 @@ import json
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,10 +43,13 @@ oci_image(name="app", base="{busybox.ref}", dependencies=[":1-assets", ":2-app"]
     }
 
 
-def _machine(root: Path, files: dict[str, str], remote_toml: str) -> Path:
-    """A checkout with its own local store, named caches and workdir: another machine."""
+def _machine(root: Path, files: dict[str, str], remote_toml: str, credentials: Any = None) -> Path:
+    """A checkout with its own local store, named caches (so its own blob cache), workdir and
+    docker config (`credentials` for a private base's registry): another machine."""
     repo = make_pants_repo(root / "repo", files)
     (repo / "remote-cache.toml").write_text(remote_toml)
+    (root / "docker").mkdir()
+    (root / "docker/config.json").write_text(json.dumps(credentials or {"auths": {}}))
     return repo
 
 
@@ -63,6 +67,7 @@ def _package(repo: Path) -> tuple[str, dict[str, int], list[str], str]:
         "package",
         "app:app",
         cwd=repo,
+        env={"DOCKER_CONFIG": str(home / "docker")},
     )
     counters = {k: int(v) for k, v in re.findall(r"^\s+(\w+): (\d+)$", result.stderr, re.MULTILINE)}
     ran_locally = [
@@ -77,36 +82,48 @@ def _package(repo: Path) -> tuple[str, dict[str, int], list[str], str]:
 
 
 def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
-    tmp_path: Path, buildgrid: BuildGrid, busybox_image: PushedImage
+    tmp_path: Path, buildgrid: BuildGrid, busybox_image: PushedImage, registry_factory: Any
 ) -> None:
+    # The base is private, and each machine logs in with an account of its own: the base pull
+    # (never cached: it runs with credentials) is keyed by nothing that differs between them.
+    registry = registry_factory("basic", extra_users={"machine-b": "b-password"})
+    base = busybox_image.push_to(registry, "private/busybox")
+    machine_b = registry.auth_json(("machine-b", "b-password"))
     remote = docs_toml(buildgrid.address)
-    v1 = _files(busybox_image, "echo v1\n")
-    digest_a, counters_a, ran_a, _ = _package(_machine(tmp_path / "a", v1, remote))
+    v1 = _files(base, "echo v1\n")
+    digest_a, counters_a, ran_a, _ = _package(
+        _machine(tmp_path / "a", v1, remote, registry.auth_json())
+    )
     assert "Build OCI layer for app:1-assets" in ran_a and "Build OCI layer for app:2-app" in ran_a
     written = counters_a["remote_cache_write_successes"]
-    assert written >= 4, counters_a  # the tool PEX, the base pull, two layers, the assembly
+    assert written >= 3, counters_a  # the tool PEX, two layers, the assembly
     # BuildGrid on a loaded machine now and then fails a write (Pants warns and goes on):
     # another empty machine stores what is missing, so that B meets a complete cache.
     for attempt in range(3):
         if counters_a["remote_cache_write_errors"] == 0:
             break
-        digest, counters_a, _, _ = _package(_machine(tmp_path / f"a{attempt}", v1, remote))
+        digest, counters_a, _, _ = _package(
+            _machine(tmp_path / f"a{attempt}", v1, remote, registry.auth_json())
+        )
         assert digest == digest_a
         written += counters_a["remote_cache_write_successes"]
 
-    # Machine B, empty local store: every cacheable process is a remote hit, and none ran
-    # locally to completion (Pants starts local runs speculatively and cancels them when the
-    # cache answers: the counters tell which finished first).
-    digest_b, counters_b, _, _ = _package(_machine(tmp_path / "b", v1, remote))
+    # Machine B, empty local store, other credentials: it pulls the base itself (into its own
+    # blob cache), and every cacheable process is a remote hit; none ran locally to completion
+    # (Pants starts local runs speculatively and cancels them when the cache answers: the
+    # counters tell which finished first).
+    digest_b, counters_b, _, _ = _package(_machine(tmp_path / "b", v1, remote, machine_b))
     assert counters_b["remote_cache_requests_cached"] == written, counters_b
     assert counters_b["remote_cache_requests_uncached"] == 0, counters_b
     assert counters_b["remote_cache_speculation_local_completed_first"] == 0, counters_b
     assert digest_b == digest_a
 
     # One source changes; machine C (empty) misses exactly that layer and the assembly, and
-    # takes the tool, the base pull and the other layer from the remote cache.
-    v2 = _files(busybox_image, "echo v2\n")
-    digest_c, counters_c, ran_c, _ = _package(_machine(tmp_path / "c", v2, remote))
+    # takes the tool and the other layer from the remote cache.
+    v2 = _files(base, "echo v2\n")
+    digest_c, counters_c, ran_c, _ = _package(
+        _machine(tmp_path / "c", v2, remote, registry.auth_json())
+    )
     assert counters_c["remote_cache_requests_uncached"] == 2, counters_c
     assert counters_c["remote_cache_requests_cached"] == written - 2, counters_c
     assert {"Assemble OCI image app:app", "Build OCI layer for app:2-app"} <= set(ran_c)
@@ -130,8 +147,8 @@ def test_cache_down_builds_from_the_local_cache_and_says_so_once(
     second, counters, _, stderr = _package(repo)
     assert second != first
     assert counters["remote_cache_read_errors"] >= 2, counters
-    # The unchanged tool PEX, base pull and asset layer came from the local cache.
-    assert counters["local_cache_requests_cached"] >= 3, counters
+    # The unchanged tool PEX and asset layer came from the local cache.
+    assert counters["local_cache_requests_cached"] >= 2, counters
     # Several processes met the dead cache; Pants said so once for reads and once for writes.
     warnings = [line for line in stderr.splitlines() if "remote cache" in line.lower()]
     assert [line.split("] ", 1)[1].split(" (")[0] for line in warnings] == [

@@ -323,7 +323,9 @@ class OciImageOutputField(StringSequenceField):
         """
         What `package` writes: `"oci-layout"` (the default), an OCI image layout directory
         `dist/<path>/<name>/`; and/or `"docker-archive"`, a `dist/<path>/<name>.tar` that
-        `docker load` and `podman load` accept.
+        `docker load` and `podman load` accept, naming the image as `publish` pushes it:
+        `registry/repository:tag` for each registry (`registries`, else
+        `[oci].default_registries`) and tag, or `repository:tag` without registries.
         """
     )
 

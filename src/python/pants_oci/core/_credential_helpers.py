@@ -95,7 +95,7 @@ def get_credential(
     if not isinstance(answer, dict):
         raise CredentialHelperError(f"{where}: printed JSON that is not an object")
     username, secret = answer.get("Username"), answer.get("Secret")
-    if not isinstance(username, str | None) or not isinstance(secret, str | None):
+    if not isinstance(username, (str, type(None))) or not isinstance(secret, (str, type(None))):
         raise CredentialHelperError(f"{where}: Username and Secret must be strings")
     if not secret:
         return None

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     import httpx
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["ProgressCallback", "TransportOptions"]
 
 # Called as a transfer goes: (bytes done so far, total bytes or None when unknown).
-ProgressCallback = Callable[[int, int | None], None]
+ProgressCallback = Callable[[int, Optional[int]], None]
 
 
 @dataclass(frozen=True)

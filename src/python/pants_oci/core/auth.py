@@ -576,7 +576,7 @@ def _parse_token_response(
     expires_in = body.get("expires_in")
     lifetime = (
         float(expires_in)
-        if isinstance(expires_in, int | float) and expires_in > 0
+        if isinstance(expires_in, (int, float)) and expires_in > 0
         else DEFAULT_TOKEN_LIFETIME
     )
     return token, lifetime, _parse_timestamp(body.get("issued_at"))

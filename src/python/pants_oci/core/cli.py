@@ -21,14 +21,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Optional
 
+from pants_oci.core._compat import zip_strict
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
 from pants_oci.core.errors import (
     CredentialError,
     DeniedError,
+    DocumentError,
     ImageArchiveError,
     InputFileError,
+    InvalidReferenceError,
     NotFoundError,
     OCIError,
     PlatformNotFoundError,
@@ -251,31 +254,34 @@ def _set_overrides(
 
 
 def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.blob_cache import CachedRegistrySource
     from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
     from pants_oci.core.layout import ImageLayout
     from pants_oci.core.models import (
-        DockerManifestList,
+        MAX_INDEX_DEPTH,
+        DockerManifest,
         ImageConfig,
-        OCIIndex,
+        OCIManifest,
         Platform,
         platform_matches,
     )
     from pants_oci.core.reference import parse_reference
-    from pants_oci.core.registry import RegistryClient, map_bounded, resolve_platform
+    from pants_oci.core.registry import map_bounded, resolve_platform
 
     reference = parse_reference(args.reference)
     platform = Platform.parse(args.platform) if args.platform else Platform.host_linux()
-    with RegistryClient.from_reference(reference, options=options) as client:
-        top = client.get_manifest(reference.identifier)
+    with CachedRegistrySource(reference, options, args.blob_cache) as source:
+        document = source.manifest(reference.identifier)
         index_digest: Digest | None = None
-        manifest: OCIManifest | DockerManifest
-        if isinstance(top, OCIIndex | DockerManifestList):
-            index_digest = top.digest
-            entry = resolve_platform(top, platform)
-            manifest = client.get_image_manifest(entry.digest, platform)
+        for _depth in range(MAX_INDEX_DEPTH):
+            if isinstance(document, (OCIManifest, DockerManifest)):
+                break
+            index_digest = index_digest or document.digest
+            document = source.manifest(resolve_platform(document, platform).digest)
         else:
-            manifest = top
-        config_bytes = b"".join(client.iter_blob(manifest.config.digest))
+            raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+        manifest: OCIManifest | DockerManifest = document
+        config_bytes = source.blob(manifest.config.digest)
         config = ImageConfig.from_bytes(config_bytes)
         if not platform_matches(platform, config.platform):
             raise PlatformNotFoundError(
@@ -293,19 +299,19 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
                 if not layer.urls and not layout.has_blob(layer.digest)
             ]
             progress = args.progress(f"pulling {reference}")
-            done: dict[int, int] = {}
             total = sum(layer.size for layer in layers)
+            done = [0]
 
-            def fetch(item: tuple[int, Any]) -> None:
-                key, layer = item
-                with layout.ingest(layer.digest) as writer:
-                    for chunk in client.iter_blob(layer.digest):
-                        writer.write(chunk)
-                        done[key] = done.get(key, 0) + len(chunk)
-                        if progress is not None:
-                            progress(sum(done.values()), total)
+            def advance(count: int) -> None:
+                done[0] += count
+                if progress is not None:
+                    progress(done[0], total)
 
-            map_bounded(fetch, list(enumerate(layers)), options.max_concurrency)
+            map_bounded(
+                lambda layer: source.copy_blob(layer.digest, layout, advance),
+                layers,
+                options.max_concurrency,
+            )
         descriptor = manifest.descriptor(
             platform=config.platform,
             annotations={BLOB_SOURCE_ANNOTATION: f"{reference.name}@{manifest.digest}"},
@@ -380,6 +386,35 @@ def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
         image.stop_signal = stop_signal
 
 
+def _archive_names(args: argparse.Namespace, tags: Sequence[str]) -> list[str]:
+    """The RepoTags of `--docker-archive`: each `--archive-name` NAME:TAG, checked and written
+    as given (podman reads `app:1` as `localhost/app:1`, `docker.io/library/app:1` as itself);
+    without any, the `--tag`s that are full names (as `example.com/app:1.2`)."""
+    from pants_oci.core.reference import parse_reference
+
+    if not args.archive_name:
+        return [tag for tag in tags if ":" in tag or "/" in tag]
+    if not args.docker_archive:
+        raise InputFileError(
+            "--archive-name names the image in a docker-archive; give --docker-archive TAR_PATH"
+        )
+    names: list[str] = []
+    for text in args.archive_name:
+        try:
+            reference = parse_reference(text)
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(f"--archive-name {text!r}: {exc}") from None
+        if reference.digest is not None or reference.tag is None:
+            raise InvalidReferenceError(
+                f"--archive-name {text!r}: expected NAME:TAG, such as "
+                f"'{reference.familiar_name}:latest' (a docker-archive names images by tag, "
+                "never by digest)"
+            )
+        if text not in names:
+            names.append(text)
+    return names
+
+
 def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None:
     # The image builder imports the registry stack only for a registry base (or missing base
     # layers): assembling on scratch or a complete local layout stays off the network code.
@@ -387,6 +422,8 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
     from pants_oci.core.image import DEFAULT_TAG, SCRATCH, Image
     from pants_oci.core.models import Platform
 
+    tags = args.tag or [DEFAULT_TAG]
+    archive_names = _archive_names(args, tags)  # checked before anything is built
     where = f"image config {args.config}"
     config = _object(_read_json(args.config, "image config"), where, _CONFIG_KEYS)
     platform_text = _typed(config, "platform", str, where, None)
@@ -401,7 +438,6 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
         if not equals or not blob or not meta_path:
             raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH")
         layers.append((blob, _read_layer_meta(meta_path)))
-    tags = args.tag or [DEFAULT_TAG]
     with Image(
         base,
         options=options,
@@ -422,8 +458,12 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
             args.output, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
         )
         if args.docker_archive:
-            repo_tags = [tag for tag in tags if ":" in tag or "/" in tag]
-            image.write_docker_archive(args.docker_archive, repo_tags, fetch_missing=False)
+            image.write_docker_archive(
+                args.docker_archive,
+                archive_names,
+                fetch_missing=False,
+                repositories=bool(archive_names),
+            )
         data = image.get_image_data()
         base_ref = image.base_reference
         base_digest = image.base_manifest_digest
@@ -439,8 +479,8 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
                         "size": layer.size,
                         "media_type": layer.media_type,
                     }
-                    for layer, diff_id in zip(
-                        data.manifest.layers, data.config.rootfs.diff_ids, strict=True
+                    for layer, diff_id in zip_strict(
+                        data.manifest.layers, data.config.rootfs.diff_ids
                     )
                 ],
                 "tags": list(tags),
@@ -547,11 +587,11 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
     platform = Platform.parse(args.platform) if args.platform else None
     with RegistryClient.from_reference(reference, options=options) as client:
         document = client.get_manifest(reference.identifier)
-        is_index = isinstance(document, OCIIndex | DockerManifestList)
+        is_index = isinstance(document, (OCIIndex, DockerManifestList))
         if is_index and (platform is not None or args.config):
             document = client.get_image_manifest(reference.identifier, platform)
         if args.config:
-            assert isinstance(document, OCIManifest | DockerManifest)
+            assert isinstance(document, (OCIManifest, DockerManifest))
             config_bytes = b"".join(client.iter_blob(document.config.digest))
             _write_raw(config_bytes if args.raw else _pretty_config(config_bytes))
             return
@@ -563,7 +603,7 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
             "digest": str(document.digest),
             "media_type": document.media_type or type(document).default_media_type,
         }
-        if isinstance(document, OCIIndex | DockerManifestList):
+        if isinstance(document, (OCIIndex, DockerManifestList)):
             summary["manifests"] = [
                 {
                     "digest": str(entry.digest),
@@ -685,7 +725,7 @@ def _report(error: BaseException, args: argparse.Namespace | None, stream: IO[st
 # --- The parser ---------------------------------------------------------------------------------
 
 # A handler returns None for success, or (`run`) the exit status to end with.
-Handler = Callable[[argparse.Namespace, TransportOptions], int | None]
+Handler = Callable[[argparse.Namespace, TransportOptions], Optional[int]]
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -764,6 +804,12 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     pull.add_argument("--output", required=True, metavar="LAYOUT_DIR")
     pull.add_argument("--with-layers", action="store_true", help="also download the layers")
+    pull.add_argument(
+        "--blob-cache",
+        metavar="DIR",
+        help="keep blobs named by digest in DIR (verified on every read) and download only what "
+        "it lacks: a base whose blobs are there needs no network",
+    )
 
     image = commands.add_parser("image", help="assemble images")
     image_commands = image.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -778,6 +824,13 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("--output", required=True, metavar="LAYOUT_DIR")
     assemble.add_argument("--tag", action="append", default=[], metavar="TAG")
     assemble.add_argument("--docker-archive", metavar="TAR_PATH")
+    assemble.add_argument(
+        "--archive-name",
+        action="append",
+        default=[],
+        metavar="NAME:TAG",
+        help="a name the docker-archive gives the image (its RepoTags); repeatable",
+    )
     assemble.add_argument("--source-date-epoch", type=int, metavar="N")
     assemble.add_argument("--base-reference", metavar="REF")
     assemble.add_argument(

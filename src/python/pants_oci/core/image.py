@@ -42,9 +42,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from pants_oci.core import media_types
+from pants_oci.core._compat import zip_strict
 from pants_oci.core._credentials import Keychain
 from pants_oci.core._keychains import default_keychain
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
@@ -59,6 +60,7 @@ from pants_oci.core.errors import (
 from pants_oci.core.layer import Compression, LayerBuilder, Source, resolve_source_date_epoch
 from pants_oci.core.layout import ImageLayout, LocalImage
 from pants_oci.core.models import (
+    MAX_INDEX_DEPTH,
     AnyManifest,
     ContainerConfig,
     Descriptor,
@@ -113,7 +115,6 @@ DEFAULT_TAG = "latest"
 _LAYOUT_PREFIXES = ("oci-layout:", "oci:")
 _ARCHIVE_PREFIX = "docker-archive:"
 _READ_CHUNK = 1 << 20
-_MAX_INDEX_DEPTH = 4
 
 # Docker media types and the OCI types an OCI manifest names the same blobs by.
 _OCI_LAYER_TYPES = {
@@ -130,7 +131,7 @@ _FOREIGN_LAYER_TYPES = frozenset(
     }
 )
 
-ImageManifest = OCIManifest | DockerManifest
+ImageManifest = Union[OCIManifest, DockerManifest]
 
 
 # --- Reproducible timestamps ------------------------------------------------------------------
@@ -649,7 +650,7 @@ class Image:
             )
         self._layers = [
             _Layer(_oci_layer(descriptor), diff_id, from_base=True)
-            for descriptor, diff_id in zip(self._base.layers, diff_ids, strict=True)
+            for descriptor, diff_id in zip_strict(self._base.layers, diff_ids)
         ]
 
     # --- Loading the base ----------------------------------------------------------------------
@@ -687,13 +688,13 @@ class Image:
 
         client = self._clients.get(reference)
         document = client.get_manifest(reference.identifier)
-        for _depth in range(_MAX_INDEX_DEPTH):
-            if isinstance(document, OCIManifest | DockerManifest):
+        for _depth in range(MAX_INDEX_DEPTH):
+            if isinstance(document, (OCIManifest, DockerManifest)):
                 break
             entry = resolve_platform(document, self.platform)
             document = client.get_manifest(entry.digest)
-        if not isinstance(document, OCIManifest | DockerManifest):
-            raise DocumentError(f"{reference}: indexes nested more than {_MAX_INDEX_DEPTH} deep")
+        if not isinstance(document, (OCIManifest, DockerManifest)):
+            raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
         config = ImageConfig.from_bytes(b"".join(client.iter_blob(document.config.digest)))
         _require_platform(config, self.platform, f"base {reference}")
         return _Base(
@@ -1109,15 +1110,17 @@ class Image:
         tags: Sequence[str] = (),
         *,
         fetch_missing: bool = True,
+        repositories: bool = False,
     ) -> Digest:
         """Write the image as a ``docker load``-able tar; ``tags`` are full names
-        (``example.com/app:1.2``). Every layer is needed: missing base layers are fetched
+        (``example.com/app:1.2``); ``repositories`` adds the legacy ``repositories`` file
+        naming them too. Every layer is needed: missing base layers are fetched
         from the base's registry (ImageBuildError when that is not allowed or possible).
         Returns the config digest, which is the image ID docker shows."""
         with tempfile.TemporaryDirectory(prefix="pants-oci-archive-") as staging:
             digest = self.write_layout(staging, (), fetch_missing=fetch_missing)
             local = ImageLayout.open(staging).image(str(digest))
-            _write_archive(path, local, list(tags))
+            _write_archive(path, local, list(tags), repositories=repositories)
         return local.config_descriptor.digest
 
 
@@ -1217,7 +1220,7 @@ def index_layouts(
         layout = ImageLayout.open(source)
         entry, annotations = _root_descriptor(layout)
         manifest = parse_manifest(layout.read_blob(entry.digest), entry.media_type)
-        if isinstance(manifest, OCIIndex | DockerManifestList):
+        if isinstance(manifest, (OCIIndex, DockerManifestList)):
             raise ImageArchiveError(f"{layout.root}: holds an index; give single-image layouts")
         config = ImageConfig.from_bytes(layout.read_blob(manifest.config.digest))
         platform = config.platform
@@ -1271,12 +1274,12 @@ def _layout_documents(
     layout: ImageLayout, descriptor: Descriptor, remote: RegistryClient | None, depth: int = 0
 ) -> list[_Document]:
     """The root document of ``descriptor`` and everything under it, children first."""
-    if depth > _MAX_INDEX_DEPTH:
-        raise DocumentError(f"{layout.root}: indexes nested more than {_MAX_INDEX_DEPTH} deep")
+    if depth > MAX_INDEX_DEPTH:
+        raise DocumentError(f"{layout.root}: indexes nested more than {MAX_INDEX_DEPTH} deep")
     raw = layout.read_blob(descriptor.digest)
     document: AnyManifest = parse_manifest(raw, descriptor.media_type)
     media_type = document.media_type or type(document).default_media_type
-    if isinstance(document, OCIIndex | DockerManifestList):
+    if isinstance(document, (OCIIndex, DockerManifestList)):
         children = [
             item
             for child in document.manifests
@@ -1386,11 +1389,11 @@ def copy_image(
         source_client, target = clients.get(src), clients.get(dst)
 
         def copy(identifier: str, depth: int) -> tuple[bytes, str]:
-            if depth > _MAX_INDEX_DEPTH:
-                raise DocumentError(f"{src}: indexes nested more than {_MAX_INDEX_DEPTH} deep")
+            if depth > MAX_INDEX_DEPTH:
+                raise DocumentError(f"{src}: indexes nested more than {MAX_INDEX_DEPTH} deep")
             document = source_client.get_manifest(identifier)
             media_type = document.media_type or type(document).default_media_type
-            if isinstance(document, OCIIndex | DockerManifestList):
+            if isinstance(document, (OCIIndex, DockerManifestList)):
                 for child in document.manifests:
                     raw, child_type = copy(str(child.digest), depth + 1)
                     target.put_manifest(raw, child_type)

@@ -62,7 +62,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Optional, Protocol, Union, cast
 
 import pathspec
 import zstandard
@@ -691,7 +691,7 @@ class _LayerStream:
 # --- Walking ----------------------------------------------------------------------------------
 
 # Inherited (uid, gid, uname, gname) from recursive overrides; None means "not set".
-_Inherited = tuple[int | None, int | None, str | None, str | None]
+_Inherited = tuple[Optional[int], Optional[int], Optional[str], Optional[str]]
 _NO_INHERITED: _Inherited = (None, None, None, None)
 
 # What a directory listing says a non-directory is (from d_type: no stat needed).

@@ -51,6 +51,7 @@ from pants_oci.core.errors import (
 )
 from pants_oci.core.layer import Compression, GzipEngine, LayerBlob, LayerBuilder
 from pants_oci.core.models import (
+    MAX_INDEX_DEPTH,
     Descriptor,
     DockerManifest,
     DockerManifestList,
@@ -84,8 +85,6 @@ _OCI_LAYOUT_FILE = "oci-layout"
 _INDEX_FILE = "index.json"
 # Blob files are readable by everyone, as any tool would leave them; mkstemp makes 0600.
 _FILE_MODE = 0o644
-# Indexes nested deeper than this are surely a cycle.
-_MAX_INDEX_DEPTH = 4
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -388,8 +387,8 @@ class ImageLayout:
     def _choose(
         self, ref: str, candidates: list[Descriptor], platform: Platform | None, depth: int
     ) -> Descriptor:
-        if depth > _MAX_INDEX_DEPTH:
-            raise DocumentError(f"{ref!r}: indexes nested more than {_MAX_INDEX_DEPTH} deep")
+        if depth > MAX_INDEX_DEPTH:
+            raise DocumentError(f"{ref!r}: indexes nested more than {MAX_INDEX_DEPTH} deep")
         if len(candidates) == 1:
             only = candidates[0]
             if not media_types.is_index(only.media_type):
@@ -397,7 +396,7 @@ class ImageLayout:
                     self._require_platform(ref, candidates, platform)
                 return only
             nested = parse_manifest(self.read_blob(only.digest), only.media_type)
-            if not isinstance(nested, OCIIndex | DockerManifestList):
+            if not isinstance(nested, (OCIIndex, DockerManifestList)):
                 raise DocumentError(f"{ref!r}: {only.digest} is not the index it is said to be")
             return self._choose(ref, list(nested.manifests), platform, depth + 1)
         wanted = platform or Platform.host_linux()
@@ -425,7 +424,7 @@ class ImageLayout:
         """The single-platform manifest ``ref`` means (see :meth:`resolve`)."""
         descriptor = self.resolve(ref, platform)
         manifest = parse_manifest(self.read_blob(descriptor.digest), descriptor.media_type)
-        if not isinstance(manifest, OCIManifest | DockerManifest):
+        if not isinstance(manifest, (OCIManifest, DockerManifest)):
             raise DocumentError(f"{ref!r} resolved to {descriptor.media_type}, not an image")
         return manifest
 
@@ -433,7 +432,7 @@ class ImageLayout:
         """The image ``ref`` means, with its config read and checked against its digest."""
         descriptor = self.resolve(ref, platform)
         manifest = parse_manifest(self.read_blob(descriptor.digest), descriptor.media_type)
-        if not isinstance(manifest, OCIManifest | DockerManifest):
+        if not isinstance(manifest, (OCIManifest, DockerManifest)):
             raise DocumentError(f"{ref!r} resolved to {descriptor.media_type}, not an image")
         config = ImageConfig.from_bytes(self.read_blob(manifest.config.digest))
         if len(config.rootfs.diff_ids) != len(manifest.layers):

@@ -18,6 +18,9 @@ parsed from:
 Sequences are tuples so they cannot be changed under the stored bytes. Mappings
 (annotations, labels) are plain dicts; treat them as read-only, and use ``replace`` to
 change them.
+
+Field annotations say ``Optional[...]``, not ``... | None``: pydantic evaluates them, and the
+core runs on Python 3.9 (see :mod:`pants_oci.core._compat`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import binascii
 import json
 import platform as stdlib_platform
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -39,7 +42,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from typing_extensions import Self
+from typing_extensions import Self, TypeAlias
 
 from pants_oci.core import media_types
 from pants_oci.core.digest import Digest, sha256_of_bytes, verify_bytes
@@ -154,12 +157,12 @@ class Platform(_Model):
 
     architecture: str
     os: str
-    os_version: str | None = Field(default=None, alias="os.version", exclude_if=_is_none)
-    os_features: tuple[str, ...] | None = Field(
+    os_version: Optional[str] = Field(default=None, alias="os.version", exclude_if=_is_none)
+    os_features: Optional[tuple[str, ...]] = Field(
         default=None, alias="os.features", exclude_if=_is_none
     )
-    variant: str | None = Field(default=None, exclude_if=_is_none)
-    features: tuple[str, ...] | None = Field(default=None, exclude_if=_is_none)
+    variant: Optional[str] = Field(default=None, exclude_if=_is_none)
+    features: Optional[tuple[str, ...]] = Field(default=None, exclude_if=_is_none)
 
     @classmethod
     def host_linux(cls) -> Platform:
@@ -214,12 +217,12 @@ class Descriptor(_Model):
     media_type: str = Field(alias="mediaType")
     digest: DigestField
     size: int = Field(ge=0, strict=True)
-    urls: tuple[str, ...] | None = Field(default=None, exclude_if=_is_none)
-    annotations: dict[str, str] | None = Field(default=None, exclude_if=_is_none)
+    urls: Optional[tuple[str, ...]] = Field(default=None, exclude_if=_is_none)
+    annotations: Optional[dict[str, str]] = Field(default=None, exclude_if=_is_none)
     # Base64 of the content itself, embedded (image-spec 1.1).
-    data: str | None = Field(default=None, exclude_if=_is_none)
-    platform: Platform | None = Field(default=None, exclude_if=_is_none)
-    artifact_type: str | None = Field(default=None, alias="artifactType", exclude_if=_is_none)
+    data: Optional[str] = Field(default=None, exclude_if=_is_none)
+    platform: Optional[Platform] = Field(default=None, exclude_if=_is_none)
+    artifact_type: Optional[str] = Field(default=None, alias="artifactType", exclude_if=_is_none)
 
     @field_validator("data")
     @classmethod
@@ -261,7 +264,7 @@ class _Document(_Model):
     """A JSON document that is stored by digest, so keeps the exact bytes it came from."""
 
     default_media_type: ClassVar[str]
-    _raw: bytes | None = PrivateAttr(default=None)
+    _raw: Optional[bytes] = PrivateAttr(default=None)
 
     @classmethod
     def from_bytes(cls, raw: bytes | bytearray | memoryview) -> Self:
@@ -354,7 +357,7 @@ class _VersionedDocument(_Document):
     """Manifests and indexes: ``schemaVersion`` 2 and a ``mediaType`` of the class's own."""
 
     schema_version: Literal[2] = Field(default=2, alias="schemaVersion")
-    media_type: str | None = Field(default=None, alias="mediaType", exclude_if=_is_none)
+    media_type: Optional[str] = Field(default=None, alias="mediaType", exclude_if=_is_none)
 
     @field_validator("media_type")
     @classmethod
@@ -364,6 +367,10 @@ class _VersionedDocument(_Document):
                 f"{cls.__name__} documents have mediaType {cls.default_media_type!r}, not {value!r}"
             )
         return value
+
+
+# How deep an index of indexes of ... may go before a reader gives up.
+MAX_INDEX_DEPTH = 4
 
 
 def _entries_for(manifests: tuple[Descriptor, ...], platform: Platform) -> list[Descriptor]:
@@ -379,14 +386,14 @@ class OCIManifest(_VersionedDocument):
 
     default_media_type: ClassVar[str] = media_types.OCI_MANIFEST
 
-    media_type: str | None = Field(
+    media_type: Optional[str] = Field(
         default=media_types.OCI_MANIFEST, alias="mediaType", exclude_if=_is_none
     )
-    artifact_type: str | None = Field(default=None, alias="artifactType", exclude_if=_is_none)
+    artifact_type: Optional[str] = Field(default=None, alias="artifactType", exclude_if=_is_none)
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    subject: Descriptor | None = Field(default=None, exclude_if=_is_none)
-    annotations: dict[str, str] | None = Field(default=None, exclude_if=_is_none)
+    subject: Optional[Descriptor] = Field(default=None, exclude_if=_is_none)
+    annotations: Optional[dict[str, str]] = Field(default=None, exclude_if=_is_none)
 
 
 class OCIIndex(_VersionedDocument):
@@ -394,13 +401,13 @@ class OCIIndex(_VersionedDocument):
 
     default_media_type: ClassVar[str] = media_types.OCI_INDEX
 
-    media_type: str | None = Field(
+    media_type: Optional[str] = Field(
         default=media_types.OCI_INDEX, alias="mediaType", exclude_if=_is_none
     )
-    artifact_type: str | None = Field(default=None, alias="artifactType", exclude_if=_is_none)
+    artifact_type: Optional[str] = Field(default=None, alias="artifactType", exclude_if=_is_none)
     manifests: tuple[Descriptor, ...]
-    subject: Descriptor | None = Field(default=None, exclude_if=_is_none)
-    annotations: dict[str, str] | None = Field(default=None, exclude_if=_is_none)
+    subject: Optional[Descriptor] = Field(default=None, exclude_if=_is_none)
+    annotations: Optional[dict[str, str]] = Field(default=None, exclude_if=_is_none)
 
     def manifests_for(self, platform: Platform) -> list[Descriptor]:
         """The entries whose platform satisfies ``platform`` (see :func:`platform_matches`)."""
@@ -412,7 +419,7 @@ class DockerManifest(_VersionedDocument):
 
     default_media_type: ClassVar[str] = media_types.DOCKER_MANIFEST
 
-    media_type: str | None = Field(
+    media_type: Optional[str] = Field(
         default=media_types.DOCKER_MANIFEST, alias="mediaType", exclude_if=_is_none
     )
     config: Descriptor
@@ -424,7 +431,7 @@ class DockerManifestList(_VersionedDocument):
 
     default_media_type: ClassVar[str] = media_types.DOCKER_MANIFEST_LIST
 
-    media_type: str | None = Field(
+    media_type: Optional[str] = Field(
         default=media_types.DOCKER_MANIFEST_LIST, alias="mediaType", exclude_if=_is_none
     )
     manifests: tuple[Descriptor, ...]
@@ -440,28 +447,28 @@ class DockerManifestList(_VersionedDocument):
 class ContainerConfig(_Model):
     """How to run the image (``config`` in the image config), with Docker's field names."""
 
-    user: str | None = Field(default=None, alias="User", exclude_if=_is_none)
-    exposed_ports: dict[str, dict[str, Any]] | None = Field(
+    user: Optional[str] = Field(default=None, alias="User", exclude_if=_is_none)
+    exposed_ports: Optional[dict[str, dict[str, Any]]] = Field(
         default=None, alias="ExposedPorts", exclude_if=_is_none
     )
-    env: tuple[str, ...] | None = Field(default=None, alias="Env", exclude_if=_is_none)
-    entrypoint: tuple[str, ...] | None = Field(
+    env: Optional[tuple[str, ...]] = Field(default=None, alias="Env", exclude_if=_is_none)
+    entrypoint: Optional[tuple[str, ...]] = Field(
         default=None, alias="Entrypoint", exclude_if=_is_none
     )
-    cmd: tuple[str, ...] | None = Field(default=None, alias="Cmd", exclude_if=_is_none)
-    volumes: dict[str, dict[str, Any]] | None = Field(
+    cmd: Optional[tuple[str, ...]] = Field(default=None, alias="Cmd", exclude_if=_is_none)
+    volumes: Optional[dict[str, dict[str, Any]]] = Field(
         default=None, alias="Volumes", exclude_if=_is_none
     )
-    working_dir: str | None = Field(default=None, alias="WorkingDir", exclude_if=_is_none)
-    labels: dict[str, str] | None = Field(default=None, alias="Labels", exclude_if=_is_none)
-    stop_signal: str | None = Field(default=None, alias="StopSignal", exclude_if=_is_none)
-    args_escaped: bool | None = Field(default=None, alias="ArgsEscaped", exclude_if=_is_none)
+    working_dir: Optional[str] = Field(default=None, alias="WorkingDir", exclude_if=_is_none)
+    labels: Optional[dict[str, str]] = Field(default=None, alias="Labels", exclude_if=_is_none)
+    stop_signal: Optional[str] = Field(default=None, alias="StopSignal", exclude_if=_is_none)
+    args_escaped: Optional[bool] = Field(default=None, alias="ArgsEscaped", exclude_if=_is_none)
     # Docker extensions that OCI does not define.
-    healthcheck: dict[str, Any] | None = Field(
+    healthcheck: Optional[dict[str, Any]] = Field(
         default=None, alias="Healthcheck", exclude_if=_is_none
     )
-    on_build: tuple[str, ...] | None = Field(default=None, alias="OnBuild", exclude_if=_is_none)
-    shell: tuple[str, ...] | None = Field(default=None, alias="Shell", exclude_if=_is_none)
+    on_build: Optional[tuple[str, ...]] = Field(default=None, alias="OnBuild", exclude_if=_is_none)
+    shell: Optional[tuple[str, ...]] = Field(default=None, alias="Shell", exclude_if=_is_none)
 
 
 class RootFS(_Model):
@@ -475,11 +482,11 @@ class History(_Model):
     """How one layer (or an empty step) was made."""
 
     # Times are kept as the strings they were: Python's datetime cannot hold nanoseconds.
-    created: str | None = Field(default=None, exclude_if=_is_none)
-    created_by: str | None = Field(default=None, exclude_if=_is_none)
-    author: str | None = Field(default=None, exclude_if=_is_none)
-    comment: str | None = Field(default=None, exclude_if=_is_none)
-    empty_layer: bool | None = Field(default=None, exclude_if=_is_none)
+    created: Optional[str] = Field(default=None, exclude_if=_is_none)
+    created_by: Optional[str] = Field(default=None, exclude_if=_is_none)
+    author: Optional[str] = Field(default=None, exclude_if=_is_none)
+    comment: Optional[str] = Field(default=None, exclude_if=_is_none)
+    empty_layer: Optional[bool] = Field(default=None, exclude_if=_is_none)
 
 
 class ImageConfig(_Document):
@@ -487,18 +494,18 @@ class ImageConfig(_Document):
 
     default_media_type: ClassVar[str] = media_types.OCI_CONFIG
 
-    created: str | None = Field(default=None, exclude_if=_is_none)
-    author: str | None = Field(default=None, exclude_if=_is_none)
+    created: Optional[str] = Field(default=None, exclude_if=_is_none)
+    author: Optional[str] = Field(default=None, exclude_if=_is_none)
     architecture: str
     os: str
-    os_version: str | None = Field(default=None, alias="os.version", exclude_if=_is_none)
-    os_features: tuple[str, ...] | None = Field(
+    os_version: Optional[str] = Field(default=None, alias="os.version", exclude_if=_is_none)
+    os_features: Optional[tuple[str, ...]] = Field(
         default=None, alias="os.features", exclude_if=_is_none
     )
-    variant: str | None = Field(default=None, exclude_if=_is_none)
-    config: ContainerConfig | None = Field(default=None, exclude_if=_is_none)
+    variant: Optional[str] = Field(default=None, exclude_if=_is_none)
+    config: Optional[ContainerConfig] = Field(default=None, exclude_if=_is_none)
     rootfs: RootFS
-    history: tuple[History, ...] | None = Field(default=None, exclude_if=_is_none)
+    history: Optional[tuple[History, ...]] = Field(default=None, exclude_if=_is_none)
 
     @property
     def platform(self) -> Platform:
@@ -514,7 +521,7 @@ class ImageConfig(_Document):
 
 # --- Dispatch -------------------------------------------------------------------------------
 
-AnyManifest: TypeAlias = OCIManifest | OCIIndex | DockerManifest | DockerManifestList
+AnyManifest: TypeAlias = Union[OCIManifest, OCIIndex, DockerManifest, DockerManifestList]
 
 _MANIFEST_CLASSES: dict[str, type[AnyManifest]] = {
     media_types.OCI_MANIFEST: OCIManifest,

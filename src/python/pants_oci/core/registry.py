@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar, Union
 
 import httpx
 
@@ -74,6 +74,7 @@ from pants_oci.core.errors import (
     UnsupportedMediaTypeError,
 )
 from pants_oci.core.models import (
+    MAX_INDEX_DEPTH,
     AnyManifest,
     Descriptor,
     DockerManifest,
@@ -106,16 +107,15 @@ __all__ = [
 ]
 
 # Bytes in memory, a file path, or a binary stream (seekable streams can be re-read).
-BlobSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
-ImageManifest = OCIManifest | DockerManifest
-Index = OCIIndex | DockerManifestList
+BlobSource = Union[bytes, bytearray, memoryview, str, os.PathLike[str], BinaryIO]
+ImageManifest = Union[OCIManifest, DockerManifest]
+Index = Union[OCIIndex, DockerManifestList]
 
 CATALOG_SCOPE = "registry:catalog:*"
 # Registries must accept manifests of 4 MiB; refuse absurd ones rather than fill memory.
 _MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 _READ_SIZE = 1024 * 1024  # file reads while uploading
 _MAX_REDIRECTS = 10
-_MAX_INDEX_DEPTH = 4  # an index of indexes of ... before we give up
 _OCTET_STREAM = "application/octet-stream"
 _RANGE_RE = re.compile(r"^\s*(?:bytes=)?(\d+)-(\d+)\s*$")
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
@@ -234,10 +234,10 @@ class _Source:
         self.path: Path | None = None
         self.stream: BinaryIO | None = None
         self._stream_start = 0
-        if isinstance(source, bytes | bytearray | memoryview):
+        if isinstance(source, (bytes, bytearray, memoryview)):
             self.data = bytes(source)
             self.size: int | None = len(self.data)
-        elif isinstance(source, str | os.PathLike):
+        elif isinstance(source, (str, os.PathLike)):
             self.path = Path(source)
             self.size = self.path.stat().st_size
         elif hasattr(source, "read"):
@@ -331,7 +331,7 @@ def next_link(header: str | None) -> str | None:
 
 
 def _is_stream(content: bytes | Iterator[bytes] | None) -> bool:
-    return content is not None and not isinstance(content, bytes | bytearray | memoryview)
+    return content is not None and not isinstance(content, (bytes, bytearray, memoryview))
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -697,7 +697,7 @@ class RegistryClient:
         Returns the sha256 digest of the bytes sent, after checking that the registry's
         ``Docker-Content-Digest`` (when sent) agrees.
         """
-        if isinstance(manifest, bytes | bytearray | memoryview):
+        if isinstance(manifest, (bytes, bytearray, memoryview)):
             raw = bytes(manifest)
             document = parse_manifest(raw, media_type) if media_type is None else None
         else:
@@ -740,14 +740,14 @@ class RegistryClient:
         naming an image manifest returns it as it is.
         """
         document = self.get_manifest(reference)
-        for _depth in range(_MAX_INDEX_DEPTH):
-            if isinstance(document, OCIManifest | DockerManifest):
+        for _depth in range(MAX_INDEX_DEPTH):
+            if isinstance(document, (OCIManifest, DockerManifest)):
                 return document
             entry = resolve_platform(document, platform)
             document = self.get_manifest(entry.digest)
         raise DocumentError(
             f"{self.registry}/{self.repository}@{reference}: indexes nested more than "
-            f"{_MAX_INDEX_DEPTH} deep"
+            f"{MAX_INDEX_DEPTH} deep"
         )
 
     # --- Blob downloads --------------------------------------------------------------------
@@ -808,7 +808,7 @@ class RegistryClient:
         connection that breaks midway is resumed where it broke, as in :meth:`iter_blob`.
         """
         expected = Digest.coerce(digest)
-        if not isinstance(destination, str | os.PathLike):
+        if not isinstance(destination, (str, os.PathLike)):
             return self._download_into(expected, destination, progress)
         path = Path(destination)
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed on success

@@ -27,7 +27,11 @@ With runc, the image is unpacked into a fresh temporary bundle and run by
    afterwards, whatever happens.
 
 With podman (``runtime="podman"``, or ``"auto"`` when runc or root is not available) the
-layout is handed to ``podman run --rm -i --network host oci:DIR[:REF]``, which does the same.
+layout is handed to ``podman run --rm -i --network host oci:pants-oci-run[:REF]``, which does
+the same. It runs in a temporary directory where ``pants-oci-run`` links to the layout, since
+podman names the image after that path (``localhost/pants-oci-run:REF``); ``--ulimit`` flags
+give the container this process's limits of open files and processes (as runc's container
+inherits them), which podman would otherwise raise, as only CAP_SYS_RESOURCE allows.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -48,6 +53,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pants_oci.core import media_types
+from pants_oci.core._compat import zip_strict
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
@@ -647,10 +653,47 @@ def _run_runc(runc: str, bundle: Path, state: Path) -> int:
         subprocess.run([*base, "delete", "--force", container], capture_output=True, check=False)
 
 
+def _podman_ulimits() -> list[str]:
+    """``--ulimit`` flags that give the container this process's limits of open files and
+    processes, as runc's container inherits them.
+
+    Left to itself, podman (as root) asks the runtime for 1048576 of each, which only a
+    process with CAP_SYS_RESOURCE may raise them to: in a container without it, ``runc create``
+    fails with "error setting rlimit type 7: operation not permitted". podman also lowers its
+    own process limit to ``kernel.pid_max`` before it starts the runtime, so that caps the
+    process limit asked for too."""
+
+    def value(limit: int, cap: int | None = None) -> str:
+        if cap is not None and (limit == resource.RLIM_INFINITY or limit > cap):
+            limit = cap
+        return "-1" if limit == resource.RLIM_INFINITY else str(limit)
+
+    try:
+        pid_max: int | None = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = None
+    flags = []
+    for name, kind, cap in (
+        ("nofile", resource.RLIMIT_NOFILE, None),
+        ("nproc", resource.RLIMIT_NPROC, pid_max),
+    ):
+        soft, hard = resource.getrlimit(kind)
+        flags.append(f"--ulimit={name}={value(soft, cap)}:{value(hard, cap)}")
+    return flags
+
+
+# podman's oci: transport names the image it copies into its storage after the path it is
+# given, `localhost/PATH:REF`, and refuses a path that is not a valid image name (one with an
+# uppercase letter, as Pants' sandbox directories have). So podman gets this relative path, a
+# symlink to the layout in a new temporary directory it runs in: whatever the layout's path, the
+# image is `localhost/pants-oci-run:REF`, one name that each run moves on.
+_PODMAN_LINK = "pants-oci-run"
+
+
 def _run_podman(
     podman: str, layout: ImageLayout, ref: str, args: Sequence[str], env: Mapping[str, str]
 ) -> int:
-    target = f"oci:{layout.root.resolve()}"
+    target = f"oci:{_PODMAN_LINK}"
     if ref.startswith("sha256:"):
         # podman's oci: transport takes ref names only: a name of that digest, if any (with
         # several tags, index.json has several entries and podman will not guess).
@@ -662,9 +705,14 @@ def _run_podman(
         ref = next((name for name in names if name), "")
     if ref:
         target += f":{ref}"
-    flags = [f"--env={key}={value}" for key, value in env.items()]
+    flags = [*_podman_ulimits(), *(f"--env={key}={value}" for key, value in env.items())]
     argv = [podman, "run", "--rm", "-i", "--network=host", *flags, target, *args]
-    return subprocess.run(argv, check=False).returncode
+    work = Path(tempfile.mkdtemp(prefix="pants-oci-podman-"))
+    try:
+        (work / _PODMAN_LINK).symlink_to(layout.root.resolve(), target_is_directory=True)
+        return subprocess.run(argv, cwd=work, check=False).returncode
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_layout(
@@ -708,7 +756,7 @@ def run_layout(
         os.chmod(bundle / "rootfs", 0o755)  # noqa: S103 - the container's `/`, for any user
         root = _RootFS(bundle / "rootfs")
         try:
-            for number, (layer, path) in enumerate(zip(image.layers, blobs, strict=True), 1):
+            for number, (layer, path) in enumerate(zip_strict(image.layers, blobs), 1):
                 with path.open("rb") as blob:
                     root.unpack(blob, f"{where}: layer {number} ({layer.digest})")
             spec = _runtime_spec(image.config, root, bundle, command=command, env=env, where=where)

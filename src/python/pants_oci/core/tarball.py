@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from pants_oci.core import media_types, tar_format
+from pants_oci.core._compat import zip_strict
 from pants_oci.core.digest import Digest, HashingWriter
 from pants_oci.core.errors import (
     DigestMismatchError,
@@ -83,7 +84,7 @@ def write_docker_archive(
 
     # Each distinct layer once, named by its diff_id; the blob that holds it.
     layers: dict[str, tuple[Descriptor, Digest]] = {}
-    for name, descriptor, diff_id in zip(layer_names, image.layers, diff_ids, strict=True):
+    for name, descriptor, diff_id in zip_strict(layer_names, image.layers, diff_ids):
         layers.setdefault(name, (descriptor, diff_id))
 
     small_files = {config_name: config_bytes, _MANIFEST_FILE: _json_bytes(manifest)}
@@ -211,7 +212,7 @@ def read_docker_archive(
             )
         layers = [
             _import_layer(archive, path, member, diff_id, layout, compression, level, gzip_engine)
-            for member, diff_id in zip(entry.layers, diff_ids, strict=True)
+            for member, diff_id in zip_strict(entry.layers, diff_ids)
         ]
     config_descriptor = Descriptor(
         media_type=media_types.OCI_CONFIG,

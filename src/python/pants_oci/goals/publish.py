@@ -32,8 +32,8 @@ from pants_oci.target_types import (
     OciImageRepositoryField,
     OciImageSkipPushField,
     OciImageTagsField,
-    interpolate,
 )
+from pants_oci.util_rules.image import image_references
 from pants_oci.util_rules.tool import CREDENTIAL_ENV, OciToolRequest
 
 
@@ -54,15 +54,12 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
     def references(
         self, built_tags: Tuple[str, ...], default_registries: Tuple[str, ...] = ()
     ) -> Tuple[str, ...]:
-        """Every `registry/repository:tag`; tags as the build resolved them (`{hash}`)."""
-        repository = interpolate(
-            self.repository.value or "{name}", self.address, OciImageRepositoryField.alias
-        )
-        return tuple(
-            f"{registry}/{repository}:{tag}"
-            for registry in self.registries.value or default_registries
-            for tag in built_tags
-        )
+        """Every `registry/repository:tag`; tags as the build resolved them (`{hash}`).
+        None without registries: the image is not published."""
+        registries = self.registries.value or default_registries
+        if not registries:
+            return ()
+        return image_references(self.address, self.repository.value, registries, built_tags)
 
     def get_output_data(self) -> PublishOutputData:
         return PublishOutputData(

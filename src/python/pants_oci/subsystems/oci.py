@@ -129,23 +129,42 @@ class OciSubsystem(Subsystem):
         advanced=True,
     )
     interpreter_constraints = StrListOption(
-        default=["CPython>=3.11,<3.14"],
-        help="The Python versions the image tool (the pants_oci core library) may run on.",
+        default=["CPython>=3.9.2,<3.14"],
+        help=softwrap(
+            """
+            The Python versions the image tool (the pants_oci core library, which builds
+            layers and talks to registries) may run on. Supported: CPython 3.9 to 3.13, the
+            default (3.9.2 or later: the pinned cryptography refuses 3.9.0 and 3.9.1). One of
+            them must be installed where Pants looks for interpreters:
+            `[python-bootstrap].search_path` (by default `PATH` and pyenv's).
+            Pants 2.17's own pex (v2.1.137) cannot run Python 3.12 or later: for those, set
+            `[pex-cli].version` to a pex that can, such as v2.1.148 (tested).
+
+            Pants runs the tool on the lowest version that matches. Every supported version
+            builds byte-identical layers and images, but the tool's process cache keys differ
+            between interpreters, so machines that share a remote cache should narrow this to
+            one version they all have, e.g. `["CPython==3.11.*"]`.
+            """
+        ),
         advanced=True,
     )
     requirements = StrListOption(
         default=[
             "httpx==0.28.1",
-            "pydantic==2.14.4",
+            'pydantic==2.14.4; python_version >= "3.10"',
+            'pydantic==2.13.5; python_version < "3.10"',
             "pathspec==1.1.1",
             "isal==1.9.1",
             "zstandard==0.25.0",
-            "google-auth==2.63.0",
+            'google-auth==2.63.0; python_version >= "3.10"',
+            'google-auth==2.50.0; python_version < "3.10"',
         ],
         help=softwrap(
             """
             The requirements of the image tool. They are pinned because they decide layer
-            bytes (compression) and protocol behaviour: change them only together.
+            bytes (compression) and protocol behaviour: change them only together. On Python
+            3.9, which newer pydantic and google-auth releases no longer support, the tool
+            uses the last releases that do.
             """
         ),
         advanced=True,

@@ -1,11 +1,12 @@
 """An `oci_image` target, built: its base, its layers, and the assembled OCI image layout.
 
-Every step is a cacheable process of the image tool:
+Every step is a process of the image tool:
 
-  * the base, when it is a registry reference pinned by digest, is fetched once (manifest and
-    config only: its layers are referenced, not copied, until an output needs them);
-  * each layer is built from exactly its files (see layers.py);
-  * assembly writes the image's config and manifest into an OCI layout.
+  * the base, when it is a registry reference pinned by digest, is fetched with the user's
+    credentials through the host's blob cache (never cached by Pants, never downloaded twice
+    on one machine); what follows is keyed by its content;
+  * each layer is built from exactly its files (see layers.py), cacheably;
+  * assembly, cacheably, writes the image's config and manifest into an OCI layout.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pants.engine.addresses import Address, Addresses, AddressInput
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
@@ -28,7 +30,7 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import ProcessResult
+from pants.engine.process import ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -38,8 +40,10 @@ from pants.engine.target import (
     WrappedTarget,
     WrappedTargetRequest,
 )
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core.errors import InvalidReferenceError
 from pants_oci.core.reference import parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
@@ -56,6 +60,8 @@ from pants_oci.target_types import (
     OciImageLabelsField,
     OciImageOutputField,
     OciImagePlatformsField,
+    OciImageRegistriesField,
+    OciImageRepositoryField,
     OciImageTagsField,
     OciImageUserField,
     OciImageVolumesField,
@@ -81,11 +87,65 @@ from pants_oci.util_rules.python import (
     PexLayersRequest,
     is_pex_binary,
 )
-from pants_oci.util_rules.tool import OciToolRequest
+from pants_oci.util_rules.tool import BLOB_CACHE_DIR, CREDENTIAL_ENV, OciToolRequest
 
 _LAYOUT_DIR = "image"
 _BASE_DIR = "base"
 _CONFIG = "__oci_image_config.json"
+
+
+def image_references(
+    address: Address,
+    repository: Optional[str],
+    registries: Sequence[str],
+    tags: Sequence[str],
+) -> Tuple[str, ...]:
+    """The image's full names, `registry/repository:tag` for each registry and tag (registry
+    first), as `publish` pushes them; with no registries, `repository:tag`. `repository` is
+    the target's field (unset: `{name}`), placeholders filled here; `tags` are as the build
+    resolved them (`{hash}`)."""
+    name = interpolate(repository or "{name}", address, OciImageRepositoryField.alias)
+    prefixes = [f"{registry}/" for registry in registries] or [""]
+    return tuple(f"{prefix}{name}:{tag}" for prefix in prefixes for tag in tags)
+
+
+def archive_names(
+    target: Target, tags: Sequence[str], default_registries: Sequence[str]
+) -> Tuple[str, ...]:
+    """What a docker-archive names the image (its RepoTags): the references `publish` would
+    push (`registry/repository:tag`), or `repository:tag` when the image has no registries.
+    Each must be a valid reference with a tag: the error names the target and its fields."""
+    registries = tuple(target[OciImageRegistriesField].value or default_registries)
+    names = image_references(
+        target.address, target[OciImageRepositoryField].value, registries, tags
+    )
+    for name in names:
+        try:
+            reference = parse_reference(name)
+        except InvalidReferenceError as e:
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    Target {target.address} asks for a docker-archive in its
+                    `{OciImageOutputField.alias}` field, which names the image {name!r}
+                    (from its `{OciImageRegistriesField.alias}`, `{OciImageRepositoryField.alias}`
+                    and `{OciImageTagsField.alias}` fields, or `[oci].default_registries`), but
+                    that is not a valid image name: {e}
+                    """
+                )
+            ) from e
+        if reference.digest is not None or reference.tag is None:
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    Target {target.address} asks for a docker-archive in its
+                    `{OciImageOutputField.alias}` field, which names the image {name!r},
+                    but that is not `name:tag`. Check its `{OciImageRepositoryField.alias}`
+                    and `{OciImageTagsField.alias}` fields.
+                    """
+                )
+            )
+    return names
 
 
 @dataclass(frozen=True)
@@ -200,6 +260,11 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             )
         )
     empty = await Get(Digest, CreateDigest([]))
+    # A base may be private: the pull runs with the user's credentials (docker config, helpers,
+    # Google), so it is never cached, and reads the host's blob cache, so it downloads only
+    # what this machine has never seen. Its output is content pinned by digest: every process
+    # after it is keyed by that content, the same for any credentials on any machine.
+    credentials = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
     result = await Get(
         ProcessResult,
         OciToolRequest(
@@ -211,11 +276,16 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
                 request.platform,
                 "--output",
                 _BASE_DIR,
+                "--blob-cache",
+                BLOB_CACHE_DIR,
                 *(["--with-layers"] if request.with_layers else []),
             ),
             description=f"Fetch base image {reference.familiar} ({request.platform})",
             input_digest=empty,
             output_directories=(_BASE_DIR,),
+            uncached_env=FrozenDict(credentials),
+            cache_scope=ProcessCacheScope.PER_SESSION,
+            blob_cache=True,
         ),
     )
     return ResolvedBase(result.output_digest, _BASE_DIR, str(reference))
@@ -431,8 +501,12 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         ).encode()
         + (base.digest.fingerprint.encode() if base.digest else b"")
     ).hexdigest()[:12]
-    for tag in target[OciImageTagsField].value or ():
-        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias, content_hash)]
+    tags = [
+        interpolate(tag, request.address, OciImageTagsField.alias, content_hash)
+        for tag in target[OciImageTagsField].value or ()
+    ]
+    for tag in tags:
+        argv += ["--tag", tag]
     if base.reference:
         argv += ["--base-reference", base.reference]
     # The assembled layout holds only this image's own blobs: base layers are added below
@@ -446,6 +520,9 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
     )
     if want_archive:
         argv += ["--docker-archive", archive]
+        # Named as `publish` would push it, so `docker load` gives a named image.
+        for name in archive_names(target, tags or ["latest"], oci.default_registries):
+            argv += ["--archive-name", name]
 
     input_digest = await Get(
         Digest,

@@ -17,7 +17,8 @@ from typing import Iterable, Tuple
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules import pex
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest, PythonExecutable
+from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
+from pants.backend.python.util_rules.pex_environment import PythonExecutable
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.fs import (
     CreateDigest,
@@ -37,22 +38,34 @@ from pants.util.strutil import softwrap
 from pants_oci.subsystems.oci import OciSubsystem
 
 # The tool's whole dependency closure, pinned, so the same plugin version resolves the same
-# tool on every machine (the compression libraries decide layer bytes).
+# tool on every machine with the same Python (the compression libraries decide layer bytes).
+# Where a pin has dropped an older Python, that Python gets the last release supporting it,
+# by marker; isal and zstandard, which make the layer bytes, are the same everywhere, and
+# tests/backend/test_tool_interpreters.py checks that every supported Python builds the same
+# image. exceptiongroup is needed (by anyio) below 3.11 only.
 _TOOL_CONSTRAINTS = (
-    "annotated-types==0.8.0",
-    "anyio==4.16.0",
+    'annotated-types==0.8.0; python_version >= "3.10"',
+    'annotated-types==0.7.0; python_version < "3.10"',
+    'anyio==4.16.0; python_version >= "3.10"',
+    'anyio==4.12.1; python_version < "3.10"',
     "certifi==2026.10.19.post1",
-    "cffi==2.1.1",
+    'cffi==2.1.1; python_version >= "3.10"',
+    'cffi==2.0.0; python_version < "3.10"',
     "cryptography==50.0.2",
+    "exceptiongroup==1.3.2",
     "h11==0.16.0",
     "httpcore==1.0.9",
     "idna==3.20",
     "pyasn1==0.6.5",
     "pyasn1-modules==0.4.2",
-    "pycparser==3.12",
-    "pydantic-core==2.50.5",
+    'pycparser==3.12; python_version >= "3.11"',
+    'pycparser==3.11; python_version == "3.10"',
+    'pycparser==2.23; python_version < "3.10"',
+    'pydantic-core==2.50.5; python_version >= "3.10"',
+    'pydantic-core==2.46.5; python_version < "3.10"',
     "typing-extensions==4.16.0",
-    "typing-inspection==0.4.5",
+    'typing-inspection==0.4.5; python_version >= "3.10"',
+    'typing-inspection==0.4.2; python_version < "3.10"',
 )
 
 # What a registry process may need from the user's environment to find credentials and
@@ -91,6 +104,8 @@ class OciToolRequest:
     uncached_env: FrozenDict[str, str] = FrozenDict()  # noqa: RUF009 (immutable)
     # Tag look-ups must not be cached: tags move.
     cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
+    # Mount the host's blob cache at BLOB_CACHE_DIR (for `--blob-cache BLOB_CACHE_DIR`).
+    blob_cache: bool = False
 
 
 def _core_package_files() -> Iterable[FileContent]:
@@ -122,7 +137,9 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
                 ({wanted}), and Pants found none on `[python-bootstrap].search_path`. Install
                 CPython 3.9 to 3.13 (e.g. `apt install python3`), add the directory that holds
                 it to `[python-bootstrap].search_path`, or widen
-                `[oci].interpreter_constraints`. Pants' own search said:
+                `[oci].interpreter_constraints`. Python 3.12 and later also need a newer
+                `[pex-cli].version`, such as v2.1.148: Pants 2.17's own pex (v2.1.137) reports
+                them as broken. Pants' own search said:
                 """
             )
             + f"\n\n{failure.stderr.decode(errors='replace').strip()[-2000:]}"
@@ -145,6 +162,11 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
     )
     return OciTool(tool)
 
+
+# The host's cache of registry blobs by digest (a Pants named cache, so it outlives sessions and
+# sandboxes): a base image is downloaded once per machine. Blobs are verified on every read.
+BLOB_CACHE_NAME = "pants_oci_blobs"
+BLOB_CACHE_DIR = ".pants-oci-blob-cache"
 
 _CACHED_ENV = FrozenDict({"PATH": "/usr/bin:/bin"})
 _CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_PYTHON", "PEX_IGNORE_RCFILES"})
@@ -194,6 +216,9 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             cache_scope=request.cache_scope,
         ),
     )
+    if request.blob_cache:
+        caches = {**process.append_only_caches, BLOB_CACHE_NAME: BLOB_CACHE_DIR}
+        process = dataclasses.replace(process, append_only_caches=FrozenDict(caches))
     if request.uncached_env:
         return process
     # Pants adds the host's LANG, LC_*, SSL_CERT_* (`[subprocess-environment]`) to every

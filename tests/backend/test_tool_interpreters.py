@@ -1,0 +1,292 @@
+"""The image tool runs on every CPython that `[oci].interpreter_constraints` allows (3.9 to 3.13),
+and builds the same bytes on each.
+
+For every supported minor version found on this machine (pyenv's versions and `python3.X` on
+PATH: where Pants' default `[python-bootstrap].search_path` looks), Pants builds the tool PEX for
+that interpreter alone (`--oci-interpreter-constraints=['CPython==3.X.*']`) and packages a small
+image, with gzip (isal) and with zstd layers; Pants' debug log shows the interpreter each tool
+process ran on (`PEX_PYTHON`). A version that is not installed is skipped, saying so.
+
+Every build must give the layer, config and manifest digests of the build with the default
+constraints, for which Pants picks the lowest interpreter that matches: which Python runs the
+tool depends on the machine (and changes the tool's process cache keys), the bytes must not.
+
+Pants 2.17.1's own pex (v2.1.137, pinned in pants.toml) cannot run Python 3.12 or later: it
+reports them as broken interpreters (its importer of vendored code fails on them). 3.12 and 3.13
+are built with `[pex-cli]` v2.1.148, built here from PyPI, as docs/adopting.md tells users to.
+
+Time: one pantsd serves every run of the module (the runs change only non-bootstrap options).
+Each session's files carry a fresh nonce, and each run its own `[oci].concurrency` (in the
+tool's argv, but no output byte), so the tool's processes really run rather than coming from
+the cache. Measured here (2 cores): about 75 s for the module, 9-11 s per version (two builds
+each) and 20 s for pantsd's start and the reference builds; about 115 s with empty caches (every
+interpreter's PEX resolved from the index first). With `--no-pantsd`, each of the 12 Pants runs
+would cost some 15 s of start-up more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from pants_oci.subsystems.oci import OciSubsystem
+from tests.harness.tools import skopeo_inspect
+from tests.pants_runs import REPO, make_pants_repo
+
+pytestmark = pytest.mark.slow
+
+# A pex that runs Python 3.12 and 3.13 under Pants 2.17.1 (whose own v2.1.137 cannot).
+NEWER_PEX = "2.1.148"
+
+
+def _supported_minors() -> list[int]:
+    constraints = OciSubsystem.interpreter_constraints.flag_options["default"]
+    specifiers = [SpecifierSet(c.removeprefix("CPython")) for c in constraints]
+    return [
+        minor
+        for minor in range(6, 20)
+        if any(f"3.{minor}.{patch}" in spec for spec in specifiers for patch in range(100))
+    ]
+
+
+SUPPORTED = _supported_minors()
+
+
+def test_supported_range_is_what_the_docs_say() -> None:
+    assert SUPPORTED == [9, 10, 11, 12, 13]
+    help_text = OciSubsystem.interpreter_constraints.flag_options["help"]
+    assert "CPython 3.9 to 3.13" in help_text
+    adopting = (REPO / "docs/adopting.md").read_text()
+    assert "CPython 3.9 to 3.13" in adopting
+    assert f"v{NEWER_PEX}" in adopting
+
+
+def _python_minor(python: str) -> int | None:
+    """The 3.x minor version of a working CPython at `python` (a pyenv shim of a version that
+    is not active fails: Pants' search skips it too)."""
+    try:
+        result = subprocess.run(
+            [
+                python,
+                "-c",
+                "import platform, sys; print(platform.python_implementation(), "
+                "sys.version_info[0], sys.version_info[1])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return None
+    fields = result.stdout.split()
+    if result.returncode or fields[:2] != ["CPython", "3"]:
+        return None
+    return int(fields[2])
+
+
+def _find_python(minor: int) -> str | None:
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = [
+        str(p) for p in sorted(pyenv_root.glob(f"versions/3.{minor}.*/bin/python3.{minor}"))
+    ]
+    candidates.append(shutil.which(f"python3.{minor}") or "")
+    for candidate in filter(None, candidates):
+        if _python_minor(candidate) == minor:
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class Build:
+    pythons: frozenset[str]  # PEX_PYTHON of every tool process
+    manifest_digest: str
+    config_digest: str
+    layers: tuple[tuple[str, str, int], ...]  # (digest, diff_id, size)
+
+
+class PantsRepo:
+    """A throwaway repo and the one pantsd that serves its runs, stopped by pid at the end."""
+
+    def __init__(self, root: Path) -> None:
+        nonce = uuid.uuid4().hex
+        self.root = make_pants_repo(
+            root,
+            {
+                "app/BUILD": """
+files(name="files", sources=["files/*"])
+files(name="data_files", sources=["data/*"])
+oci_layer(name="data", dependencies=[":data_files"], destination="/srv", mode="0640", uid=1000)
+oci_image(
+    name="img",
+    dependencies=[":data", ":files"],
+    entrypoint=["/bin/true"],
+    env={"A": "1"},
+    labels={"python": "any"},
+    tags=["latest"],
+)
+""",
+                "app/files/nonce.txt": f"{nonce}\n",
+                "app/files/text.txt": "".join(f"line {i} {nonce}\n" for i in range(20000)),
+                "app/data/blob.bin": hashlib.sha256(nonce.encode()).hexdigest() * 4000,
+            },
+        )
+        self.newer_pex: Path | None = None
+        self.runs = 0
+
+    def package(self, *options: str) -> Build:
+        # A concurrency of its own (it changes no output byte) gives each run's tool processes
+        # cache keys of their own: they run even where another run had the same interpreter.
+        self.runs += 1
+        concurrency = f"--oci-concurrency={4 + self.runs}"
+        result = subprocess.run(
+            [
+                str(REPO / "pants"),
+                "--pantsd",
+                "-ldebug",
+                concurrency,
+                *options,
+                "package",
+                "app:img",
+            ],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+            check=False,
+            timeout=600,
+        )
+        if result.returncode:
+            raise AssertionError(
+                f"./pants {' '.join(options)} package exited {result.returncode}:\n"
+                + result.stderr[-6000:]
+            )
+        pythons = frozenset(
+            re.findall(
+                r'argv: \["[^"]+", "pants-oci-tool\.pex".*?"PEX_PYTHON": "([^"]+)"', result.stderr
+            )
+        )
+        assert pythons, "no tool process ran: were they all cached?\n" + result.stderr[-3000:]
+        layout = self.root / "dist/app/img"
+        info = json.loads((layout / "image-info.json").read_text())
+        assert skopeo_inspect(f"oci:{layout}:latest")["Digest"] == info["manifest_digest"]
+        return Build(
+            pythons=pythons,
+            manifest_digest=info["manifest_digest"],
+            config_digest=info["config_digest"],
+            layers=tuple((x["digest"], x["diff_id"], x["size"]) for x in info["layers"]),
+        )
+
+    def newer_pex_options(self) -> tuple[str, ...]:
+        """`[pex-cli]` options for pex NEWER_PEX, built from PyPI as bootstrap.sh builds the
+        pinned one."""
+        if self.newer_pex is None:
+            out = self.root.parent / f"pex-v{NEWER_PEX}.pex"
+            argv = [
+                str(Path(sys.executable).parent / "pex"),
+                f"pex=={NEWER_PEX}",
+                *("-c", "pex", "--python-shebang", "/usr/bin/env python3", "-o", str(out)),
+            ]
+            for attempt in (1, 2):  # from the package index: once more on a network hiccup
+                built = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=300, check=False
+                )
+                if built.returncode == 0:
+                    break
+                if attempt == 2:
+                    raise AssertionError(f"building pex {NEWER_PEX} failed:\n{built.stderr}")
+            self.newer_pex = out
+        content = self.newer_pex.read_bytes()
+        machine = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+        known = f"v{NEWER_PEX}|linux_{machine}|{hashlib.sha256(content).hexdigest()}|{len(content)}"
+        return (
+            f"--pex-cli-version=v{NEWER_PEX}",
+            f"--pex-cli-url-template=file://{self.newer_pex}",
+            f"--pex-cli-known-versions=['{known}']",
+        )
+
+    def stop_pantsd(self) -> None:
+        for pid_file in self.root.glob(".pids/*/pantsd/pid"):
+            pid = int(pid_file.read_text().strip() or 0)
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"pantsd" not in cmdline or str(self.root).encode() not in cmdline:
+                continue  # not ours (a pid reused since)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PantsRepo]:
+    pants_repo = PantsRepo(tmp_path_factory.mktemp("tool-interpreters") / "repo")
+    try:
+        yield pants_repo
+    finally:
+        pants_repo.stop_pantsd()
+
+
+COMPRESSIONS = ("gzip", "zstd")
+
+
+@pytest.fixture(scope="module")
+def reference(repo: PantsRepo) -> dict[str, Build]:
+    """Builds with the default `[oci].interpreter_constraints` (and Pants' pinned pex)."""
+    return {c: repo.package(f"--oci-compression={c}") for c in COMPRESSIONS}
+
+
+def test_default_constraints_run_the_tool_on_the_lowest_supported_python(
+    reference: dict[str, Build],
+) -> None:
+    # Pants' pinned pex (v2.1.137) passes over 3.12 and later: it cannot run them.
+    found = [minor for minor in SUPPORTED if minor < 12 and _find_python(minor)]
+    if not found:
+        pytest.skip("no CPython 3.9 to 3.11 here for Pants' pinned pex")
+    lowest = min(found)
+    for build in reference.values():
+        assert {_python_minor(python) for python in build.pythons} == {lowest}
+
+
+@pytest.mark.parametrize("minor", SUPPORTED, ids=[f"py3{m}" for m in SUPPORTED])
+def test_tool_runs_on_each_supported_python_and_builds_the_same_bytes(
+    minor: int, repo: PantsRepo, reference: dict[str, Build]
+) -> None:
+    python = _find_python(minor)
+    if python is None:
+        pytest.skip(f"CPython 3.{minor} is not installed here (pyenv's versions, or on PATH)")
+    started = time.monotonic()
+    pex_options = repo.newer_pex_options() if minor >= 12 else ()
+    for compression in COMPRESSIONS:
+        build = repo.package(
+            *pex_options,
+            f"--oci-interpreter-constraints=['CPython==3.{minor}.*']",
+            f"--oci-compression={compression}",
+        )
+        assert {_python_minor(p) for p in build.pythons} == {minor}
+        expected = reference[compression]
+        assert build.layers == expected.layers, f"{compression} layers differ on 3.{minor}"
+        assert (build.config_digest, build.manifest_digest) == (
+            expected.config_digest,
+            expected.manifest_digest,
+        )
+    print(f"3.{minor}: {time.monotonic() - started:.1f}s for {len(COMPRESSIONS)} builds")
