@@ -338,6 +338,12 @@ def test_user_repo_publishes_the_packaged_digests_with_a_token(
     assert published["images:app"]["digest"] == app["manifest_digest"]
     # The image without `registries` went to `[oci].default_registries` from docs/adopting.md.
     assert published["images:runtime"]["digest"] == runtime["manifest_digest"]
+    # Without any registry, publish says per image why it skipped it and what to set.
+    nowhere = user_repo.pants("--oci-default-registries=[]", "publish", "images:runtime")
+    assert (
+        "images:runtime skipped (it has no `registries` and `[oci].default_registries` is empty"
+        in " ".join(nowhere.stderr.split())
+    ), nowhere.stderr
     for ref, digest in (
         (f"{registry.host}/acme/app:1.0", app["manifest_digest"]),
         (f"{registry.host}/acme/app:latest", app["manifest_digest"]),

@@ -12,7 +12,7 @@ from pants.engine.addresses import Address
 from pants.engine.fs import CreateDigest, Digest, DigestContents
 from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import QueryRule
-from pants.engine.target import InvalidFieldException
+from pants.engine.target import InvalidTargetException
 from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants.util.frozendict import FrozenDict
 
@@ -94,9 +94,11 @@ oci_image(
     assert config["created"] == "1970-01-01T00:00:00Z"
 
 
-def test_unknown_tag_placeholder_is_a_field_error(rule_runner: RuleRunner) -> None:
+def test_unknown_tag_placeholder_is_a_field_error_before_anything_is_built(
+    rule_runner: RuleRunner,
+) -> None:
     rule_runner.write_files({"img/BUILD": "oci_image(name='img', tags=['{version}'])"})
-    with engine_error(InvalidFieldException, contains="`tags` field in target img:img"):
+    with engine_error(InvalidTargetException, contains="`tags` field in target img:img"):
         rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
 
 

@@ -115,3 +115,61 @@ def test_locked_platform_choice_follows_default_variants() -> None:
     assert choose_platform({"linux/arm64/v8": "sha256:b"}, "linux/arm64") == "linux/arm64/v8"
     assert choose_platform(locked, "linux/arm/v7") is None  # only v6 is there
     assert choose_platform(locked, "linux/s390x") is None
+
+
+# Bad values users write, and what the message must say besides the target and the field:
+# (target type, field and value as written in BUILD, the value as the message quotes it, a fix).
+BAD_VALUES = [
+    ("oci_image", 'base="Busybox:latest"', "'Busybox:latest'", "lowercase"),
+    ("oci_image", 'base="busybox@sha256:abc"', "'busybox@sha256:abc'", "@sha256:..."),
+    ("oci_image", 'base="oci-layout:"', "'oci-layout:'", "relative to the build root"),
+    ("oci_image", 'base="oci-layout:/abs/dir"', "'oci-layout:/abs/dir'", "relative"),
+    ("oci_image", 'base="docker-archive:../up.tar"', "'docker-archive:../up.tar'", "inside"),
+    ("oci_image", 'workdir="app"', "'app'", "'/app'"),
+    ("oci_image", 'workdir="/app/../etc"', "'/app/../etc'", "absolute path it means"),
+    ("oci_image", 'env={"1BAD": "x"}', "'1BAD'", "letters, digits and `_`"),
+    ("oci_image", 'user="app user"', "'app user'", '"1000:1000"'),
+    ("oci_image", 'user="1000:1000:1000"', "'1000:1000:1000'", '"uid:gid"'),
+    ("oci_image", 'exposed_ports=["http"]', "'http'", '"8080/tcp"'),
+    ("oci_image", 'exposed_ports=["70000"]', "'70000'", "1 to 65535"),
+    ("oci_image", 'exposed_ports=["80/http"]', "'80/http'", '"53/udp"'),
+    ("oci_image", 'volumes=["data"]', "'data'", "'/data'"),
+    ("oci_image", 'platforms=["linux/amd65"]', "'linux/amd65'", "linux/amd64, linux/arm64"),
+    ("oci_image", 'platforms=["linux"]', "'linux'", "os/architecture[/variant]"),
+    ("oci_image", 'platforms=["darwin/arm64"]', "'darwin/arm64'", "known: linux, windows"),
+    ("oci_image", 'platforms=["linux/arm/v9"]', "'linux/arm/v9'", "linux/arm/v7"),
+    ("oci_image", 'platforms=["linux/amd64", "linux/amd64"]', "'linux/amd64'", "twice"),
+    ("oci_image", 'tags=["-bad"]', "'-bad'", "must not start with '.' or '-'"),
+    ("oci_image", 'tags=["v1+build"]', "'v1+build'", "letters, digits, '_', '.' or '-'"),
+    ("oci_image", 'tags=["{version}"]', "'{version}'", "{hash}"),
+    ("oci_image", 'tags=["' + "x" * 129 + '"]', "'xxxx", "1 to 128"),
+    ("oci_image", 'repository="Team/API"', "'Team/API'", '"team/api"'),
+    ("oci_image", 'repository="team//api"', "'team//api'", "lowercase path components"),
+    ("oci_image", 'repository="{tag}"', "'{tag}'", "{parent_directory}"),
+    ("oci_image", 'registries=["ghcr"]', "'ghcr'", '"ghcr.io"'),
+    ("oci_image", 'registries=["https://ghcr.io"]', "'https://ghcr.io'", "'ghcr.io'"),
+    ("oci_image", 'registries=["ghcr.io/Acme"]', "'ghcr.io/Acme'", "lowercase"),
+    ("oci_image", 'output=["tarball"]', "'tarball'", "docker-archive"),
+    ("oci_layer", 'destination="srv"', "'srv'", "'/srv'"),
+    ("oci_layer", 'destination="/srv/../etc"', "'/srv/../etc'", "absolute path it means"),
+    ("oci_layer", 'mode="rw-r--r--"', "'rw-r--r--'", '"0644"'),
+    ("oci_layer", 'mode="0999"', "'0999'", '"0755"'),
+    ("oci_layer", "uid=-1", "-1", "0 to 4294967294"),
+    ("oci_layer", "gid=4294967295", "4294967295", "0 to 4294967294"),
+]
+
+
+@pytest.mark.parametrize(("kind", "written", "quoted", "fix"), BAD_VALUES, ids=str)
+def test_bad_build_values_are_refused_naming_target_field_value_and_fix(
+    rule_runner: RuleRunner, kind: str, written: str, quoted: str, fix: str
+) -> None:
+    assert len(BAD_VALUES) >= 25
+    field = written.split("=", 1)[0]
+    rule_runner.write_files({"img/BUILD": f"{kind}(name='bad', {written})"})
+    with pytest.raises(ExecutionError) as error:
+        rule_runner.get_target(Address("img", target_name="bad"))
+    message = " ".join(str(error.value).split())
+    assert "img:bad" in message, message
+    assert f"`{field}`" in message or f"'{field}'" in message, message
+    assert quoted in message, message
+    assert fix in message, message

@@ -319,8 +319,11 @@ def test_unknown_ref_nothing_to_run_and_no_runtime_are_clear_errors(
     assert list(run_tmp.iterdir()) == []
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
+        **(env or {}),
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "PYTHONPATH": str(REPO_ROOT / "src/python"),
         "HOME": str(cwd),
@@ -353,6 +356,14 @@ def test_cli_prints_the_containers_output_and_exits_with_its_status(
     )  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (5, "cli --ref\n", "oops\n")
     assert list((tmp_path / "run-tmp").iterdir()) == []
+
+    # A pass-through variable comes from PREFIX+NAME when a prefix is given, never from NAME.
+    result = _cli(
+        "run", str(layout), "--env", "WHO", "--pass-env-prefix", "FOR_CONTAINER_", "--",
+        "sh", "-c", 'echo "$WHO"', cwd=tmp_path,
+        env={"WHO": "the tool's own", "FOR_CONTAINER_WHO": "the container's"},
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "the container's\n"), result.stderr
 
     result = _cli("run", str(layout), "--ref", "nope", "--", "true", cwd=tmp_path)
     assert result.returncode == 1

@@ -7,7 +7,7 @@ the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.target import (
@@ -23,7 +23,12 @@ from pants.engine.target import (
 )
 from pants.util.strutil import help_text, softwrap
 
-from pants_oci.core.reference import InvalidReferenceError, parse_reference
+from pants_oci.core.reference import (
+    InvalidReferenceError,
+    parse_reference,
+    parse_repository,
+    validate_tag,
+)
 
 SCRATCH = "scratch"
 OCI_LAYOUT_PREFIX = "oci-layout:"
@@ -34,15 +39,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PORT = re.compile(r"^[0-9]{1,5}(/(tcp|udp|sctp))?$")
 
 
+def _field_error(
+    alias: str, address: Address, value: object, problem: str
+) -> InvalidFieldException:
+    """The one shape of a bad-field message: where, which field, what value, what to do."""
+    return InvalidFieldException(
+        softwrap(
+            f"""
+            The `{alias}` field in target {address} has {value!r}, which {problem}
+            """
+        )
+    )
+
+
 def _absolute_path(alias: str, value: str, address: Address) -> str:
     if not value.startswith("/"):
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                The `{alias}` field in target {address} must be an absolute path, but was
-                {value!r}. Use {"/" + value!r}.
-                """
-            )
+        raise _field_error(alias, address, value, f"is not an absolute path. Use {'/' + value!r}.")
+    if ".." in value.split("/"):
+        raise _field_error(
+            alias, address, value, "goes up with `..`. Write the absolute path it means."
         )
     return value
 
@@ -78,9 +93,18 @@ class OciImageBaseField(StringField):
         value = super().compute_value(raw_value, address)
         assert value is not None  # the field has a default
         value = value.strip()
-        if value == SCRATCH or value.startswith(
-            (":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)
-        ):
+        if value == SCRATCH or value.startswith((":", "//")):
+            return value
+        if value.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+            path = value.split(":", 1)[1]
+            if not path or path.startswith("/") or ".." in path.split("/"):
+                raise _field_error(
+                    cls.alias,
+                    address,
+                    value,
+                    "needs a path relative to the build root after its prefix, inside the "
+                    f'repo, e.g. "{OCI_LAYOUT_PREFIX}images/base".',
+                )
             return value
         try:
             parse_reference(value)
@@ -178,6 +202,18 @@ class OciImageUserField(StringField):
         """
     )
 
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", value):
+            raise _field_error(
+                cls.alias,
+                address,
+                value,
+                'is not a user: use "name", "uid", "name:group" or "uid:gid", such as "1000:1000".',
+            )
+        return value
+
 
 class OciImageLabelsField(DictStringToStringField):
     alias = "labels"
@@ -214,15 +250,13 @@ class OciImageExposedPortsField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for port in value or ():
-            if not _PORT.match(port):
-                raise InvalidFieldException(
-                    softwrap(
-                        f"""
-                        The `{cls.alias}` field in target {address} has an invalid port
-                        {port!r}: use a number with an optional protocol, like `"8080"`,
-                        `"8080/tcp"` or `"53/udp"`.
-                        """
-                    )
+            if not _PORT.match(port) or not 1 <= int(port.split("/")[0]) <= 65535:
+                raise _field_error(
+                    cls.alias,
+                    address,
+                    port,
+                    "is not a port: use a number from 1 to 65535 with an optional protocol, "
+                    'like "8080", "8080/tcp" or "53/udp".',
                 )
         return value
 
@@ -235,8 +269,56 @@ class OciImageVolumesField(StringSequenceField):
         """
     )
 
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for path in value or ():
+            _absolute_path(cls.alias, path, address)
+        return value
 
-_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+# The platforms images are built for: GOOS -> GOARCH -> variants (as `docker`, `crane` and
+# the OCI image index spell them). Architectures without variants list none.
+KNOWN_PLATFORMS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+    "linux": {
+        "amd64": ("v1", "v2", "v3", "v4"),
+        "arm64": ("v8",),
+        "arm": ("v5", "v6", "v7"),
+        "386": (),
+        "ppc64le": (),
+        "s390x": (),
+        "riscv64": (),
+        "mips64le": (),
+        "loong64": (),
+    },
+    "windows": {"amd64": (), "arm64": ()},
+}
+
+
+def _platform_problem(platform: str) -> Optional[str]:
+    """Why `platform` is not a known `os/architecture[/variant]`, or None."""
+    examples = ", ".join(
+        f"{os_name}/{arch}{'/' + variants[-1] if arch == 'arm' else ''}"
+        for os_name, arches in KNOWN_PLATFORMS.items()
+        for arch, variants in arches.items()
+    )
+    parts = platform.split("/")
+    if len(parts) not in (2, 3):
+        return f"is not `os/architecture[/variant]`. Known platforms: {examples}."
+    os_name, arch, variant = parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    if os_name not in KNOWN_PLATFORMS:
+        return f"names an unknown os {os_name!r} (known: {', '.join(KNOWN_PLATFORMS)})."
+    if arch not in KNOWN_PLATFORMS[os_name]:
+        return f"names an unknown architecture {arch!r} for {os_name}. Known platforms: {examples}."
+    variants = KNOWN_PLATFORMS[os_name][arch]
+    if variant is not None and variant not in variants:
+        known = (
+            ", ".join(f"{os_name}/{arch}/{v}" for v in variants) or f"none: use {os_name}/{arch}"
+        )
+        return f"names an unknown variant {variant!r} of {os_name}/{arch} (known: {known})."
+    return None
 
 
 class OciImagePlatformsField(StringSequenceField):
@@ -259,19 +341,13 @@ class OciImagePlatformsField(StringSequenceField):
         if value is None:
             return None
         for platform in value:
-            if not _PLATFORM.match(platform):
-                raise InvalidFieldException(
-                    softwrap(
-                        f"""
-                        The `{cls.alias}` field in target {address} has {platform!r}, which is
-                        not `os/architecture[/variant]`. Use e.g. `"linux/amd64"` or
-                        `"linux/arm64/v8"`.
-                        """
-                    )
-                )
-        if len(set(value)) != len(value):
-            raise InvalidFieldException(
-                f"The `{cls.alias}` field in target {address} lists a platform twice: {value}."
+            problem = _platform_problem(platform)
+            if problem:
+                raise _field_error(cls.alias, address, platform, problem)
+        twice = sorted({p for p in value if value.count(p) > 1})
+        if twice:
+            raise _field_error(
+                cls.alias, address, twice[0], "is listed twice: list each platform once."
             )
         return value
 
@@ -288,6 +364,19 @@ class OciImageTagsField(StringSequenceField):
         e.g. `tags=["{hash}"]` for immutable per-content tags.
         """
     )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for tag in value or ():
+            resolved = interpolate(tag, address, cls.alias, content_hash="0" * 12)
+            try:
+                validate_tag(resolved)
+            except InvalidReferenceError as e:
+                raise _field_error(cls.alias, address, tag, f"is not a valid tag: {e}.") from e
+        return value
 
 
 def interpolate(
@@ -342,6 +431,25 @@ class OciImageRepositoryField(StringField):
         """
     )
 
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        assert value is not None  # the field has a default
+        resolved = interpolate(value, address, cls.alias)
+        try:
+            # Under a placeholder registry, so that the first component is never a host.
+            parse_repository(f"registry.invalid/{resolved}")
+        except InvalidReferenceError as e:
+            reason = str(e).split(": ", 1)[-1]
+            raise _field_error(
+                cls.alias,
+                address,
+                value,
+                f"gives the repository {resolved!r}, which is not valid: {reason}. Use "
+                'lowercase path components such as "team/api".',
+            ) from e
+        return value
+
 
 class OciImageRegistriesField(StringSequenceField):
     alias = "registries"
@@ -353,6 +461,37 @@ class OciImageRegistriesField(StringSequenceField):
         """
     )
 
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for registry in value or ():
+            problem = registry_problem(registry)
+            if problem:
+                raise _field_error(cls.alias, address, registry, problem)
+        return value
+
+
+def registry_problem(registry: str) -> Optional[str]:
+    """Why `registry` (`host[:port][/path]`, as in `registries`) is not one, or None."""
+    if "://" in registry:
+        host = registry.split("://", 1)[1]
+        return f"has a URL scheme: write the host alone, {host!r}."
+    host = registry.split("/", 1)[0]
+    if not ("." in host or ":" in host or host == "localhost"):
+        return (
+            "is not a registry host: a registry name has a dot or a port, like "
+            '"ghcr.io", "registry.example.com:5000" or "localhost:5000".'
+        )
+    try:
+        parsed = parse_repository(f"{registry}/image")
+    except InvalidReferenceError as e:
+        return f"is not a registry: {str(e).split(': ', 1)[-1]}."
+    if parsed.tag or parsed.digest:
+        return "has a tag or digest: registries are hosts, with an optional path."
+    return None
+
 
 class OciImageSkipPushField(BoolField):
     alias = "skip_push"
@@ -363,10 +502,21 @@ class OciImageSkipPushField(BoolField):
 class OciImageDependenciesField(Dependencies):
     help = help_text(
         """
-        What to put in the image. Each `oci_layer` dependency becomes one layer, in the order
-        of their addresses; all other dependencies (`files`, `resources`, and anything
-        `package` builds, such as `pex_binary` or `archive`) go together into one final layer.
-        Files keep their path relative to the build root, packages their output path.
+        What to put in the image, as layers on top of the base's, in this order:
+
+          * each `oci_layer` dependency: one layer, in the order of their addresses;
+          * each `pex_binary` dependency: two layers, its third-party requirements (with the
+            PEX runtime) and then its own code, so a code change rebuilds and re-pushes only
+            the small one; the entrypoint runs the PEX with the base's Python unless
+            `entrypoint` is set;
+          * all other dependencies together, in one final layer: sources (`files`,
+            `resources`, `python_sources`, `shell_sources`, ...) and what `pants package`
+            builds of other targets (`archive`, ...).
+
+        Sources keep the path Pants gives them elsewhere (within their source root for Python
+        code and `resources`, from the build root for `files` and `shell_sources`), packages
+        their output path. A dependency with nothing to put in a layer (`python_requirement`,
+        a bare `target`) is an error. An `oci_image` named in `base` is the base, not content.
         """
     )
 
@@ -395,39 +545,88 @@ class OciLayerModeField(StringField):
         """
         Permission bits for every file of this layer, as an octal string such as `"0644"` or
         `"0755"`. Unset: executables get 0755 and other files 0644, whatever the checkout's
-        umask (directories are always 0755).
+        umask. Directories: see `directory_mode`.
         """
     )
 
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    The `{cls.alias}` field in target {address} must be octal permission bits
-                    such as "0644" or "0755", but was {value!r}.
-                    """
-                )
+        return _octal_mode(cls.alias, value, address)
+
+
+def _octal_mode(alias: str, value: Optional[str], address: Address) -> Optional[str]:
+    if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
+        raise _field_error(
+            alias,
+            address,
+            value,
+            'is not octal permission bits: use a string such as "0644" or "0755".',
+        )
+    return value
+
+
+class OciLayerDirectoryModeField(StringField):
+    alias = "directory_mode"
+    help = help_text(
+        """
+        Permission bits of the directories this layer creates, as an octal string such as
+        `"0755"` (the default) or `"0750"`. Directories that the base image or a lower layer
+        already has are left as they are: the layer writes no entry for them, so `/tmp` stays
+        sticky, a home directory keeps its owner, and `/var/run` stays a symlink.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        return _octal_mode(cls.alias, value, address)
+
+
+class _IdField(IntField):
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not 0 <= value <= _MAX_ID:
+            raise _field_error(
+                cls.alias, address, value, f"is not an id: use a number from 0 to {_MAX_ID}."
             )
         return value
 
 
-class OciLayerUidField(IntField):
+# Linux ids are 32-bit; (uid_t)-1 means "no change", so it is not an id.
+_MAX_ID = 2**32 - 2
+
+
+class OciLayerUidField(_IdField):
     alias = "uid"
-    help = "The owner (user id) of every file and directory of this layer. Unset: 0 (root)."
+    help = help_text(
+        """
+        The owner (user id) of every file of this layer and of the directories it creates
+        (not of those the base already has). Unset: 0 (root).
+        """
+    )
 
 
-class OciLayerGidField(IntField):
+class OciLayerGidField(_IdField):
     alias = "gid"
-    help = "The group id of every file and directory of this layer. Unset: 0 (root)."
+    help = help_text(
+        """
+        The group id of every file of this layer and of the directories it creates (not of
+        those the base already has). Unset: 0 (root).
+        """
+    )
 
 
 class OciLayerDependenciesField(Dependencies):
     help = help_text(
         """
-        The files, resources and packages that make up this layer.
+        What makes up this layer, under its `destination`: sources (`files`, `resources`,
+        `python_sources`, `shell_sources`, ...) at the path Pants gives them elsewhere (within
+        their source root for Python code and `resources`, from the build root for `files` and
+        `shell_sources`), and what `pants package` builds of other targets (`pex_binary`,
+        `archive`, ...) at its output path. A dependency with nothing to put in a layer
+        (`python_requirement`, a bare `target`) is an error.
         """
     )
 
@@ -483,6 +682,7 @@ class OciLayerTarget(Target):
         OciLayerDependenciesField,
         OciLayerDestinationField,
         OciLayerModeField,
+        OciLayerDirectoryModeField,
         OciLayerUidField,
         OciLayerGidField,
     )

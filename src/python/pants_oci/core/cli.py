@@ -142,7 +142,7 @@ def _string_map(data: Mapping[str, Any], key: str, where: str) -> dict[str, str]
     return dict(value)
 
 
-def _mode(value: Any, where: str) -> int | None:
+def _mode(value: Any, where: str, key: str = "mode") -> int | None:
     if value is None:
         return None
     try:
@@ -151,14 +151,29 @@ def _mode(value: Any, where: str) -> int | None:
         mode = None
     if mode is None or not 0 <= mode <= 0o7777:
         raise InputFileError(
-            f"{where}: 'mode' must be an octal string like \"0755\", got {value!r}"
+            f"{where}: '{key}' must be an octal string like \"0755\", got {value!r}"
         )
     return mode
 
 
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 # --- layer build --------------------------------------------------------------------------------
 
-_SPEC_KEYS = ("entries", "compression", "level", "source_date_epoch", "ignore", "follow_symlinks")
+_SPEC_KEYS = (
+    "entries",
+    "compression",
+    "level",
+    "source_date_epoch",
+    "ignore",
+    "follow_symlinks",
+    "uid",
+    "gid",
+    "directory_mode",
+    "existing_directories",
+)
 _ENTRY_KEYS = ("source", "target", "mode", "uid", "gid")
 
 
@@ -180,7 +195,16 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
     if not isinstance(entries, list):
         raise InputFileError(f"{where}: 'entries' must be a list of {{source, target, ...}}")
 
-    builder = LayerBuilder(mtime=epoch, follow_symlinks=follow)
+    # Directories the layer creates get the layer's owner and `directory_mode`; those the
+    # layers below have (`existing_directories`) get no entry, so theirs stay as they are.
+    builder = LayerBuilder(
+        mtime=epoch,
+        follow_symlinks=follow,
+        uid=_or(_typed(spec, "uid", int, where, None), 0),
+        gid=_or(_typed(spec, "gid", int, where, None), 0),
+        directory_mode=_or(_mode(spec.get("directory_mode"), where, "directory_mode"), 0o755),
+        existing_directories=_string_list(spec, "existing_directories", where) or (),
+    )
     for number, raw_entry in enumerate(entries):
         entry_where = f"{where}: entries[{number}]"
         entry = _object(raw_entry, entry_where, _ENTRY_KEYS)
@@ -510,6 +534,12 @@ def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
     )
 
 
+def _image_dirs(args: argparse.Namespace, _options: TransportOptions) -> None:
+    from pants_oci.core.rootfs import directory_paths
+
+    _emit({"directories": directory_paths(args.base)})
+
+
 def _image_pythons(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core.interpreters import find_python_interpreters
 
@@ -651,8 +681,10 @@ def _run(args: argparse.Namespace, options: TransportOptions) -> int:
             raise InputFileError(f"--env {item!r}: expected NAME=VALUE or NAME")
         if equals:
             env[name] = value
-        elif name in os.environ:  # as `docker run -e NAME`: this process's value, if set
-            env[name] = os.environ[name]
+        else:  # as `docker run -e NAME`: this process's value, if set
+            source = f"{args.pass_env_prefix or ''}{name}"
+            if source in os.environ:
+                env[name] = os.environ[source]
     return run_layout(
         args.layout,
         ref=args.ref,
@@ -851,6 +883,13 @@ def build_parser() -> argparse.ArgumentParser:
         image_commands, "pythons", _image_pythons, "list the Python interpreters of an image"
     )
     pythons.add_argument("--base", required=True, metavar="LAYOUT_DIR")
+    dirs = command(
+        image_commands,
+        "dirs",
+        _image_dirs,
+        "list the directories (and symlinks) an image's layers leave, whiteouts applied",
+    )
+    dirs.add_argument("--base", required=True, metavar="LAYOUT_DIR")
 
     push = command(commands, "push", _push, "push the image of an OCI layout to registries")
     push.add_argument("layout", metavar="LAYOUT_DIR")
@@ -882,6 +921,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME[=VALUE]",
         help="set (NAME alone: pass this process's value through, if set); repeatable",
+    )
+    run.add_argument(
+        "--pass-env-prefix",
+        metavar="PREFIX",
+        help="read the value of `--env NAME` from PREFIX+NAME in this process's environment, so "
+        "that what is meant for the container (PYTHONPATH, say) never changes this process",
     )
     run.add_argument(
         "--runtime",

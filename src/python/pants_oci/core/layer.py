@@ -16,7 +16,8 @@ What goes in the tar, and why it is the same on every machine:
 * Entries are in sorted order (by Unicode code point, which is UTF-8 byte order) and each
   directory's subtree follows it; an opaque whiteout comes first in its directory.
 * Paths are relative (``app/main.py``; no leading ``/`` or ``./``), directories end in ``/``,
-  and every parent directory has an entry of its own (mode 0755 unless set otherwise).
+  and every parent directory has an entry of its own (mode 0755 unless set otherwise), except
+  those the layers below already have (``existing_directories``), whose metadata stays theirs.
 * mtime is the builder's ``mtime`` for every entry (the caller passes ``SOURCE_DATE_EPOCH``
   when it is set; the default is 0). uid and gid are 0 and user/group names are empty, unless
   the builder's defaults or an :class:`Override` say otherwise.
@@ -59,7 +60,7 @@ import stat
 import struct
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Optional, Protocol, Union, cast
@@ -302,6 +303,10 @@ class LayerBuilder:
     ``uid``/``gid``/``uname``/``gname`` are every entry's ownership unless overridden; names
     are left empty by default, so that only numeric ids count. ``overrides`` maps layer paths
     to :class:`Override`. ``follow_symlinks`` copies symlink targets instead of the links.
+    ``directory_mode`` is the mode of the directories the layer creates. Paths in
+    ``existing_directories`` (directories, or symlinks, that lower layers already have) get
+    no entry of their own: the layer's files go inside them and their metadata stays the
+    lower layers' (a home directory's owner, ``/tmp``'s sticky bit, ``/var/run -> /run``).
     """
 
     def __init__(
@@ -314,6 +319,8 @@ class LayerBuilder:
         gname: str = "",
         follow_symlinks: bool = False,
         overrides: Mapping[str, Override] | None = None,
+        directory_mode: int = 0o755,
+        existing_directories: Iterable[str] = (),
     ) -> None:
         self.mtime = mtime
         self.uid = uid
@@ -321,6 +328,12 @@ class LayerBuilder:
         self.uname = uname
         self.gname = gname
         self.follow_symlinks = follow_symlinks
+        self.directory_mode = directory_mode & 0o7777
+        # Directories (or symlinks to them) that the layers below already have: this layer
+        # writes no entry for them, so their mode, owner and times stay as they are.
+        self.existing_directories = frozenset(
+            "/".join(_split_layer_path(path)) for path in existing_directories
+        )
         self._overrides: dict[str, Override] = {}
         self._root = _Node()
         for path, override in (overrides or {}).items():
@@ -750,8 +763,11 @@ class _Walker:
             elif child is not None or name in found_dirs:
                 child_inherited = self._inherit(path, inherited)
                 custom = child.custom if child is not None else None
-                mode = 0o755 if custom is None or custom.mode is None else custom.mode & 0o7777
-                self._emit(path, tar_format.DIRECTORY, mode, child_inherited, custom)
+                mode = self.builder.directory_mode
+                if custom is not None and custom.mode is not None:
+                    mode = custom.mode & 0o7777
+                if custom is not None or path not in self.builder.existing_directories:
+                    self._emit(path, tar_format.DIRECTORY, mode, child_inherited, custom)
                 child_sources = [
                     *(child.sources if child is not None else ()),
                     *found_dirs.get(name, ()),

@@ -96,7 +96,18 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
             ]
         )
     if not references:
-        return PublishProcesses([])
+        return PublishProcesses(
+            [
+                PublishPackages(
+                    names=(str(field_set.address),),
+                    description=(
+                        f"(it has no `{field_set.registries.alias}` and `[oci].default_registries` "
+                        "is empty: set either to publish it, or `skip_push=True` to say it is "
+                        "not meant to be published)"
+                    ),
+                )
+            ]
+        )
     layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
     argv = ["push", layout_dir]

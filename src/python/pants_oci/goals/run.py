@@ -23,6 +23,8 @@ from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool import OciToolRequest
 
 _LAYOUT_DIR = "image"
+# Where `pants run` hands the tool the values of `[oci].run_env_vars` meant for the container.
+CONTAINER_ENV_PREFIX = "PANTS_OCI_RUN_ENV_"
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,18 @@ async def run_oci_image(field_set: OciImageRunFieldSet, oci: OciSubsystem) -> Ru
     image = await Get(BuiltImage, BuildImageRequest(field_set.address))
     layout = await Get(Digest, AddPrefix(image.layout, _LAYOUT_DIR))
     argv: List[str] = ["run", _LAYOUT_DIR, "--ref", image.manifest_digest]
-    argv += ["--runtime", oci.runtime.value]
+    argv += ["--runtime", oci.runtime.value, "--pass-env-prefix", CONTAINER_ENV_PREFIX]
     passed_through: List[str] = []
     for spec in oci.run_env_vars:
         argv += ["--env", spec]
         if "=" not in spec:
             passed_through.append(spec)
     values = await Get(EnvironmentVars, EnvironmentVarsRequest([*passed_through, "PATH"]))
+    # Values meant for the container reach the tool under a prefix only: a PYTHONPATH or
+    # PEX_* passed through to the container must not change the tool that starts it.
+    container_values = {
+        f"{CONTAINER_ENV_PREFIX}{name}": values[name] for name in passed_through if name in values
+    }
     process = await Get(
         Process,
         OciToolRequest(
@@ -80,7 +87,7 @@ async def run_oci_image(field_set: OciImageRunFieldSet, oci: OciSubsystem) -> Ru
     snapshot = await Get(Snapshot, Digest, process.input_digest)
     top_level = {path.split("/", 1)[0] for path in (*snapshot.files, *snapshot.dirs)}
     request = _in_chroot(process, top_level)
-    env: Dict[str, str] = {**request.extra_env, **values}
+    env: Dict[str, str] = {**request.extra_env, **container_values}
     return RunRequest(
         digest=request.digest,
         args=request.args,

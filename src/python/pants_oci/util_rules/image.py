@@ -11,10 +11,11 @@ Every step is a process of the image tool:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from pants.engine.addresses import Address, Addresses, AddressInput
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -68,6 +69,7 @@ from pants_oci.target_types import (
     OciImageWorkdirField,
     OciLayerDependenciesField,
     OciLayerDestinationField,
+    OciLayerDirectoryModeField,
     OciLayerGidField,
     OciLayerModeField,
     OciLayerUidField,
@@ -191,6 +193,7 @@ class ResolvedBase:
     digest: Optional[Digest]
     path: Optional[str]
     reference: Optional[str]
+    is_docker_archive: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ async def _local_base(address: Address, base: str) -> ResolvedBase:
                 """
             )
         )
-    return ResolvedBase(snapshot.digest, path, None)
+    return ResolvedBase(snapshot.digest, path, None, is_docker_archive=not is_layout)
 
 
 @rule(desc="Resolve an OCI base image")
@@ -289,6 +292,59 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
         ),
     )
     return ResolvedBase(result.output_digest, _BASE_DIR, str(reference))
+
+
+@dataclass(frozen=True)
+class BaseDirectoriesRequest:
+    base: ResolvedBase
+
+
+@dataclass(frozen=True)
+class BaseDirectories:
+    """The directories (and symlinks) of a base image's filesystem."""
+
+    paths: FrozenSet[str]
+
+
+@rule(desc="List the directories of an OCI base image")
+async def base_directories(request: BaseDirectoriesRequest) -> BaseDirectories:
+    base = request.base
+    if base.digest is None or base.path is None or base.is_docker_archive:
+        # scratch has none; a docker-archive base is not read (its layers keep their own).
+        return BaseDirectories(frozenset())
+    result = await Get(
+        ProcessResult,
+        OciToolRequest(
+            argv=("image", "dirs", "--base", base.path),
+            description=f"List the directories of base image {base.reference or base.path}",
+            input_digest=base.digest,
+        ),
+    )
+    return BaseDirectories(frozenset(json.loads(result.stdout)["directories"]))
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    parts = path.split("/")
+    for end in range(1, len(parts)):
+        yield "/".join(parts[:end])
+
+
+async def _on_lower_directories(
+    base: ResolvedBase, layer_requests: Sequence[BuildLayerRequest]
+) -> List[BuildLayerRequest]:
+    """Tell each layer which of the directories its files go through the layers below it
+    already have (the base's, or an earlier layer's), so that it writes no entry of its own
+    for them: a home directory keeps its owner, `/tmp` its sticky bit, `/var/run` stays a
+    symlink. Only those directories go into a layer's cache key, not the whole base's list."""
+    existing = set((await Get(BaseDirectories, BaseDirectoriesRequest(base))).paths)
+    placed = []
+    for layer in layer_requests:
+        through = {a for path in layer.paths() for a in _ancestors(path)}
+        placed.append(
+            dataclasses.replace(layer, existing_directories=tuple(sorted(through & existing)))
+        )
+        existing |= through
+    return placed
 
 
 def image_config(target: Target, platform: str) -> Dict[str, Any]:
@@ -414,7 +470,8 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
     )
     contents = await MultiGet(
-        Get(LayerContent, LayerContentRequest(addresses)) for addresses in layer_dependencies
+        Get(LayerContent, LayerContentRequest(addresses, t.address))
+        for t, addresses in zip(layer_targets, layer_dependencies)
     )
     layer_requests = [
         BuildLayerRequest(
@@ -424,6 +481,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
             mode=t[OciLayerModeField].value,
             uid=t[OciLayerUidField].value,
             gid=t[OciLayerGidField].value,
+            directory_mode=t[OciLayerDirectoryModeField].value,
         )
         for t, content in zip(layer_targets, contents)
     ]
@@ -434,7 +492,9 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
             BuildLayerRequest(pex.address, getattr(pex, part), "/", label=part) for pex in pexes
         )
     if other_addresses:
-        rest = await Get(LayerContent, LayerContentRequest(Addresses(other_addresses)))
+        rest = await Get(
+            LayerContent, LayerContentRequest(Addresses(other_addresses), request.address)
+        )
         if rest.snapshot.files:
             layer_requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
 
@@ -473,6 +533,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
             PexEntrypointRequest(request.address, base_field, base.digest, base.path, pexes[0]),
         )
         config_values["entrypoint"] = list(entrypoint.argv)
+    layer_requests = await _on_lower_directories(base, layer_requests)
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
 
     # Each layer's blob and metadata go under layers/<index>/, in image order.

@@ -4,9 +4,12 @@ Each layer is one `OciToolRequest` whose inputs are exactly the layer's files pl
 spec, so Pants' process cache keys it by content: an unchanged layer is never rebuilt, on any
 run or machine that shares the cache.
 
-Where files go in the image: `files`/`resources` sources keep their path relative to the build
-root, and packages (`pex_binary`, `archive`, ...) their output path, both under the layer's
-destination directory (`/` by default).
+Where files go in the image, under the layer's destination directory (`/` by default): sources
+at the path Pants gives them everywhere else: within their source root where the language uses
+source roots (`python_sources`, `resources`), else from the build root (`files`,
+`shell_sources`); packages (`pex_binary`, `archive`, ...) at their output path. A dependency
+with nothing to put in a layer (`python_requirement`, a bare `target`) is an error, never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
-from pants.core.target_types import FileSourceField, ResourceSourceField
+from pants.core.target_types import FileSourceField
+from pants.core.util_rules import stripped_source_files
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests, Snapshot
 from pants.engine.process import ProcessResult
@@ -27,8 +32,10 @@ from pants.engine.target import (
     FieldSetsPerTarget,
     FieldSetsPerTargetRequest,
     SourcesField,
+    Target,
     Targets,
 )
+from pants.util.strutil import softwrap
 
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.util_rules.tool import OciToolRequest
@@ -39,14 +46,20 @@ _BLOB = "__oci_layer.blob"
 
 @dataclass(frozen=True)
 class LayerContentRequest:
-    """The files of some targets: their sources, and what `package` builds of them."""
+    """The files of some targets (the dependencies of `owner`, an `oci_layer` or `oci_image`):
+    their sources, and what `package` builds of them."""
 
     addresses: Addresses
+    owner: Address
 
 
 @dataclass(frozen=True)
 class LayerContent:
     snapshot: Snapshot
+
+
+class NothingToPutInALayer(Exception):
+    """A dependency of an `oci_layer`/`oci_image` that has no files and builds no package."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,16 @@ class BuildLayerRequest:
     uid: Optional[int] = None
     gid: Optional[int] = None
     label: str = ""  # what part of `address` this layer is, when it has several
+    directory_mode: Optional[str] = None
+    # Directories (or symlinks) of the layers below that this layer's paths go through: it
+    # writes no entry for them, so their owner and mode stay the base's.
+    existing_directories: Tuple[str, ...] = ()
+
+    def paths(self) -> Tuple[str, ...]:
+        """Where this layer's files go in the image (relative, no leading `/`)."""
+        return tuple(
+            posixpath.join(self.destination, path).lstrip("/") for path in self.content.files
+        )
 
 
 @dataclass(frozen=True)
@@ -85,25 +108,68 @@ class BuiltLayer:
         ).encode()
 
 
+def _nothing_to_put(owner: Address, target: Target, why: str) -> NothingToPutInALayer:
+    return NothingToPutInALayer(
+        softwrap(
+            f"""
+            {owner} depends on {target.address}, a `{target.alias}` target, which {why}: it would
+            add nothing to the image. Depend on targets with files (`files`, `resources`,
+            `python_sources`, ...) or on something `pants package` builds (`pex_binary`,
+            `archive`, ...); to ship a Python requirement, depend on a `pex_binary` that uses
+            it (its requirements become a layer of their own). Remove {target.address} from the
+            `dependencies` of {owner} if it is there for another reason.
+            """
+        )
+    )
+
+
 @rule
 async def layer_content(request: LayerContentRequest) -> LayerContent:
     targets = await Get(Targets, Addresses, request.addresses)
-    sources_get = Get(
-        SourceFiles,
-        SourceFilesRequest(
-            sources_fields=[t.get(SourcesField) for t in targets],
-            for_sources_types=(FileSourceField, ResourceSourceField),
-            enable_codegen=True,
-        ),
+    package_field_sets = await Get(
+        FieldSetsPerTarget, FieldSetsPerTargetRequest(PackageFieldSet, targets)
     )
-    packages_get = Get(FieldSetsPerTarget, FieldSetsPerTargetRequest(PackageFieldSet, targets))
-    sources, package_field_sets = await MultiGet(sources_get, packages_get)
+    packaged = [fs for field_sets in package_field_sets.collection for fs in field_sets]
+    packaged_addresses = {fs.address for fs in packaged}
+    with_sources = []
+    for target in targets:
+        if target.address in packaged_addresses:
+            continue
+        if not target.has_field(SourcesField):
+            raise _nothing_to_put(
+                request.owner, target, "has no source files and nothing to package"
+            )
+        with_sources.append(target)
+    # Files (and what generators such as `relocated_files` make of them) keep their path from
+    # the build root; other sources lose their source root where theirs use one (Python code
+    # and resources, as on a PYTHONPATH or in a PEX).
+    generated = await MultiGet(
+        Get(
+            SourceFiles,
+            SourceFilesRequest(
+                [t[SourcesField]], for_sources_types=(FileSourceField,), enable_codegen=True
+            ),
+        )
+        for t in with_sources
+    )
+    plain = await MultiGet(
+        Get(StrippedSourceFiles, SourceFilesRequest([t[SourcesField]]))
+        for t, files in zip(with_sources, generated)
+        if not files.snapshot.files
+    )
+    plain_iter = iter(plain)
+    snapshots = [
+        files.snapshot if files.snapshot.files else next(plain_iter).snapshot for files in generated
+    ]
+    for target, snapshot in zip(with_sources, snapshots):
+        if not snapshot.files:
+            raise _nothing_to_put(request.owner, target, "has no files")
     packages = await MultiGet(
-        Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set))
-        for field_set in package_field_sets.field_sets
+        Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set)) for field_set in packaged
     )
     snapshot = await Get(
-        Snapshot, MergeDigests([sources.snapshot.digest, *(p.digest for p in packages)])
+        Snapshot,
+        MergeDigests([*(s.digest for s in snapshots), *(p.digest for p in packages)]),
     )
     return LayerContent(snapshot)
 
@@ -121,6 +187,10 @@ def layer_spec(request: BuildLayerRequest, oci: OciSubsystem) -> bytes:
     ]
     spec = {
         "entries": entries,
+        "uid": request.uid,
+        "gid": request.gid,
+        "directory_mode": request.directory_mode,
+        "existing_directories": list(request.existing_directories),
         "compression": oci.compression.value,
         "level": oci.compression_level,
         "source_date_epoch": oci.source_date_epoch,
@@ -159,4 +229,4 @@ async def build_layer(request: BuildLayerRequest, oci: OciSubsystem) -> BuiltLay
 
 
 def rules() -> Iterable[Rule]:
-    return collect_rules()
+    return [*collect_rules(), *stripped_source_files.rules()]  # type: ignore[no-untyped-call]

@@ -1,0 +1,109 @@
+"""An image's root filesystem as its layers leave it, read from an OCI layout without unpacking.
+
+Layers apply in order: each one's whiteouts hide what the layers below have (a directory's
+whole tree; an opaque whiteout, a directory's content), never what the same layer adds, so each
+layer is read whole before it is applied. Only the paths a caller asks about are kept, so a
+large base costs one streaming read of its layers and little memory.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pants_oci.core.errors import ImageArchiveError
+from pants_oci.core.layer import decompressed
+from pants_oci.core.layout import ImageLayout
+
+__all__ = ["RootfsEntry", "directory_paths", "rootfs_entries"]
+
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+@dataclass(frozen=True)
+class RootfsEntry:
+    """What the final filesystem has at a path (relative, no leading `/`)."""
+
+    kind: str  # "dir", "symlink", "file", "hardlink" or "other"
+    mode: int
+    uid: int
+    gid: int
+    executable: bool
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    return "file" if member.isfile() else "other"
+
+
+def _normalized(name: str) -> str:
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def _under(path: str, top: str) -> bool:
+    return top in ("", path) or path.startswith(top + "/")
+
+
+def rootfs_entries(
+    layout_dir: str | os.PathLike[str], keep: Callable[[str], bool], ref: str | None = None
+) -> dict[str, RootfsEntry]:
+    """The entries whose paths ``keep`` accepts, as the image's layers leave them: of image
+    ``ref`` of an OCI layout, or of its only image. The layout must hold the layers."""
+    layout = ImageLayout.open(layout_dir)
+    if ref is not None:
+        manifest = layout.manifest(ref)
+    else:
+        digests = sorted({str(entry.digest) for entry in layout.index().manifests})
+        if len(digests) != 1:
+            raise ImageArchiveError(
+                f"{layout.root}: expected one image to read the filesystem of, found {len(digests)}"
+            )
+        manifest = layout.manifest(digests[0])
+    found: dict[str, RootfsEntry] = {}
+    for descriptor in manifest.layers:
+        if not layout.has_blob(descriptor.digest):
+            raise ImageArchiveError(
+                f"{layout.root}: layer {descriptor.digest} is missing; an image's filesystem "
+                "can only be read when all its layers are present"
+            )
+        hidden: list[str] = []  # paths whose lower-layer content (and all below) goes
+        added: dict[str, RootfsEntry] = {}
+        with (
+            layout.open_blob(descriptor.digest) as blob,
+            decompressed(blob) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
+            for member in tar:
+                name = _normalized(member.name)
+                directory, base = posixpath.split(name)
+                if base == _OPAQUE:
+                    hidden.append(directory)
+                elif base.startswith(_WHITEOUT):
+                    hidden.append(posixpath.join(directory, base[len(_WHITEOUT) :]))
+                elif name and keep(name):
+                    added[name] = RootfsEntry(
+                        kind=_kind(member),
+                        mode=member.mode & 0o7777,
+                        uid=member.uid,
+                        gid=member.gid,
+                        executable=bool(member.mode & 0o111) and not member.isdir(),
+                    )
+        found = {p: e for p, e in found.items() if not any(_under(p, top) for top in hidden)}
+        found.update(added)
+    return found
+
+
+def directory_paths(layout_dir: str | os.PathLike[str], ref: str | None = None) -> list[str]:
+    """The paths of the image that are directories, or symlinks (a layer must not replace
+    either with a directory of its own), sorted."""
+    entries = rootfs_entries(layout_dir, lambda _path: True, ref)
+    return sorted(path for path, entry in entries.items() if entry.kind in ("dir", "symlink"))
