@@ -174,6 +174,18 @@ KIND_FILES = {
 }
 
 
+def _image_content(kinds_runner: RuleRunner, dependency: str) -> LayerContent:
+    """What an image depending on `dependency` alone puts in its last layer."""
+    kinds_runner.write_files(
+        {**KIND_FILES, "img/BUILD": f"oci_image(name='img', dependencies=['{dependency}'])"}
+    )
+    target = kinds_runner.get_target(Address("img", target_name="img"))
+    addresses = kinds_runner.request(
+        Addresses, [DependenciesRequest(target[OciImageDependenciesField])]
+    )
+    return kinds_runner.request(LayerContent, [LayerContentRequest(addresses, target.address)])
+
+
 @pytest.mark.parametrize(
     ("dependency", "expected"),
     [
@@ -189,15 +201,7 @@ KIND_FILES = {
 def test_each_kind_of_dependency_puts_its_files_in_the_layer(
     kinds_runner: RuleRunner, dependency: str, expected: set[str]
 ) -> None:
-    kinds_runner.write_files(
-        {**KIND_FILES, "img/BUILD": f"oci_image(name='img', dependencies=['{dependency}'])"}
-    )
-    target = kinds_runner.get_target(Address("img", target_name="img"))
-    addresses = kinds_runner.request(
-        Addresses, [DependenciesRequest(target[OciImageDependenciesField])]
-    )
-    content = kinds_runner.request(LayerContent, [LayerContentRequest(addresses, target.address)])
-    assert set(content.snapshot.files) == expected
+    assert set(_image_content(kinds_runner, dependency).snapshot.files) == expected
 
 
 @pytest.mark.parametrize(
@@ -207,15 +211,8 @@ def test_each_kind_of_dependency_puts_its_files_in_the_layer(
 def test_a_dependency_with_nothing_to_put_in_a_layer_is_an_error(
     kinds_runner: RuleRunner, dependency: str, kind: str
 ) -> None:
-    kinds_runner.write_files(
-        {**KIND_FILES, "img/BUILD": f"oci_image(name='img', dependencies=['{dependency}'])"}
-    )
-    target = kinds_runner.get_target(Address("img", target_name="img"))
-    addresses = kinds_runner.request(
-        Addresses, [DependenciesRequest(target[OciImageDependenciesField])]
-    )
     with pytest.raises(ExecutionError) as error:
-        kinds_runner.request(LayerContent, [LayerContentRequest(addresses, target.address)])
+        _image_content(kinds_runner, dependency)
     message = " ".join(str(error.value).split())
     assert f"img:img depends on {dependency.lstrip('/')}, a `{kind}` target" in message, message
     assert "pex_binary" in message and "Remove" in message
