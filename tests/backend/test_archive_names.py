@@ -57,10 +57,13 @@ def test_default_registries_and_no_registries(rule_runner: RuleRunner) -> None:
 def test_an_invalid_name_is_an_error_naming_the_target_and_fields(
     rule_runner: RuleRunner,
 ) -> None:
-    target = _image(rule_runner, 'repository="team/{name}-API", output=["docker-archive"]')
+    # The target's own fields are checked where they are written (test_target_types.py); a
+    # bad `[oci].default_registries` entry is caught here, naming the target and the option.
+    target = _image(rule_runner, 'repository="team/{name}", output=["docker-archive"]')
     with pytest.raises(InvalidFieldException) as error:
-        archive_names(target, ["latest"], [])
+        archive_names(target, ["latest"], ["registry.example.com/Team"])
     message = str(error.value)
-    assert "services/api:api" in message and "'team/api-API:latest'" in message
+    assert "services/api:api" in message
+    assert "'registry.example.com/Team/team/api:latest'" in message
     assert "repository name must be lowercase" in message
-    assert "`registries`, `repository` and `tags`" in message
+    assert "`[oci].default_registries`" in message

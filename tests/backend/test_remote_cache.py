@@ -113,6 +113,7 @@ def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
     # (Pants starts local runs speculatively and cancels them when the cache answers: the
     # counters tell which finished first).
     digest_b, counters_b, _, _ = _package(_machine(tmp_path / "b", v1, remote, machine_b))
+    assert counters_b["remote_cache_read_errors"] == 0, counters_b
     assert counters_b["remote_cache_requests_cached"] == written, counters_b
     assert counters_b["remote_cache_requests_uncached"] == 0, counters_b
     assert counters_b["remote_cache_speculation_local_completed_first"] == 0, counters_b
@@ -124,6 +125,7 @@ def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
     digest_c, counters_c, ran_c, _ = _package(
         _machine(tmp_path / "c", v2, remote, registry.auth_json())
     )
+    assert counters_c["remote_cache_read_errors"] == 0, counters_c
     assert counters_c["remote_cache_requests_uncached"] == 2, counters_c
     assert counters_c["remote_cache_requests_cached"] == written - 2, counters_c
     assert {"Assemble OCI image app:app", "Build OCI layer for app:2-app"} <= set(ran_c)

@@ -50,6 +50,9 @@ grpc-server-options:
   # gRPC sets SO_REUSEPORT by default, so a second server on a taken port would start and share
   # its connections with the first; without it, a clash fails to bind, loudly.
   grpc.so_reuseport: 0
+# gRPC threads, which also cap concurrent RPCs (5 per CPU by default): Pants sends many reads
+# and writes at once, and BuildGrid answers the extra ones "Concurrent RPC limit exceeded!".
+thread-pool-size: 100
 server:
   - !channel
     address: {json.dumps(f"{LOOPBACK}:{port}")}
