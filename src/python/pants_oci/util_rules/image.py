@@ -572,7 +572,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         argv += ["--base-reference", base.reference]
     # The assembled layout holds only this image's own blobs: base layers are added below
     # from the base's own output, so no image's cached output repeats them.
-    base_is_layout = base.path is not None and not base_field.startswith(DOCKER_ARCHIVE_PREFIX)
+    base_is_layout = base.path is not None and not base.is_docker_archive
     if base_is_layout:
         argv.append("--omit-base-layers")
     archive = f"{request.address.target_name}.tar"
