@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from pants.core.target_types import FilesGeneratorTarget, FileTarget
@@ -112,6 +115,8 @@ def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRu
     argv = list(process.argv)
     assert argv[argv.index("--ca-bundle") + 1] == "__oci_ca_bundle.pem"
     assert argv[argv.index("--insecure-registry") + 1] == "r:5000"
+    # Its errors and hints name `[oci].ca_bundle`, not `--ca-bundle`.
+    assert argv[argv.index("--hints-for") + 1] == "pants"
     assert not any("certs/ca.pem" in arg for arg in argv)
     contents = rule_runner.request(DigestContents, [process.input_digest])
     [ca] = [c for c in contents if c.path == "__oci_ca_bundle.pem"]
@@ -119,8 +124,8 @@ def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRu
 
 
 def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleRunner) -> None:
-    """Remote caches key processes by argv and env: only the interpreter (as for every Pants
-    Python process) may be a host path; no host PATH, HOME, locale or credential locations."""
+    """Remote caches key processes by argv and env: no host path (not even the interpreter's),
+    no host PATH, HOME, locale or credential locations."""
     # Pants passes LANG and SSL_CERT_FILE to every process unless told otherwise.
     configure(rule_runner, env={"LANG": "de_DE.UTF-8", "SSL_CERT_FILE": "/etc/my-ca.pem"})
     empty = rule_runner.request(Digest, [CreateDigest([])])
@@ -129,8 +134,20 @@ def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleR
         [OciToolRequest(argv=("layer", "build"), description="t", input_digest=empty)],
     )
     assert process.env["PATH"] == "/usr/bin:/bin"
-    assert set(process.env) <= {"PATH", "PEX_ROOT", "PEX_PYTHON", "PEX_IGNORE_RCFILES"}
-    assert not any(arg.startswith("/") for arg in process.argv[1:]), process.argv
+    assert set(process.env) <= {"PATH", "PEX_ROOT", "PEX_IGNORE_RCFILES"}
+    assert not any(
+        value.startswith("/") for value in process.env.values() if value != "/usr/bin:/bin"
+    )
+    assert not any(arg.startswith("/") for arg in process.argv), process.argv
+    # Python is run through a link in a named cache, which points at this machine's Python.
+    python = process.argv[0]
+    cache_dir = process.append_only_caches["pants_oci_python"]
+    assert python.startswith(f"{cache_dir}/python-")
+    global_options = rule_runner.options_bootstrapper.bootstrap_options.for_global_scope()
+    named_caches = Path(global_options.named_caches_dir)
+    link = named_caches / "pants_oci_python" / python.split("/", 1)[1]
+    assert link.is_symlink() and Path(os.readlink(link)).is_absolute()
+    assert subprocess.run([link, "-c", "print(1)"], capture_output=True, text=True).stdout == "1\n"
     assert process.cache_scope == ProcessCacheScope.SUCCESSFUL
     # A never-cached process (a push) does get the user's environment.
     push = rule_runner.request(

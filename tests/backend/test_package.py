@@ -205,6 +205,7 @@ def test_errors_name_the_target_and_the_fix(
     tmp_path: Path, busybox_image: PushedImage, registry_factory: RegistryFactory
 ) -> None:
     missing = busybox_image.ref.split("@")[0] + "@sha256:" + "0" * 64
+    unreachable = "127.0.0.1:1/base@sha256:" + "1" * 64  # pinned: no lockfile to write
     locked = registry_factory("token")
     repo = make_pants_repo(
         tmp_path / "repo",
@@ -212,6 +213,7 @@ def test_errors_name_the_target_and_the_fix(
             "bad/BUILD": f"""
 oci_image(name="unpinned", base="{busybox_image.tag_ref}")
 oci_image(name="missing", base="{missing}")
+oci_image(name="unreachable", base="{unreachable}")
 oci_image(name="relative", workdir="app")
 oci_image(name="refused", registries=["{locked.host}"])
 """,
@@ -227,6 +229,16 @@ oci_image(name="refused", registries=["{locked.host}"])
     not_found = run_pants("package", "bad:missing", cwd=repo, check=False)
     assert not_found.returncode != 0
     assert "0" * 64 in not_found.stderr and "Traceback" not in not_found.stderr
+
+    # Nothing listens there: one try, one message naming the target, the registry, and the
+    # `[oci]` options (not the image tool's flags) that reach a plain-HTTP or private-CA one.
+    down = run_pants("package", "bad:unreachable", cwd=repo, check=False)
+    assert down.returncode != 0
+    assert "bad:unreachable" in down.stderr and "retrying" not in down.stderr
+    assert down.stderr.count("cannot reach registry 127.0.0.1:1 ") == 1, down.stderr
+    assert down.stderr.count("Connection refused") == 1, down.stderr
+    assert "`[oci].insecure_registries`" in down.stderr and "`[oci].ca_bundle`" in down.stderr
+    assert "--insecure-registry" not in down.stderr and "--ca-bundle" not in down.stderr
 
     relative = run_pants("package", "bad:relative", cwd=repo, check=False)
     assert relative.returncode != 0

@@ -4,7 +4,9 @@ with the pants.toml lines of docs/remote-cache.md."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -53,11 +55,23 @@ def _machine(root: Path, files: dict[str, str], remote_toml: str, credentials: A
     return repo
 
 
-def _package(repo: Path) -> tuple[str, dict[str, int], list[str], str]:
+def _relocated_python(machine_a: Path, root: Path) -> Path:
+    """A copy of the Python that machine A's tool ran on, at another path (its standard library
+    linked in): the interpreter of a machine where Python is installed elsewhere."""
+    [link] = (machine_a.parent / "named_caches/pants_oci_python").glob("python-*")
+    python = Path(os.readlink(link))
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(python, root / "bin" / python.name)
+    (root / "lib").symlink_to(python.parent.parent / "lib")
+    return root / "bin"
+
+
+def _package(repo: Path, *options: str) -> tuple[str, dict[str, int], list[str], str]:
     """Package app:app; (manifest digest, --stats-log counters, descriptions of our processes
     that ran locally, stderr)."""
     home = repo.parent
     result = run_pants(
+        *options,
         "--pants-config-files=['pants.toml', 'remote-cache.toml']",
         f"--local-store-dir={home / 'lmdb'}",
         f"--named-caches-dir={home / 'named_caches'}",
@@ -91,9 +105,8 @@ def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
     machine_b = registry.auth_json(("machine-b", "b-password"))
     remote = docs_toml(buildgrid.address)
     v1 = _files(base, "echo v1\n")
-    digest_a, counters_a, ran_a, _ = _package(
-        _machine(tmp_path / "a", v1, remote, registry.auth_json())
-    )
+    machine_a = _machine(tmp_path / "a", v1, remote, registry.auth_json())
+    digest_a, counters_a, ran_a, _ = _package(machine_a)
     assert "Build OCI layer for app:1-assets" in ran_a and "Build OCI layer for app:2-app" in ran_a
     written = counters_a["remote_cache_write_successes"]
     assert written >= 3, counters_a  # the tool PEX, two layers, the assembly
@@ -119,15 +132,25 @@ def test_second_machine_builds_nothing_and_a_change_rebuilds_only_its_layer(
     assert counters_b["remote_cache_speculation_local_completed_first"] == 0, counters_b
     assert digest_b == digest_a
 
-    # One source changes; machine C (empty) misses exactly that layer and the assembly, and
-    # takes the tool and the other layer from the remote cache.
+    # One source changes; machine C (empty, its Python installed at another path) misses
+    # exactly that layer and the assembly, and takes the other layer from the remote cache:
+    # no tool process's cache key holds the interpreter's path.
     v2 = _files(base, "echo v2\n")
-    digest_c, counters_c, ran_c, _ = _package(
-        _machine(tmp_path / "c", v2, remote, registry.auth_json())
+    machine_c = _machine(tmp_path / "c", v2, remote, registry.auth_json())
+    python_c = _relocated_python(machine_a, tmp_path / "c/python")
+    digest_c, counters_c, ran_c, stderr_c = _package(
+        machine_c, f"--python-bootstrap-search-path=['{python_c}']"
     )
+    [link_c] = (tmp_path / "c/named_caches/pants_oci_python").glob("python-*")
+    assert Path(os.readlink(link_c)).parent == python_c, stderr_c[-3000:]
+    # The same tool PEX: its link is named after it.
+    [link_a] = (tmp_path / "a/named_caches/pants_oci_python").glob("python-*")
+    assert link_c.name == link_a.name
+    # Misses: that layer, the assembly, and Pants' own process that builds the tool PEX (its
+    # argv names the interpreter; it builds the same PEX). The other layer is a hit.
     assert counters_c["remote_cache_read_errors"] == 0, counters_c
-    assert counters_c["remote_cache_requests_uncached"] == 2, counters_c
-    assert counters_c["remote_cache_requests_cached"] == written - 2, counters_c
+    assert counters_c["remote_cache_requests_uncached"] == 3, json.dumps([counters_c, ran_c])
+    assert counters_c["remote_cache_requests_cached"] == written - 3, json.dumps(counters_c)
     assert {"Assemble OCI image app:app", "Build OCI layer for app:2-app"} <= set(ran_c)
     assert digest_c != digest_a
 

@@ -7,7 +7,9 @@ from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
 
+from pants_oci.core.base_spec import parse_base
 from pants_oci.target_types import (
+    ImageBase,
     OciImageBaseField,
     OciImageCmdField,
     OciImageEntrypointField,
@@ -173,3 +175,16 @@ def test_bad_build_values_are_refused_naming_target_field_value_and_fix(
     assert f"`{field}`" in message or f"'{field}'" in message, message
     assert quoted in message, message
     assert fix in message, message
+
+
+def test_the_base_field_reads_bases_by_the_core_grammar_plus_addresses() -> None:
+    for text in ("scratch", "oci:images/base:v1", "docker-archive:b.tar", "python:3.11"):
+        assert ImageBase.parse(text).spec == parse_base(text)
+    for text in (":base", "//images/base:base"):
+        base = ImageBase.parse(text)
+        assert base.address == text and base.spec is None and base.local_path is None
+    layout = ImageBase.parse("oci-layout:images/base/")
+    assert layout.address is None and layout.local_path == "images/base"
+    assert (
+        not layout.is_docker_archive and ImageBase.parse("docker-archive:b.tar").is_docker_archive
+    )

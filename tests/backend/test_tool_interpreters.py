@@ -5,11 +5,13 @@ For every supported minor version found on this machine (pyenv's versions and `p
 PATH: where Pants' default `[python-bootstrap].search_path` looks), Pants builds the tool PEX for
 that interpreter alone (`--oci-interpreter-constraints=['CPython==3.X.*']`) and packages a small
 image, with gzip (isal) and with zstd layers; Pants' debug log shows the interpreter each tool
-process ran on (`PEX_PYTHON`). A version that is not installed is skipped, saying so.
+process ran on (the link its Python runs through). A version that is not installed is skipped,
+saying so.
 
 Every build must give the layer, config and manifest digests of the build with the default
 constraints, for which Pants picks the lowest interpreter that matches: which Python runs the
-tool depends on the machine (and changes the tool's process cache keys), the bytes must not.
+tool depends on the machine (and changes the tool's PEX, so its process cache keys), the bytes
+must not.
 
 Pants 2.17.1's own pex (v2.1.137, pinned in pants.toml) cannot run Python 3.12 or later: it
 reports them as broken interpreters (its importer of vendored code fails on them). 3.12 and 3.13
@@ -114,7 +116,7 @@ def _find_python(minor: int) -> str | None:
 
 @dataclass(frozen=True)
 class Build:
-    pythons: frozenset[str]  # PEX_PYTHON of every tool process
+    pythons: frozenset[str]  # the interpreter of every tool process
     manifest_digest: str
     config_digest: str
     layers: tuple[tuple[str, str, int], ...]  # (digest, diff_id, size)
@@ -176,11 +178,18 @@ oci_image(
                 f"./pants {' '.join(options)} package exited {result.returncode}:\n"
                 + result.stderr[-6000:]
             )
-        pythons = frozenset(
-            re.findall(
-                r'argv: \["[^"]+", "pants-oci-tool\.pex".*?"PEX_PYTHON": "([^"]+)"', result.stderr
+        # Tool processes run Python through a link (so argv holds no host path); the process
+        # that writes the link names the interpreter it points at.
+        links = dict(
+            (link, python)
+            for python, link in re.findall(
+                r'"([^"]+)", "(\.pants-oci-python/python-[0-9a-f]+)"\]', result.stderr
             )
         )
+        used = re.findall(
+            r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "pants-oci-tool\.pex"', result.stderr
+        )
+        pythons = frozenset(links[link] for link in used)
         assert pythons, "no tool process ran: were they all cached?\n" + result.stderr[-3000:]
         layout = self.root / "dist/app/img"
         info = json.loads((layout / "image-info.json").read_text())

@@ -5,16 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pants_oci.core.auth import (
     Credential,
@@ -30,90 +24,10 @@ from pants_oci.core.registry import RegistryClient
 from pants_oci.core.transport import TransportOptions
 from tests.core.registry_support import options_for
 from tests.harness.fixtures import RegistryFactory
+from tests.harness.google import CLOUD_PLATFORM, JWT_BEARER, GoogleTokenEndpoint
 from tests.harness.proxies import FaultProxy
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_HOSTS = ("gcr.io", "eu.gcr.io", "europe-docker.pkg.dev")
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class GoogleTokenEndpoint:
-    """A loopback OAuth2 token endpoint that checks google-auth's signed JWT-bearer assertion."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.expires_in = 3600
-        self.fail_with: tuple[int, dict[str, str]] | None = None
-        self.token_value: str | None = None  # issue this access token (default: random ones)
-        self.grants: list[dict[str, Any]] = []
-        self.issued: list[str] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                status, body = endpoint.answer(form)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        self.token_uri = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-
-    def answer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        header_b64, claims_b64, signature_b64 = form["assertion"].split(".")
-        # The real signature check: google-auth signed with the service account's key.
-        self.key.public_key().verify(
-            b64url_decode(signature_b64),
-            f"{header_b64}.{claims_b64}".encode(),
-            padding.PKCS1v15(),
-            hashes.SHA256(),
-        )
-        claims = json.loads(b64url_decode(claims_b64))
-        self.grants.append({"grant_type": form.get("grant_type"), **claims})
-        if self.fail_with is not None:
-            return self.fail_with
-        token = self.token_value or f"ya29.test-{secrets.token_hex(8)}"
-        self.issued.append(token)
-        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
-
-    def service_account_info(self) -> dict[str, str]:
-        pem = self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        return {
-            "type": "service_account",
-            "project_id": "pants-oci-test",
-            "private_key_id": "test-key-1",
-            "private_key": pem,
-            "client_email": "builder@pants-oci-test.iam.gserviceaccount.com",
-            "client_id": "1234567890",
-            "token_uri": self.token_uri,
-        }
-
-    def key_file(self, directory: Path) -> Path:
-        path = directory / "service-account.json"
-        path.write_text(json.dumps(self.service_account_info()))
-        return path
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -14,6 +14,13 @@ Every request is recorded (`proxy.requests`, `proxy.seen(method, pattern)`). Rul
 on the method and a regex searched in the path (query included) and fire `times` times
 (None: forever); `rule.hits` counts them.
 
+With `forward_for=["europe-docker.pkg.dev"]` it is a forward HTTP proxy instead (a client's
+HTTP_PROXY): it takes absolute-form requests (`GET http://europe-docker.pkg.dev/v2/ HTTP/1.1`)
+for those host names only and sends them to the upstream registry in origin form, Host
+header kept, so that a loopback registry answers under another name (its Location headers
+name that host too, and come back through the proxy). Anything else is answered 502 and
+goes nowhere. Recorded paths (and rule patterns) are the absolute URLs.
+
 RecordingServer serves fixed bodies and records the headers of every request: the far end
 of a redirect, to prove what a client sent there.
 """
@@ -26,7 +33,7 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,11 +116,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         headers = {name.lower(): value for name, value in self.headers.items()}
         seen = SeenRequest(self.command, self.path, headers)
+        upstream_path = proxy.upstream_path(self.path)
+        if upstream_path is None:  # a forward proxy asked for a host it does not stand in for
+            proxy.record(seen)
+            seen.body_length = len(self._read_body())
+            self._send(502, {"Content-Type": "text/plain"}, b"not a host this proxy serves\n")
+            return
         rules = proxy.take_rules(self.command, self.path)
         proxy.record(seen)
         cut = next((r for r in rules if r.action == "cut"), None)
         if cut is not None:
-            self._cut(cut.after_bytes)
+            self._cut(cut.after_bytes, upstream_path)
             return
         body = self._read_body()
         seen.body_length = len(body)
@@ -121,7 +134,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if respond is not None:
             self._send(respond.status, respond.headers, respond.body)
             return
-        status, upstream_headers, data = proxy.forward(self.command, self.path, self.headers, body)
+        status, upstream_headers, data = proxy.forward(
+            self.command, upstream_path, self.headers, body
+        )
         for rule in rules:
             replaced: dict[str, str] = {}
             if rule.action == "add_headers":
@@ -163,7 +178,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             with suppress(OSError):  # let the partial body reach the client before the RST
                 self.connection.shutdown(socket.SHUT_WR)
 
-    def _cut(self, after_bytes: int) -> None:
+    def _cut(self, after_bytes: int, upstream_path: str) -> None:
         """Forward the headers and `after_bytes` of the body, then break both connections.
 
         The upstream side is half-closed and drained first, so the registry has finished
@@ -172,7 +187,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if after_bytes:
             partial = self.rfile.read(after_bytes)
             upstream = socket.create_connection(self.server.proxy.upstream_address, timeout=30)
-            head = f"{self.command} {self.path} HTTP/1.1\r\n"
+            head = f"{self.command} {upstream_path} HTTP/1.1\r\n"
             for name, value in self.headers.items():
                 if name.lower() not in _HOP_BY_HOP:
                     head += f"{name}: {value}\r\n"
@@ -222,14 +237,18 @@ class _LoopbackServer:
 
 
 class FaultProxy(_LoopbackServer):
-    """A fault-injecting HTTP proxy on loopback in front of `upstream` (a plain-HTTP URL)."""
+    """A fault-injecting HTTP proxy on loopback in front of `upstream` (a plain-HTTP URL);
+    a forward proxy for the host names `forward_for` when given (see the module docstring)."""
 
-    def __init__(self, upstream: str, *, relative_locations: bool = False) -> None:
+    def __init__(
+        self, upstream: str, *, relative_locations: bool = False, forward_for: Iterable[str] = ()
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None or parts.port is None:
             raise ValueError(f"FaultProxy needs an http://host:port upstream, got {upstream!r}")
         self.upstream_address = (parts.hostname, parts.port)
         self.relative_locations = relative_locations
+        self.forward_for = frozenset(host.lower() for host in forward_for)
         self.rules: list[Rule] = []
         server = _ProxyServer((LOOPBACK, 0), _ProxyHandler)
         server.proxy = self
@@ -332,6 +351,16 @@ class FaultProxy(_LoopbackServer):
             return fired
 
     # --- traffic ------------------------------------------------------------------------------
+
+    def upstream_path(self, target: str) -> str | None:
+        """The origin-form path to send upstream for a request-target; None when a forward
+        proxy must refuse it (not absolute-form http:// for one of its host names)."""
+        if not self.forward_for:
+            return target
+        parts = urlsplit(target)
+        if parts.scheme != "http" or (parts.hostname or "").lower() not in self.forward_for:
+            return None
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def seen(self, method: str | None = None, pattern: str | None = None) -> list[SeenRequest]:
         with self._lock:

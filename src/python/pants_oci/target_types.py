@@ -7,6 +7,7 @@ the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from pants.engine.addresses import Address
@@ -23,16 +24,19 @@ from pants.engine.target import (
 )
 from pants.util.strutil import help_text, softwrap
 
+from pants_oci.core.base_spec import (
+    DOCKER_ARCHIVE_PREFIX,
+    OCI_LAYOUT_PREFIX,
+    SCRATCH,
+    BaseKind,
+    BaseSpec,
+    parse_base,
+)
 from pants_oci.core.reference import (
     InvalidReferenceError,
-    parse_reference,
     parse_repository,
     validate_tag,
 )
-
-SCRATCH = "scratch"
-OCI_LAYOUT_PREFIX = "oci-layout:"
-DOCKER_ARCHIVE_PREFIX = "docker-archive:"
 
 # POSIX-style environment variable names, as shells and `docker run -e` accept them.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -93,11 +97,21 @@ class OciImageBaseField(StringField):
         value = super().compute_value(raw_value, address)
         assert value is not None  # the field has a default
         value = value.strip()
-        if value == SCRATCH or value.startswith((":", "//")):
-            return value
-        if value.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
-            path = value.split(":", 1)[1]
-            if not path or path.startswith("/") or ".." in path.split("/"):
+        try:
+            base = ImageBase.parse(value)
+        except InvalidReferenceError as e:
+            raise _field_error(
+                cls.alias,
+                address,
+                value,
+                f'is not a base image: {e}. Use `"{SCRATCH}"`, a reference such as '
+                '`"registry.example.com/team/base@sha256:..."`, an `oci_image` address starting '
+                f"with `:` or `//`, or an `{OCI_LAYOUT_PREFIX}`/`{DOCKER_ARCHIVE_PREFIX}` path "
+                f'relative to the build root, e.g. `"{OCI_LAYOUT_PREFIX}images/base"`.',
+            ) from e
+        if base.local_path is not None:
+            path = base.local_path
+            if path.startswith("/") or ".." in path.split("/"):
                 raise _field_error(
                     cls.alias,
                     address,
@@ -105,22 +119,43 @@ class OciImageBaseField(StringField):
                     "needs a path relative to the build root after its prefix, inside the "
                     f'repo, e.g. "{OCI_LAYOUT_PREFIX}images/base".',
                 )
-            return value
-        try:
-            parse_reference(value)
-        except InvalidReferenceError as e:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    The `{cls.alias}` field in target {address} is not a valid image reference:
-                    {e}. Use `"{SCRATCH}"`, a reference such as
-                    `"registry.example.com/team/base@sha256:..."`, an `oci_image` address
-                    starting with `:` or `//`, or an `{OCI_LAYOUT_PREFIX}`/`{DOCKER_ARCHIVE_PREFIX}`
-                    path.
-                    """
-                )
-            ) from e
         return value
+
+    def image_base(self) -> ImageBase:
+        return ImageBase.parse(self.value)
+
+
+@dataclass(frozen=True)
+class ImageBase:
+    """A `base` field's value, read by the one grammar of bases (`pants_oci.core.base_spec`)
+    plus the backend's own kind: the address of another `oci_image` target."""
+
+    text: str
+    # What the image tool reads: scratch, a local image, a registry image. None for an address.
+    spec: Optional[BaseSpec]
+
+    @classmethod
+    def parse(cls, text: str) -> ImageBase:
+        """Raises InvalidReferenceError (saying why) for text that is no base."""
+        if text.startswith((":", "//")):
+            return cls(text, None)
+        return cls(text, parse_base(text))
+
+    @property
+    def address(self) -> Optional[str]:
+        """The address of the `oci_image` this base names, as written."""
+        return self.text if self.spec is None else None
+
+    @property
+    def local_path(self) -> Optional[str]:
+        """The build-root-relative path of a local image (OCI layout or docker-archive)."""
+        if self.spec is None or not self.spec.is_local:
+            return None
+        return self.spec.location.rstrip("/")
+
+    @property
+    def is_docker_archive(self) -> bool:
+        return self.spec is not None and self.spec.kind is BaseKind.DOCKER_ARCHIVE
 
 
 class OciImageEntrypointField(StringSequenceField):

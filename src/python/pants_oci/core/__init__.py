@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:
+    from pants_oci.core.base_spec import BaseKind, BaseSpec, parse_base
     from pants_oci.core.digest import (
         Digest,
         HashingReader,
@@ -49,6 +50,9 @@ _EXPORTS: Dict[str, str] = {
     "Reference": "reference",
     "parse_reference": "reference",
     "parse_repository": "reference",
+    "BaseKind": "base_spec",
+    "BaseSpec": "base_spec",
+    "parse_base": "base_spec",
     "Digest": "digest",
     "HashingReader": "digest",
     "HashingWriter": "digest",
@@ -109,6 +113,8 @@ _EXPORTS: Dict[str, str] = {
 
 __all__ = [
     "AnyManifest",
+    "BaseKind",
+    "BaseSpec",
     "ChainKeychain",
     "ContainerConfig",
     "Credential",
@@ -159,6 +165,7 @@ __all__ = [
     "build_index",
     "copy_image",
     "default_keychain",
+    "parse_base",
     "parse_manifest",
     "parse_reference",
     "parse_repository",

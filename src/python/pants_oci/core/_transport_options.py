@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from pants_oci.core._settings import HINTS_FOR, LIBRARY
+
 if TYPE_CHECKING:
     import httpx
 
@@ -49,12 +51,17 @@ class TransportOptions:
     proxy: str | None = None
     # Injectable so tests can record waits instead of sleeping.
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    # Whose words errors use for a setting to change ("library", "cli" or "pants"): see
+    # pants_oci.core._settings. Changes no request.
+    hints_for: str = field(default=LIBRARY, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.hints_for not in HINTS_FOR:
+            raise ValueError(f"hints_for must be one of {HINTS_FOR}, got {self.hints_for!r}")
         # Accept any iterable of names for the two registry sets.
         object.__setattr__(self, "insecure_registries", frozenset(self.insecure_registries))
         object.__setattr__(self, "https_registries", frozenset(self.https_registries))

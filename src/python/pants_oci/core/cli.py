@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from pants_oci.core._compat import zip_strict
+from pants_oci.core._settings import CLI, PANTS, Setting, how_to_set, name_of
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
 from pants_oci.core.errors import (
     CredentialError,
@@ -443,7 +444,8 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
     # The image builder imports the registry stack only for a registry base (or missing base
     # layers): assembling on scratch or a complete local layout stays off the network code.
     from pants_oci.core import media_types
-    from pants_oci.core.image import DEFAULT_TAG, SCRATCH, Image
+    from pants_oci.core.base_spec import SCRATCH
+    from pants_oci.core.image import DEFAULT_TAG, Image
     from pants_oci.core.models import Platform
 
     tags = args.tag or [DEFAULT_TAG]
@@ -715,6 +717,7 @@ _CREDENTIAL_SOURCES = (
 
 
 def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
+    hints_for = getattr(args, "hints_for", CLI)
     if isinstance(error, UnauthorizedError):
         return f"log in to {error.registry} (e.g. `docker login {error.registry}`); " + (
             _CREDENTIAL_SOURCES
@@ -726,13 +729,15 @@ def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
         where = f"{error.registry}/{error.repository}" if error.repository else error.registry
         return f"check the reference: does {where} exist, with that tag or digest?"
     if isinstance(error, TransportError):
+        if error.tls:  # its message says how to trust the CA, or to use plain HTTP
+            return None
         return (
             f"check that {error.registry} is up and reachable; for a registry that only speaks "
-            f"plain HTTP pass --insecure-registry {error.registry}, for a private CA pass "
-            "--ca-bundle PATH"
+            f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "
+            f"for a private CA {how_to_set(Setting.CA_BUNDLE, hints_for)}"
         )
     if isinstance(error, PlatformNotFoundError):
-        return "choose one of the available platforms with --platform (or the config's platform)"
+        return f"choose one of the available platforms with {name_of(Setting.PLATFORM, hints_for)}"
     if isinstance(error, CredentialError):
         return _CREDENTIAL_SOURCES
     if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
@@ -742,10 +747,15 @@ def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
 
 def _report(error: BaseException, args: argparse.Namespace | None, stream: IO[str]) -> None:
     lines = [f"{PROGRAM}: error: {error}"]
+    said = [" ".join(str(error).split())]
     cause = error.__cause__
     while cause is not None:
-        if str(cause) and str(cause) != str(error):
-            lines.append(f"{PROGRAM}: caused by: {cause}")
+        # A cause says something new, or nothing: httpx wraps httpcore's error, which wraps
+        # the OSError, all three "[Errno 111] Connection refused", already in the message.
+        text = " ".join(str(cause).split())
+        if text and not any(text in earlier for earlier in said):
+            lines.append(f"{PROGRAM}: caused by: {text}")
+            said.append(text)
         cause = cause.__cause__
     hint = _hint(error, args)
     if hint:
@@ -792,6 +802,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="N",
         default=default(4),
         help="blobs transferred in parallel (default 4)",
+    )
+    parser.add_argument(
+        "--hints-for",
+        choices=(CLI, PANTS),
+        default=default(CLI),
+        help="name settings in errors and hints as this front end spells them: the command "
+        "line's flags (default), or the Pants options (e.g. [oci].ca_bundle) when Pants runs "
+        "this",
     )
     parser.add_argument(
         "-q",
@@ -940,12 +958,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _transport_options(args: argparse.Namespace) -> TransportOptions:
     if args.concurrency < 1:
-        raise InputFileError(f"--concurrency must be at least 1, got {args.concurrency}")
+        raise InputFileError(
+            f"{name_of(Setting.CONCURRENCY, args.hints_for)} must be at least 1, "
+            f"got {args.concurrency}"
+        )
     return TransportOptions(
         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
         insecure_registries=frozenset(args.insecure_registry),
         https_registries=frozenset(args.https_registry),
         max_concurrency=args.concurrency,
+        hints_for=args.hints_for,
     )
 
 

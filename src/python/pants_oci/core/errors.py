@@ -122,11 +122,15 @@ class CredentialHelperError(CredentialError):
 
 
 class TransportError(OCIError):
-    """The registry could not be reached: connection refused, TLS failure, timeout."""
+    """The registry could not be reached: connection refused, TLS failure, timeout.
 
-    def __init__(self, message: str, *, registry: str) -> None:
+    `tls` is True for a TLS failure (a certificate or handshake), whose message says how to
+    trust the registry's CA or reach it over plain HTTP."""
+
+    def __init__(self, message: str, *, registry: str, tls: bool = False) -> None:
         super().__init__(message)
         self.registry = registry
+        self.tls = tls
 
 
 class RegistryError(OCIError):

@@ -49,11 +49,13 @@ from pants_oci.core._compat import zip_strict
 from pants_oci.core._credentials import Keychain
 from pants_oci.core._keychains import default_keychain
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
+from pants_oci.core.base_spec import SCRATCH, BaseKind, parse_base
 from pants_oci.core.digest import Digest, sha256_of_bytes
 from pants_oci.core.errors import (
     DocumentError,
     ImageArchiveError,
     ImageBuildError,
+    OCIError,
     PlatformNotFoundError,
     RefNotFoundError,
 )
@@ -110,10 +112,7 @@ BASE_DIGEST_ANNOTATION = "org.opencontainers.image.base.digest"
 # that has the blobs the layout leaves out, so a push can copy them registry to registry.
 BLOB_SOURCE_ANNOTATION = "dev.pants-oci.blob-source"
 
-SCRATCH = "scratch"
 DEFAULT_TAG = "latest"
-_LAYOUT_PREFIXES = ("oci-layout:", "oci:")
-_ARCHIVE_PREFIX = "docker-archive:"
 _READ_CHUNK = 1 << 20
 
 # Docker media types and the OCI types an OCI manifest names the same blobs by.
@@ -287,6 +286,8 @@ class _Blob:
     data: bytes | None = None  # in memory (configs, manifests of an index)
     path: Path | None = None  # a local file
     remote: RegistryClient | None = None  # a repository that has it
+    # A base image's blob: on ``remote``'s registry it is mounted, not uploaded again.
+    mountable: bool = False
 
     @property
     def digest(self) -> Digest:
@@ -395,6 +396,12 @@ def _transfer_blobs(
         key, blob = item
         part = total.part(key)
         digest, size = blob.digest, blob.descriptor.size
+        if (
+            blob.mountable
+            and blob.remote is not None
+            and _mounted(target, blob.remote, digest, part)
+        ):
+            return
         if blob.data is not None:
             target.upload_blob(blob.data, digest=digest, progress=part)
         elif blob.path is not None:
@@ -413,6 +420,43 @@ def _transfer_blobs(
     if wanted:
         _log.info("putting %d blobs in %s/%s", len(wanted), target.registry, target.repository)
     map_bounded(put, list(enumerate(wanted)), target.options.max_concurrency)
+
+
+def _base_layers(source: RegistryClient, reference: Reference) -> frozenset[Digest]:
+    """The layers of the base image a layout records, pinned by digest (none if it cannot be
+    read: the push then uploads them, as for a base on another registry)."""
+    if reference.digest is None:
+        return frozenset()
+    try:
+        document = source.get_manifest(reference.digest)
+    except OCIError as e:
+        _log.debug("not mounting base layers: cannot read %s: %s", reference, e)
+        return frozenset()
+    if isinstance(document, (OCIManifest, DockerManifest)):
+        return frozenset(layer.digest for layer in document.layers)
+    return frozenset()
+
+
+def _mounted(
+    target: RegistryClient,
+    source: RegistryClient,
+    digest: Digest,
+    progress: ProgressCallback | None,
+) -> bool:
+    """True if ``target`` has the blob now, mounted from ``source``'s repository on the same
+    registry (a base's blob: no byte is sent, even when a local copy could be uploaded)."""
+    if source.base_url != target.base_url or source.repository == target.repository:
+        return False
+    existing = target.blob_exists(digest)
+    if existing is None:
+        if not target.mount_blob(digest, source.repository):
+            return False
+        existing = target.blob_exists(digest)  # a 201 that stored nothing is no mount
+        if existing is None:
+            return False
+    if progress is not None:
+        progress(existing, existing)
+    return True
 
 
 def _put_manifest_tags(
@@ -533,7 +577,7 @@ class _Base:
         path = None
         if self.layout is not None and self.layout.has_blob(descriptor.digest):
             path = self.layout.blob_path(descriptor.digest)
-        return _Blob(descriptor, path=path, remote=self.remote)
+        return _Blob(descriptor, path=path, remote=self.remote, mountable=True)
 
 
 def _oci_layer(descriptor: Descriptor) -> Descriptor:
@@ -665,7 +709,8 @@ class Image:
             raise ImageArchiveError(
                 f"base {path} is neither an OCI image layout directory nor a docker-archive tar"
             )
-        if base == SCRATCH:
+        spec = parse_base(base)
+        if spec.kind is BaseKind.SCRATCH:
             platform = self.platform or Platform.host_linux()
             config = ImageConfig(
                 architecture=platform.architecture,
@@ -674,14 +719,14 @@ class Image:
                 rootfs=RootFS(),
             )
             return _Base(description=SCRATCH, config=config)
-        for prefix in _LAYOUT_PREFIXES:
-            if base.startswith(prefix):
-                path, ref = _split_prefixed_path(base[len(prefix) :], must_be_dir=True)
-                return self._layout_base(path, ref, explicit)
-        if base.startswith(_ARCHIVE_PREFIX):
-            path, ref = _split_prefixed_path(base[len(_ARCHIVE_PREFIX) :], must_be_dir=False)
+        if spec.kind is BaseKind.OCI_LAYOUT:
+            path, ref = _split_prefixed_path(spec.location, must_be_dir=True)
+            return self._layout_base(path, ref, explicit)
+        if spec.kind is BaseKind.DOCKER_ARCHIVE:
+            path, ref = _split_prefixed_path(spec.location, must_be_dir=False)
             return self._archive_base(path, ref)
-        return self._registry_base(parse_reference(base))
+        assert spec.reference is not None
+        return self._registry_base(spec.reference)
 
     def _registry_base(self, reference: Reference) -> _Base:
         from pants_oci.core.registry import resolve_platform
@@ -1271,9 +1316,14 @@ class _Document:
 
 
 def _layout_documents(
-    layout: ImageLayout, descriptor: Descriptor, remote: RegistryClient | None, depth: int = 0
+    layout: ImageLayout,
+    descriptor: Descriptor,
+    remote: RegistryClient | None,
+    base_layers: frozenset[Digest] = frozenset(),
+    depth: int = 0,
 ) -> list[_Document]:
-    """The root document of ``descriptor`` and everything under it, children first."""
+    """The root document of ``descriptor`` and everything under it, children first
+    (``base_layers``: the blobs ``remote`` has as the base's, to mount rather than upload)."""
     if depth > MAX_INDEX_DEPTH:
         raise DocumentError(f"{layout.root}: indexes nested more than {MAX_INDEX_DEPTH} deep")
     raw = layout.read_blob(descriptor.digest)
@@ -1283,7 +1333,7 @@ def _layout_documents(
         children = [
             item
             for child in document.manifests
-            for item in _layout_documents(layout, child, remote, depth + 1)
+            for item in _layout_documents(layout, child, remote, base_layers, depth + 1)
         ]
         return [*children, _Document(raw, media_type)]
     blobs = [
@@ -1291,6 +1341,7 @@ def _layout_documents(
             item,
             path=layout.blob_path(item.digest) if layout.has_blob(item.digest) else None,
             remote=remote,
+            mountable=item.digest in base_layers,
         )
         for item in (document.config, *document.layers)
     ]
@@ -1337,7 +1388,10 @@ def push_layout(
     try:
         source_text = base_reference or annotations.get(BLOB_SOURCE_ANNOTATION)
         source = clients.get(source_text) if source_text else None
-        documents = _layout_documents(layout, root, source)
+        base_layers: frozenset[Digest] = frozenset()
+        if source is not None and any(clients.get(r).base_url == source.base_url for r in refs):
+            base_layers = _base_layers(source, parse_reference(str(source_text)))
+        documents = _layout_documents(layout, root, source, base_layers)
         by_repository: dict[str, list[Reference]] = {}
         for ref in refs:
             by_repository.setdefault(ref.name, []).append(ref)

@@ -58,6 +58,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar, Union
 import httpx
 
 from pants_oci.core import media_types
+from pants_oci.core._settings import Setting, how_to_set
 from pants_oci.core.auth import SCOPES_EXTENSION, RegistryAuth, default_keychain, repository_scope
 from pants_oci.core.digest import Digest, new_hasher, sha256_of_bytes, verify_bytes
 from pants_oci.core.errors import (
@@ -509,17 +510,20 @@ class RegistryClient:
     def _transport_error(self, exc: httpx.TransportError, url: httpx.URL) -> TransportError:
         where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
         reason = str(exc) or type(exc).__name__
-        if is_tls_failure(exc):
+        tls = is_tls_failure(exc)
+        if tls:
+            hints_for = self.options.hints_for
             message = (
                 f"TLS failure talking to registry {self.registry} at {where}: {reason}. If the "
-                "registry uses a private CA, set TransportOptions(ca_bundle=...); if it only "
-                "speaks plain HTTP, list it in TransportOptions(insecure_registries=...)"
+                f"registry uses a private CA, {how_to_set(Setting.CA_BUNDLE, hints_for)}; if "
+                "it only speaks plain HTTP, "
+                f"{how_to_set(Setting.INSECURE_REGISTRY, hints_for, self.registry)}"
             )
         elif isinstance(exc, httpx.TimeoutException):
             message = f"timed out talking to registry {self.registry} at {where}: {reason}"
         else:
             message = f"cannot reach registry {self.registry} at {where}: {reason}"
-        return TransportError(message, registry=self.registry)
+        return TransportError(message, registry=self.registry, tls=tls)
 
     def _error(self, response: httpx.Response, action: str) -> RegistryError:
         """An exception for an error answer, built from the answer only (never our headers)."""

@@ -54,6 +54,7 @@ from typing import Any, BinaryIO, Literal
 
 from pants_oci.core import media_types
 from pants_oci.core._compat import zip_strict
+from pants_oci.core._settings import LIBRARY, Setting, how_to_set
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
@@ -605,7 +606,9 @@ def _runtime_spec(
 # --- Running ------------------------------------------------------------------------------------
 
 
-def _choose_runtime(runtime: str) -> tuple[Literal["runc", "podman"], str]:
+def _choose_runtime(
+    runtime: str, hints_for: str = LIBRARY
+) -> tuple[Literal["runc", "podman"], str]:
     runc, podman = shutil.which("runc"), shutil.which("podman")
     root = os.geteuid() == 0
     if runtime == "runc":
@@ -614,7 +617,7 @@ def _choose_runtime(runtime: str) -> tuple[Literal["runc", "podman"], str]:
         if not root:
             raise RuntimeNotFoundError(
                 "pants-oci runs images with runc only as root (rootless runc is not supported); "
-                "run as root, or use podman (--runtime podman)"
+                f"run as root, or use podman ({how_to_set(Setting.RUNTIME, hints_for, 'podman')})"
             )
         return "runc", runc
     if runtime == "podman":
@@ -738,7 +741,7 @@ def run_layout(
     if not platform_matches(host, image.config.platform):
         _log.warning("%s is for %s; this machine is %s", where, image.config.platform, host)
     command = _command(image.config, args, where)
-    kind, program = _choose_runtime(runtime)
+    kind, program = _choose_runtime(runtime, (options or TransportOptions()).hints_for)
     if kind == "podman":
         missing = [layer for layer in image.layers if not layout.has_blob(layer.digest)]
         if missing:

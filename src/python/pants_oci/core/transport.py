@@ -16,7 +16,10 @@ TLS. Certificates are verified against the system's trust store and certifi's bu
 Retries. Requests that are safe to repeat (GET, HEAD, DELETE, OPTIONS, and requests the
 client marks as idempotent, such as a manifest PUT) are retried on connection errors,
 timeouts, 408, 429 and 5xx answers, with exponential backoff and jitter; a ``Retry-After``
-header (seconds or an HTTP date) is honoured. Other requests (blob upload PATCH and PUT)
+header (seconds or an HTTP date) is honoured. Two connection errors are final at once: a
+refused connection and a host name that does not resolve say that nothing listens there,
+which asking again a second later does not change (see :func:`is_unreachable`); a
+connection reset or a timeout is retried. Other requests (blob upload PATCH and PUT)
 are never repeated blindly: the registry client resumes or restarts the upload instead.
 The sleep function is an option so that tests do not really wait.
 
@@ -35,6 +38,7 @@ import email.utils
 import ipaddress
 import logging
 import re
+import socket
 import ssl
 import threading
 import urllib.request
@@ -59,6 +63,7 @@ __all__ = [
     "install_log_redaction",
     "is_loopback_registry",
     "is_tls_failure",
+    "is_unreachable",
     "make_http_client",
     "parse_retry_after",
     "proxy_for",
@@ -159,6 +164,18 @@ def is_tls_failure(exc: BaseException) -> bool:
     return False
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a refused connection or a host name that does not
+    resolve: nothing listens at that address, now or a second later (unlike a connection
+    reset or a timeout, which may pass)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class RetryingTransport(httpx.BaseTransport):
     """Wraps a transport; repeats idempotent requests that fail in a retryable way."""
 
@@ -173,8 +190,9 @@ class RetryingTransport(httpx.BaseTransport):
             try:
                 response = self._inner.handle_request(request)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                # A certificate will not become valid by asking again.
-                if not retryable or is_tls_failure(exc):
+                # A certificate will not become valid by asking again, nor a port start
+                # listening or a name resolve.
+                if not retryable or is_tls_failure(exc) or is_unreachable(exc):
                     raise
                 delay = self._options.backoff(attempt)
                 reason = f"{type(exc).__name__}: {exc}"

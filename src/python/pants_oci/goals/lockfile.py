@@ -31,7 +31,6 @@ from pants_oci.util_rules.lockfile import (
     LockedBase,
     lock_key,
     render_lockfile,
-    tag_reference,
 )
 from pants_oci.util_rules.tool import CREDENTIAL_ENV, OciToolRequest
 
@@ -99,7 +98,8 @@ async def generate_oci_lockfile(
     for target in all_targets:
         if not target.has_field(OciImageBaseField):
             continue
-        reference = tag_reference(target[OciImageBaseField].value)
+        spec = target[OciImageBaseField].image_base().spec
+        reference = spec.unpinned_reference if spec else None
         if reference is not None:
             key = lock_key(reference)
             bases[key] = reference

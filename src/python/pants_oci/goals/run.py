@@ -38,13 +38,14 @@ class OciImageRunFieldSet(RunFieldSet):
 
 def _in_chroot(process: Process, top_level: Iterable[str]) -> RunRequest:
     """The tool process as a RunRequest: `run` starts it from the build root, so the paths
-    that are relative to the process's sandbox become `{chroot}/...`."""
-    names = set(top_level)
+    that are relative to the process's sandbox (its files, its caches, such as the link to
+    the tool's Python) become `{chroot}/...`."""
+    caches = set(process.append_only_caches.values())
+    names = {*top_level, *caches}
 
     def absolute(value: str) -> str:
         return f"{{chroot}}/{value}" if value.split("/", 1)[0] in names else value
 
-    caches = set(process.append_only_caches.values())
     return RunRequest(
         digest=process.input_digest,
         args=[absolute(arg) for arg in process.argv],

@@ -44,13 +44,12 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidReferenceError
 from pants_oci.core.reference import parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
-    DOCKER_ARCHIVE_PREFIX,
-    OCI_LAYOUT_PREFIX,
-    SCRATCH,
+    ImageBase,
     OciImageAnnotationsField,
     OciImageBaseField,
     OciImageCmdField,
@@ -199,16 +198,17 @@ class ResolvedBase:
 @dataclass(frozen=True)
 class BaseRequest:
     address: Address
-    base: str
+    base: ImageBase
     platform: str
     with_layers: bool
 
 
-async def _local_base(address: Address, base: str) -> ResolvedBase:
+async def _local_base(address: Address, base: ImageBase) -> ResolvedBase:
     """An OCI layout directory or docker-archive tar checked into the repo."""
-    is_layout = base.startswith(OCI_LAYOUT_PREFIX)
-    path = base.split(":", 1)[1].strip("/")
-    globs = [f"{path}/**"] if is_layout else [path]
+    path = base.local_path
+    assert path is not None
+    is_archive = base.is_docker_archive
+    globs = [path] if is_archive else [f"{path}/**"]
     snapshot = await Get(
         Snapshot,
         PathGlobs(
@@ -217,33 +217,31 @@ async def _local_base(address: Address, base: str) -> ResolvedBase:
             description_of_origin=f"the `base` field of {address}",
         ),
     )
-    marker = f"{path}/oci-layout" if is_layout else path
+    marker = path if is_archive else f"{path}/oci-layout"
     if marker not in snapshot.files:
         kind = (
-            "an OCI image layout directory (with an `oci-layout` file)" if is_layout else "a file"
+            "a file" if is_archive else "an OCI image layout directory (with an `oci-layout` file)"
         )
         raise InvalidFieldException(
             softwrap(
                 f"""
-                The `base` field in target {address} is {base!r}, but {path!r} is not {kind}
-                relative to the build root.
+                The `base` field in target {address} is {base.text!r}, but {path!r} is not
+                {kind} relative to the build root.
                 """
             )
         )
-    return ResolvedBase(snapshot.digest, path, None, is_docker_archive=not is_layout)
+    return ResolvedBase(snapshot.digest, path, None, is_docker_archive=is_archive)
 
 
 @rule(desc="Resolve an OCI base image")
 async def resolve_base(request: BaseRequest) -> ResolvedBase:
     base = request.base
-    if base == SCRATCH:
-        return ResolvedBase(None, None, None)
-    if base.startswith((":", "//")):
+    if base.address is not None:
         base_address = await Get(
             Address,
             AddressInput,
             AddressInput.parse(
-                base,
+                base.address,
                 relative_to=request.address.spec_path,
                 description_of_origin=f"the `base` field of {request.address}",
             ),
@@ -252,9 +250,13 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             BuiltImage, PlatformImageRequest(base_address, request.platform, request.with_layers)
         )
         return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), _BASE_DIR, None)
-    if base.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+    assert base.spec is not None
+    if base.spec.kind is BaseKind.SCRATCH:
+        return ResolvedBase(None, None, None)
+    if base.spec.is_local:
         return await _local_base(request.address, base)
-    reference = parse_reference(base)
+    reference = base.spec.reference
+    assert reference is not None
     if reference.digest is None:
         lockfile = await Get(BaseLockfile, BaseLockfileRequest())
         reference = parse_reference(
@@ -283,7 +285,9 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
                 BLOB_CACHE_DIR,
                 *(["--with-layers"] if request.with_layers else []),
             ),
-            description=f"Fetch base image {reference.familiar} ({request.platform})",
+            description=(
+                f"Fetch base image {reference.familiar} ({request.platform}) for {request.address}"
+            ),
             input_digest=empty,
             output_directories=(_BASE_DIR,),
             uncached_env=FrozenDict(credentials),
@@ -498,7 +502,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         if rest.snapshot.files:
             layer_requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
 
-    base_field = target[OciImageBaseField].value
+    base_field = target[OciImageBaseField].image_base()
     # Finding the base's Python needs its layers.
     base_request = BaseRequest(
         request.address, base_field, platform, request.complete or bool(pexes)
@@ -516,12 +520,12 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
                     """
                 )
             )
-        if base_field.startswith(DOCKER_ARCHIVE_PREFIX):
+        if base.is_docker_archive:
             raise InvalidFieldException(
                 softwrap(
                     f"""
                     Target {request.address} runs the pex_binary {pexes[0].address} on the
-                    `{OciImageBaseField.alias}` {base_field!r}, whose Python cannot be looked
+                    `{OciImageBaseField.alias}` {base_field.text!r}, whose Python cannot be looked
                     up in a docker-archive. Set the `{OciImageEntrypointField.alias}` field
                     (e.g. `["/usr/local/bin/python3.11", "/{pexes[0].pex_path}"]`), or use the
                     base as an `{OCI_LAYOUT_PREFIX}` directory.
@@ -530,7 +534,9 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
             )
         entrypoint = await Get(
             PexEntrypoint,
-            PexEntrypointRequest(request.address, base_field, base.digest, base.path, pexes[0]),
+            PexEntrypointRequest(
+                request.address, base_field.text, base.digest, base.path, pexes[0]
+            ),
         )
         config_values["entrypoint"] = list(entrypoint.argv)
     layer_requests = await _on_lower_directories(base, layer_requests)

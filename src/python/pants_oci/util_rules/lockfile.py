@@ -30,9 +30,8 @@ from pants.engine.target import InvalidFieldException
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
-from pants_oci.core.reference import Reference, parse_reference
+from pants_oci.core.reference import Reference
 from pants_oci.subsystems.oci import OciSubsystem
-from pants_oci.target_types import DOCKER_ARCHIVE_PREFIX, OCI_LAYOUT_PREFIX, SCRATCH
 
 LOCKFILE_VERSION = 1
 GENERATE_COMMAND = "pants generate-oci-lockfile"
@@ -84,14 +83,6 @@ def render_lockfile(bases: Mapping[str, LockedBase]) -> bytes:
         "bases": {name: bases[name].to_json() for name in sorted(bases)},
     }
     return (json.dumps(document, indent=2) + "\n").encode()
-
-
-def tag_reference(base: str) -> Optional[Reference]:
-    """The registry reference of a `base` that the lockfile pins (a tag, no digest)."""
-    if base == SCRATCH or base.startswith((":", "//", OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
-        return None
-    reference = parse_reference(base)
-    return None if reference.digest is not None else reference
 
 
 def lock_key(reference: Reference) -> str:

@@ -29,7 +29,12 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.process import Process, ProcessCacheScope, ProcessExecutionFailure
+from pants.engine.process import (
+    Process,
+    ProcessCacheScope,
+    ProcessExecutionFailure,
+    ProcessResult,
+)
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
@@ -88,6 +93,8 @@ CREDENTIAL_ENV = (
 @dataclass(frozen=True)
 class OciTool:
     pex: Pex
+    # The tool's interpreter, as a sandbox-relative link (see `_link_interpreter`).
+    python: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,43 @@ def _core_package_files() -> Iterable[FileContent]:
 
 class OciToolInterpreterNotFound(Exception):
     """No interpreter on the machine matches `[oci].interpreter_constraints`."""
+
+
+# Remote and local caches key a process by its argv and env, so the host's path to Python
+# (Pants puts it in argv[0] and PEX_PYTHON) would keep machines with Python elsewhere from
+# sharing cache entries. Tool processes run Python through a link in this named cache instead:
+# Pants mounts the cache at a sandbox-relative path and keeps its contents out of cache keys.
+# The link is named after the PEX (which pins the Python version its wheels are for), and
+# written again in every session, so it always points at the interpreter this machine chose.
+INTERPRETER_CACHE_NAME = "pants_oci_python"
+INTERPRETER_CACHE_DIR = ".pants-oci-python"
+
+# Replace the link atomically: concurrent Pants runs on the machine may write it too.
+_LINK_SCRIPT = """\
+import os, sys
+target, path = sys.argv[1:]
+if not (os.path.islink(path) and os.readlink(path) == target):
+    temporary = f"{path}.{os.getpid()}"
+    os.symlink(target, temporary)
+    os.replace(temporary, path)
+"""
+
+
+async def _link_interpreter(tool: Pex) -> str:
+    assert tool.python is not None, "the tool PEX is built for a chosen interpreter"
+    link = f"{INTERPRETER_CACHE_DIR}/python-{tool.digest.fingerprint[:24]}"
+    await Get(
+        ProcessResult,
+        Process(
+            argv=(tool.python.path, "-c", _LINK_SCRIPT, tool.python.path, link),
+            description="Link the image tool's Python into its named cache",
+            level=LogLevel.DEBUG,
+            append_only_caches=FrozenDict({INTERPRETER_CACHE_NAME: INTERPRETER_CACHE_DIR}),
+            # Never from a cache: the link lives on this machine, and points at its Python.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        ),
+    )
+    return link
 
 
 @rule(desc="Build the pants_oci image tool", level=LogLevel.DEBUG)
@@ -160,7 +204,7 @@ async def build_oci_tool(oci: OciSubsystem) -> OciTool:
             main=EntryPoint("pants_oci.core.cli", "main"),
         ),
     )
-    return OciTool(tool)
+    return OciTool(tool, await _link_interpreter(tool))
 
 
 # The host's cache of registry blobs by digest (a Pants named cache, so it outlives sessions and
@@ -169,15 +213,16 @@ BLOB_CACHE_NAME = "pants_oci_blobs"
 BLOB_CACHE_DIR = ".pants-oci-blob-cache"
 
 _CACHED_ENV = FrozenDict({"PATH": "/usr/bin:/bin"})
-_CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_PYTHON", "PEX_IGNORE_RCFILES"})
+_CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_IGNORE_RCFILES"})
 
 # Where `[oci].ca_bundle` is put in each sandbox: a fixed name, so argv holds no host path.
 _CA_BUNDLE = "__oci_ca_bundle.pem"
 
 
 def global_tool_args(oci: OciSubsystem, with_ca_bundle: bool) -> Tuple[str, ...]:
-    """Options every tool invocation gets, from `[oci]`."""
-    args = ["--concurrency", str(oci.concurrency)]
+    """Options every tool invocation gets, from `[oci]`; and that its errors and hints name
+    the `[oci]` options (`[oci].ca_bundle`), not the tool's flags (`--ca-bundle`)."""
+    args = ["--hints-for", "pants", "--concurrency", str(oci.concurrency)]
     for registry in oci.insecure_registries:
         args += ["--insecure-registry", registry]
     if with_ca_bundle:
@@ -216,14 +261,21 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
             cache_scope=request.cache_scope,
         ),
     )
+    caches = {**process.append_only_caches, INTERPRETER_CACHE_NAME: INTERPRETER_CACHE_DIR}
     if request.blob_cache:
-        caches = {**process.append_only_caches, BLOB_CACHE_NAME: BLOB_CACHE_DIR}
-        process = dataclasses.replace(process, append_only_caches=FrozenDict(caches))
+        caches[BLOB_CACHE_NAME] = BLOB_CACHE_DIR
+    # Run the PEX with the linked interpreter itself: no host path, no PEX_PYTHON re-exec.
+    process = dataclasses.replace(
+        process,
+        argv=(tool.python, *process.argv[1:]),
+        append_only_caches=FrozenDict(caches),
+    )
     if request.uncached_env:
-        return process
-    # Pants adds the host's LANG, LC_*, SSL_CERT_* (`[subprocess-environment]`) to every
-    # process: a cache key must not depend on them. Keep what running the PEX needs.
-    env = {key: value for key, value in process.env.items() if key in _CACHED_ENV_KEYS}
+        env = {key: value for key, value in process.env.items() if key != "PEX_PYTHON"}
+    else:
+        # Pants adds the host's LANG, LC_*, SSL_CERT_* (`[subprocess-environment]`) to every
+        # process: a cache key must not depend on them. Keep what running the PEX needs.
+        env = {key: value for key, value in process.env.items() if key in _CACHED_ENV_KEYS}
     return dataclasses.replace(process, env=FrozenDict(env))
 
 
