@@ -270,7 +270,7 @@ oci_image(
     base="{python_base_image.ref}",
     dependencies=["static"],
     env={{"GREETING_FILE": "/static/greeting.txt"}},
-    tags=["1.0"],
+    image_tags=["1.0"],
 )
 oci_image(
     name="app",
@@ -278,7 +278,7 @@ oci_image(
     dependencies=["app"],
     repository="acme/app",
     registries=["{registry_token.host}"],
-    tags=["latest", "1.0"],
+    image_tags=["latest", "1.0"],
 )
 """,
     }

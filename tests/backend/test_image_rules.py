@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,13 +16,13 @@ from pants.engine.addresses import Address
 from pants.engine.fs import CreateDigest, Digest, DigestContents
 from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import QueryRule
-from pants.engine.target import InvalidTargetException
+from pants.engine.target import InvalidFieldException, InvalidTargetException
 from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants.util.frozendict import FrozenDict
 
 from pants_oci.target_types import OciImageTarget, OciLayerTarget
 from pants_oci.util_rules import image, layers, lockfile, python, tool
-from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage, TagVarNotSetError
 from pants_oci.util_rules.tool import OciToolRequest
 from tests.backend.rule_runners import configure
 
@@ -68,7 +69,7 @@ oci_image(
     env={"MODE": "test"},
     labels={"team": "oci"},
     platforms=["linux/arm64"],
-    tags=["{name}-{directory}"],
+    image_tags=["{name}-{directory}"],
 )
 """,
             "img/a.txt": "a\n",
@@ -100,9 +101,47 @@ oci_image(
 def test_unknown_tag_placeholder_is_a_field_error_before_anything_is_built(
     rule_runner: RuleRunner,
 ) -> None:
-    rule_runner.write_files({"img/BUILD": "oci_image(name='img', tags=['{version}'])"})
-    with engine_error(InvalidTargetException, contains="`tags` field in target img:img"):
+    rule_runner.write_files({"img/BUILD": "oci_image(name='img', image_tags=['{version}'])"})
+    with engine_error(InvalidTargetException, contains="`image_tags` field in target img:img"):
         rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
+
+
+def test_image_tags_take_ci_values_declared_in_tag_vars(rule_runner: RuleRunner) -> None:
+    """`{tag_vars.NAME}` from `[oci].tag_vars` (the environment's value, or one written
+    there) and `{pants.hash}`; an undeclared or unset one is an error that says which."""
+    rule_runner.write_files(
+        {
+            "img/BUILD": """
+oci_image(name="img", image_tags=["{tag_vars.GIT_COMMIT}", "{tag_vars.CHANNEL}-{pants.hash}"])
+oci_image(name="undeclared", image_tags=["{tag_vars.BUILD_ID}"])
+"""
+        }
+    )
+    image = BuildImageRequest(Address("img", target_name="img"))
+    configure(
+        rule_runner,
+        "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']",
+        env={"GIT_COMMIT": "0a1b2c3"},
+    )
+    tags = json.loads(rule_runner.request(BuiltImage, [image]).info)["tags"]
+    assert tags[0] == "0a1b2c3"
+    assert re.fullmatch(r"beta-[0-9a-f]{12}", tags[1]), tags
+    # Another value is another tag (the tag is part of the build).
+    configure(
+        rule_runner, "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']", env={"GIT_COMMIT": "d4"}
+    )
+    assert json.loads(rule_runner.request(BuiltImage, [image]).info)["tags"][0] == "d4"
+    with engine_error(
+        InvalidFieldException, contains="uses 'tag_vars.BUILD_ID', which is not declared"
+    ):
+        rule_runner.request(
+            BuiltImage, [BuildImageRequest(Address("img", target_name="undeclared"))]
+        )
+    configure(rule_runner, "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']")
+    with engine_error(
+        TagVarNotSetError, contains="reads GIT_COMMIT from the environment, but it is not set"
+    ):
+        rule_runner.request(BuiltImage, [image])
 
 
 def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRunner) -> None:

@@ -96,10 +96,10 @@ def test_lockfile_pins_base_tags_and_builds_multi_platform_indexes(
             "app/BUILD": f"""
 files(name="scripts", sources=["hello.sh"])
 oci_image(name="app", base="{base}", dependencies=[":scripts"],
-          entrypoint=["/bin/sh", "/app/hello.sh"], tags=["v1"])
+          entrypoint=["/bin/sh", "/app/hello.sh"], image_tags=["v1"])
 oci_image(name="multi", base="{base}", dependencies=[":scripts"],
           entrypoint=["/bin/sh", "/app/hello.sh"], platforms=["{HOST}", "{OTHER}"],
-          registries=["{registry.host}"], repository="{unique_repo}-multi", tags=["v1"])
+          registries=["{registry.host}"], repository="{unique_repo}-multi", image_tags=["v1"])
 """,
             "app/hello.sh": "echo hello from $(uname -s)\n",
         },

@@ -40,7 +40,7 @@ oci_image(
     dependencies=[":scripts", ":data"],
     entrypoint=["/bin/sh", "/app/greet.sh"],
     env={{"GREETING": "hello"}},
-    tags=["v1"],
+    image_tags=["v1"],
 )
 """,
             "app/greet.sh": 'echo "$GREETING $(cat /srv/app/name.txt) from $(pwd)"\n',
@@ -79,7 +79,7 @@ oci_image(
     cmd=["/bin/sh", "/svc/hello.sh"],
     registries=["{target.host}"],
     repository="team/{{directory}}-{{name}}",
-    tags=["1.0", "latest"],
+    image_tags=["1.0", "latest"],
 )
 oci_image(name="private", base="scratch", registries=["{target.host}"], skip_push=True)
 oci_image(name="defaulted", base="scratch", dependencies=[":scripts"])
@@ -145,7 +145,7 @@ files(name="vendor_files", sources=["vendor/*"])
 oci_layer(name="deps", dependencies=[":vendor_files"], destination="/opt")
 files(name="src_files", sources=["src/*"])
 oci_layer(name="src", dependencies=[":src_files"], destination="/opt")
-oci_image(name="app", dependencies=[":src", ":deps"], tags=["latest", "{hash}"])
+oci_image(name="app", dependencies=[":src", ":deps"], image_tags=["latest", "{hash}"])
 """,
             # Unique content: the local process cache is shared with every other run.
             "app/vendor/lib.txt": f"library {uuid.uuid4()}\n",
@@ -282,7 +282,7 @@ oci_image(
     # The archive names the image as `publish` would push it.
     registries=["registry.example.com:5000/team"],
     repository="{directory}/{name}",
-    tags=["latest", "1.0"],
+    image_tags=["latest", "1.0"],
 )
 oci_image(
     name="from_archive",

@@ -140,7 +140,7 @@ oci_image(
     entrypoint=["/bin/true"],
     env={"A": "1"},
     labels={"python": "any"},
-    tags=["latest"],
+    image_tags=["latest"],
 )
 """,
                 "app/files/nonce.txt": f"{nonce}\n",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.target import (
@@ -22,6 +22,7 @@ from pants.engine.target import (
     StringSequenceField,
     Target,
 )
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text, softwrap
 
 from pants_oci.core.base_spec import (
@@ -388,15 +389,20 @@ class OciImagePlatformsField(StringSequenceField):
 
 
 class OciImageTagsField(StringSequenceField):
-    alias = "tags"
+    alias = "image_tags"
     default = ("latest",)
     help = help_text(
         """
         Tags to give the image, e.g. `["1.4.2", "latest"]`. They name the image in the OCI
         layout that `package` writes (`org.opencontainers.image.ref.name`), and `publish`
-        pushes each one. May use the placeholders of `repository`, and `{hash}`: 12 hex
-        digits that change exactly when the image's content (base, layers, config) changes,
-        e.g. `tags=["{hash}"]` for immutable per-content tags.
+        pushes each one. (Pants' own `tags` field, as on every target, groups targets for
+        `--tag` filters; it does not tag the image.)
+
+        May use the placeholders of `repository`; `{hash}` (or `{pants.hash}`, as in Pants'
+        docker backend): 12 hex digits that change exactly when the image's content (base,
+        layers, config) changes, e.g. `image_tags=["{hash}"]` for immutable per-content tags;
+        and `{tag_vars.NAME}`: a value declared in `[oci].tag_vars`, such as a CI's commit
+        SHA (`image_tags=["{tag_vars.GIT_COMMIT}"]`).
         """
     )
 
@@ -406,7 +412,8 @@ class OciImageTagsField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for tag in value or ():
-            resolved = interpolate(tag, address, cls.alias, content_hash="0" * 12)
+            # Values known only at build time stand in as valid tag characters here.
+            resolved = interpolate(tag, address, cls.alias, content_hash="0" * 12, tag_vars=None)
             try:
                 validate_tag(resolved)
             except InvalidReferenceError as e:
@@ -414,26 +421,84 @@ class OciImageTagsField(StringSequenceField):
         return value
 
 
+@dataclass(frozen=True)
+class TagVars:
+    """The values of `[oci].tag_vars`, for `{tag_vars.NAME}` in `image_tags`."""
+
+    values: FrozenDict[str, str]
+
+    def known(self) -> str:
+        names = ", ".join(sorted(self.values)) or "none"
+        return f"`[oci].tag_vars` declares: {names}"
+
+
+class _TagVarsNamespace:
+    """What `{tag_vars.NAME}` reads (attribute access, as in the docker backend's
+    `{build_args.NAME}`); `any_value` stands in for every name where values are not known."""
+
+    def __init__(self, values: Mapping[str, str], any_value: Optional[str] = None) -> None:
+        self._values = values
+        self._any_value = any_value
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._any_value is not None:
+            return self._any_value
+        if name not in self._values:
+            raise KeyError(f"tag_vars.{name}")
+        return self._values[name]
+
+
+class _PantsValues:
+    """`{pants.hash}`: the docker backend's spelling of `{hash}`."""
+
+    def __init__(self, content_hash: str) -> None:
+        self.hash = content_hash
+
+
 def interpolate(
-    template: str, address: Address, field_alias: str, content_hash: Optional[str] = None
+    template: str,
+    address: Address,
+    field_alias: str,
+    content_hash: Optional[str] = None,
+    tag_vars: Optional[TagVars] = None,
 ) -> str:
-    """Fill `{name}`, `{directory}`, `{parent_directory}` (and, in tags, `{hash}`)."""
+    """Fill `{name}`, `{directory}`, `{parent_directory}` (and, in tags, `{hash}`,
+    `{pants.hash}` and `{tag_vars.NAME}`)."""
     parts = address.spec_path.split("/") if address.spec_path else []
-    values = {
+    values: Dict[str, Any] = {
         "name": address.target_name,
         "directory": parts[-1] if parts else "",
         "parent_directory": parts[-2] if len(parts) > 1 else "",
     }
     if content_hash is not None:
         values["hash"] = content_hash
+        values["pants"] = _PantsValues(content_hash)
+    if content_hash is not None:  # a tag: `{tag_vars.NAME}` too (any name until build time)
+        values["tag_vars"] = (
+            _TagVarsNamespace(tag_vars.values) if tag_vars else _TagVarsNamespace({}, "x")
+        )
     try:
         return template.format(**values)
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, AttributeError, IndexError, ValueError) as e:
+        known = ", ".join(
+            "{" + k + "}"
+            for k in ("name", "directory", "parent_directory", "hash", "pants.hash")
+            if k.split(".")[0] in values
+        )
+        if content_hash is not None:
+            known += ", {tag_vars.NAME}"
+        if str(e).startswith("'tag_vars.") and tag_vars is not None:
+            problem = f"uses {e}, which is not declared ({tag_vars.known()})"
+            fix = "Add it to `[oci].tag_vars` (`NAME` to read it from the environment)."
+        else:
+            problem = f"has an unknown placeholder ({e})"
+            fix = f"Known placeholders: {known}."
         raise InvalidFieldException(
             softwrap(
                 f"""
-                The `{field_alias}` field in target {address} has an unknown placeholder in
-                {template!r} ({e}). Known placeholders: {", ".join("{" + k + "}" for k in values)}.
+                The `{field_alias}` field in target {address} {problem} in {template!r}. {fix}
                 """
             )
         ) from e

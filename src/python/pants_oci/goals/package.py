@@ -1,7 +1,7 @@
 """`pants package` for `oci_image`: writes the image as an OCI layout under dist/.
 
     dist/<path>/<name>/              an OCI image layout (`oci-layout`, `index.json`, `blobs/`),
-                                     tagged with the target's `tags`
+                                     tagged with the target's `image_tags`
     dist/<path>/<name>/image-info.json   manifest and config digests, layers, tags
 
 `skopeo copy oci:dist/<path>/<name>:<tag> ...` and `umoci unpack` read it directly.

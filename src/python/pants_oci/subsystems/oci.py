@@ -117,6 +117,18 @@ class OciSubsystem(Subsystem):
             """
         ),
     )
+    tag_vars = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Values that `image_tags` may use as `{tag_vars.NAME}`: `NAME=value`, or `NAME` to
+            read the value from Pants' environment, e.g. `["GIT_COMMIT"]` in CI for
+            `image_tags=["{tag_vars.GIT_COMMIT}"]` (as `[docker].build_args` feed the docker
+            backend's `{build_args.NAME}`). What feeds a tag is declared here, and a tag is
+            part of its image's build: a new value re-runs only the image's assembly.
+            """
+        ),
+    )
     source_date_epoch = IntOption(
         default=0,
         help=softwrap(

@@ -15,9 +15,9 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from pants.engine.addresses import Address, Addresses, AddressInput
+from pants.engine.addresses import Address, Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     AddPrefix,
@@ -41,6 +41,7 @@ from pants.engine.target import (
     WrappedTarget,
     WrappedTargetRequest,
 )
+from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
@@ -72,8 +73,11 @@ from pants_oci.target_types import (
     OciLayerGidField,
     OciLayerModeField,
     OciLayerUidField,
+    TagVars,
     interpolate,
 )
+from pants_oci.util_rules import base_targets
+from pants_oci.util_rules.base_targets import BaseTargets, BaseTargetsRequest
 from pants_oci.util_rules.layers import (
     BuildLayerRequest,
     BuiltLayer,
@@ -147,6 +151,34 @@ def archive_names(
                 )
             )
     return names
+
+
+@dataclass(frozen=True)
+class TagVarsRequest:
+    pass
+
+
+class TagVarNotSetError(Exception):
+    """A `[oci].tag_vars` entry to read from the environment, where it is not set."""
+
+
+@rule(desc="Read `[oci].tag_vars`")
+async def resolve_tag_vars(_: TagVarsRequest, oci: OciSubsystem) -> TagVars:
+    """`[oci].tag_vars`: `NAME=value` as written, `NAME` from Pants' environment."""
+    from_env = [spec for spec in oci.tag_vars if "=" not in spec]
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(from_env))
+    values: Dict[str, str] = {}
+    for spec in oci.tag_vars:
+        name, equals, value = spec.partition("=")
+        if not equals:
+            if name not in env:
+                raise TagVarNotSetError(
+                    f"`[oci].tag_vars` reads {name} from the environment, but it is not set. "
+                    f"Set it, or write `{name}=value` in `[oci].tag_vars`."
+                )
+            value = env[name]
+        values[name] = value
+    return TagVars(FrozenDict(values))
 
 
 @dataclass(frozen=True)
@@ -237,15 +269,8 @@ async def _local_base(address: Address, base: ImageBase) -> ResolvedBase:
 async def resolve_base(request: BaseRequest) -> ResolvedBase:
     base = request.base
     if base.address is not None:
-        base_address = await Get(
-            Address,
-            AddressInput,
-            AddressInput.parse(
-                base.address,
-                relative_to=request.address.spec_path,
-                description_of_origin=f"the `base` field of {request.address}",
-            ),
-        )
+        found = await Get(BaseTargets, BaseTargetsRequest(request.address, base))
+        [base_address] = found.addresses
         built = await Get(
             BuiltImage, PlatformImageRequest(base_address, request.platform, request.with_layers)
         )
@@ -388,6 +413,108 @@ async def _image_target(address: Address) -> Target:
     return wrapped.target
 
 
+@dataclass(frozen=True)
+class _ImageLayersRequest:
+    address: Address
+
+
+@dataclass(frozen=True)
+class _ImagePexTargets:
+    addresses: Tuple[Address, ...]
+
+
+@dataclass(frozen=True)
+class _ImageLayerInputs:
+    """What an image's own layers are made of, in image order."""
+
+    requests: Tuple[BuildLayerRequest, ...]
+    pexes: Tuple[PexLayers, ...]
+
+
+@dataclass(frozen=True)
+class _ImageDependencies:
+    layers: Tuple[Target, ...]  # `oci_layer` targets, by address
+    pexes: Tuple[Address, ...]  # `pex_binary` targets, by address
+    others: Tuple[Address, ...]  # everything else that is content
+
+
+@rule
+async def _image_dependencies(request: _ImageLayersRequest) -> _ImageDependencies:
+    target = await _image_target(request.address)
+    dependencies, base = await MultiGet(
+        Get(Targets, DependenciesRequest(target[OciImageDependenciesField])),
+        Get(
+            BaseTargets,
+            BaseTargetsRequest(request.address, target[OciImageBaseField].image_base()),
+        ),
+    )
+    content = [t for t in dependencies if t.address not in base.addresses]
+    for other in content:
+        if other.has_field(OciImageBaseField):
+            raise InvalidFieldException(
+                softwrap(
+                    f"""
+                    Target {request.address} depends on the `oci_image` {other.address}, which
+                    is not its `{OciImageBaseField.alias}`: an image is not content of another.
+                    Build on it with `{OciImageBaseField.alias}="{other.address.spec}"`, or
+                    remove it from `{OciImageDependenciesField.alias}`.
+                    """
+                )
+            )
+    return _ImageDependencies(
+        layers=tuple(sorted((t for t in content if _is_layer_target(t)), key=lambda t: t.address)),
+        pexes=tuple(sorted(t.address for t in content if is_pex_binary(t))),
+        others=tuple(
+            t.address for t in content if not _is_layer_target(t) and not is_pex_binary(t)
+        ),
+    )
+
+
+@rule
+async def _image_pex_targets(request: _ImageLayersRequest) -> _ImagePexTargets:
+    dependencies = await Get(_ImageDependencies, _ImageLayersRequest, request)
+    return _ImagePexTargets(dependencies.pexes)
+
+
+@rule(desc="Gather the content of an OCI image's layers")
+async def _image_layer_inputs(request: _ImageLayersRequest) -> _ImageLayerInputs:
+    """Layer order: each `oci_layer` by address; each pex_binary's requirements, then its
+    code (what changes least goes lowest); then one layer with every other dependency."""
+    dependencies = await Get(_ImageDependencies, _ImageLayersRequest, request)
+    layer_targets = dependencies.layers
+    layer_dependencies = await MultiGet(
+        Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
+    )
+    contents = await MultiGet(
+        Get(LayerContent, LayerContentRequest(addresses, t.address))
+        for t, addresses in zip(layer_targets, layer_dependencies)
+    )
+    pexes = await MultiGet(Get(PexLayers, PexLayersRequest(a)) for a in dependencies.pexes)
+    requests = [
+        BuildLayerRequest(
+            t.address,
+            content.snapshot,
+            t[OciLayerDestinationField].value,
+            mode=t[OciLayerModeField].value,
+            uid=t[OciLayerUidField].value,
+            gid=t[OciLayerGidField].value,
+            directory_mode=t[OciLayerDirectoryModeField].value,
+        )
+        for t, content in zip(layer_targets, contents)
+    ]
+    for part in ("requirements", "sources"):
+        requests.extend(
+            BuildLayerRequest(pex.address, getattr(pex, part), "/", label=part) for pex in pexes
+        )
+    if dependencies.others:
+        rest = await Get(
+            LayerContent, LayerContentRequest(Addresses(dependencies.others), request.address)
+        )
+        if rest.snapshot.files:
+            requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
+    return _ImageLayerInputs(tuple(requests), tuple(pexes))
+
+
 @rule(desc="Build an OCI image")
 async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltImage:
     target = await _image_target(request.address)
@@ -424,8 +551,12 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
     content_hash = hashlib.sha256(
         " ".join(image.manifest_digest for image in images).encode()
     ).hexdigest()[:12]
+    tag_vars = await Get(TagVars, TagVarsRequest())
     for tag in target[OciImageTagsField].value or ():
-        argv += ["--tag", interpolate(tag, request.address, OciImageTagsField.alias, content_hash)]
+        argv += [
+            "--tag",
+            interpolate(tag, request.address, OciImageTagsField.alias, content_hash, tag_vars),
+        ]
     result = await Get(
         ProcessResult,
         OciToolRequest(
@@ -459,55 +590,20 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
                 """
             )
         )
-    dependencies = await Get(Targets, DependenciesRequest(target[OciImageDependenciesField]))
-
-    # Layer order: each `oci_layer` by address, then one layer with every other dependency.
-    layer_targets = sorted(
-        (t for t in dependencies if _is_layer_target(t)), key=lambda t: t.address
-    )
-    other_targets = [
-        t for t in dependencies if not _is_layer_target(t) and not t.has_field(OciImageBaseField)
-    ]
-    pex_targets = sorted((t for t in other_targets if is_pex_binary(t)), key=lambda t: t.address)
-    other_addresses = tuple(t.address for t in other_targets if not is_pex_binary(t))
-    layer_dependencies = await MultiGet(
-        Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
-    )
-    contents = await MultiGet(
-        Get(LayerContent, LayerContentRequest(addresses, t.address))
-        for t, addresses in zip(layer_targets, layer_dependencies)
-    )
-    layer_requests = [
-        BuildLayerRequest(
-            t.address,
-            content.snapshot,
-            t[OciLayerDestinationField].value,
-            mode=t[OciLayerModeField].value,
-            uid=t[OciLayerUidField].value,
-            gid=t[OciLayerGidField].value,
-            directory_mode=t[OciLayerDirectoryModeField].value,
-        )
-        for t, content in zip(layer_targets, contents)
-    ]
-    # Then each pex_binary's requirements, then its code: what changes least goes lowest.
-    pexes = await MultiGet(Get(PexLayers, PexLayersRequest(t.address)) for t in pex_targets)
-    for part in ("requirements", "sources"):
-        layer_requests.extend(
-            BuildLayerRequest(pex.address, getattr(pex, part), "/", label=part) for pex in pexes
-        )
-    if other_addresses:
-        rest = await Get(
-            LayerContent, LayerContentRequest(Addresses(other_addresses), request.address)
-        )
-        if rest.snapshot.files:
-            layer_requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
-
-    base_field = target[OciImageBaseField].image_base()
-    # Finding the base's Python needs its layers.
+    image_base = target[OciImageBaseField].image_base()
+    pex_targets = await Get(_ImagePexTargets, _ImageLayersRequest(request.address))
+    # The base (maybe a download) and the layers' inputs (maybe PEX builds) at once. Finding
+    # the base's Python for a pex_binary needs the base's layers.
     base_request = BaseRequest(
-        request.address, base_field, platform, request.complete or bool(pexes)
+        request.address, image_base, platform, request.complete or bool(pex_targets.addresses)
     )
-    base = await Get(ResolvedBase, BaseRequest, base_request)
+    base, inputs = await MultiGet(
+        Get(ResolvedBase, BaseRequest, base_request),
+        Get(_ImageLayerInputs, _ImageLayersRequest(request.address)),
+    )
+    layer_requests = list(inputs.requests)
+    pexes = inputs.pexes
+    base_field = image_base
     config_values = image_config(target, platform)
     if pexes and config_values["entrypoint"] is None:
         if len(pexes) > 1:
@@ -568,8 +664,9 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         ).encode()
         + (base.digest.fingerprint.encode() if base.digest else b"")
     ).hexdigest()[:12]
+    tag_vars = await Get(TagVars, TagVarsRequest())
     tags = [
-        interpolate(tag, request.address, OciImageTagsField.alias, content_hash)
+        interpolate(tag, request.address, OciImageTagsField.alias, content_hash, tag_vars)
         for tag in target[OciImageTagsField].value or ()
     ]
     for tag in tags:
@@ -629,5 +726,5 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
     )
 
 
-def rules() -> Iterable[Rule]:
-    return collect_rules()
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [*collect_rules(), *base_targets.rules()]
