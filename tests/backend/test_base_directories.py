@@ -66,6 +66,8 @@ oci_image(
 )
 """,
             "app/notes.txt": "notes\n",
+            # The checked-in base image, owned by a target (so `--changed-since` sees it).
+            "BUILD": 'files(name="base-layout", sources=["base/**"])\n',
         },
     )
     _base(repo / "base")

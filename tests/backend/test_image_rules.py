@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 from pants.core.target_types import FilesGeneratorTarget, FileTarget
 from pants.core.target_types import rules as core_target_types_rules
 from pants.core.util_rules import source_files
-from pants.engine.addresses import Address
+from pants.engine.addresses import Address, Addresses
+from pants.engine.env_vars import EnvironmentVars
 from pants.engine.fs import CreateDigest, Digest, DigestContents
 from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import QueryRule
-from pants.engine.target import InvalidFieldException, InvalidTargetException
+from pants.engine.target import (
+    DependenciesRequest,
+    InvalidFieldException,
+    InvalidTargetException,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
 from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.target_types import OciImageTarget, OciLayerTarget
+from pants_oci.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
 from pants_oci.util_rules import image, layers, lockfile, python, tool
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage, TagVarNotSetError
-from pants_oci.util_rules.tool import OciToolRequest
+from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
 from tests.backend.rule_runners import configure
 
 pytestmark = pytest.mark.slow
@@ -44,6 +53,9 @@ def rule_runner() -> RuleRunner:
             QueryRule(DigestContents, [Digest]),
             QueryRule(Digest, [CreateDigest]),
             QueryRule(Process, [OciToolRequest]),
+            QueryRule(EnvironmentVars, [RegistryEnvRequest]),
+            QueryRule(Addresses, [DependenciesRequest]),
+            QueryRule(WrappedTarget, [WrappedTargetRequest]),
         ],
         target_types=[OciImageTarget, OciLayerTarget, FilesGeneratorTarget, FileTarget],
     )
@@ -70,6 +82,7 @@ oci_image(
     labels={"team": "oci"},
     platforms=["linux/arm64"],
     image_tags=["{name}-{directory}"],
+    stop_signal="SIGQUIT",
 )
 """,
             "img/a.txt": "a\n",
@@ -94,6 +107,7 @@ oci_image(
     assert config["config"]["Cmd"] == ["/bin/true"]
     assert "MODE=test" in config["config"]["Env"]
     assert config["config"]["Labels"] == {"team": "oci"}
+    assert config["config"]["StopSignal"] == "SIGQUIT"
     assert (config["os"], config["architecture"]) == ("linux", "arm64")
     assert config["created"] == "1970-01-01T00:00:00Z"
 
@@ -202,3 +216,156 @@ def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleR
         ],
     )
     assert push.env["LANG"] == "de_DE.UTF-8" and push.env["HOME"] == "/home/me"
+
+
+REGISTRIES = {
+    "ghcr": {"address": "ghcr.io/acme", "default": True, "extra_image_tags": ["stable"]},
+    "mirror": {
+        "address": "registry.example.com:5000",
+        "repository": "mirror/{target_repository}",
+        "extra_image_tags": ["{tag_vars.GIT_COMMIT}-{hash}"],
+        "skip_push": True,
+    },
+}
+
+
+def test_registries_name_the_image_with_their_repository_and_extra_tags(
+    rule_runner: RuleRunner,
+) -> None:
+    """`[oci].registries`: the build resolves each registry's extra tags with its own `{hash}`
+    and `[oci].tag_vars` and records the image's names per registry in its info
+    (`image-info.json`), which the docker-archive names the image by too."""
+    rule_runner.write_files(
+        {
+            "img/BUILD": """
+oci_image(name="img", image_tags=["1.0", "{hash}"], output=["oci-layout", "docker-archive"])
+oci_image(
+    name="aliased",
+    registries=["@mirror"],
+    repository="team/{name}",
+    image_tags=["1.0"],
+    env={"OTHER": "content"},
+)
+oci_image(
+    name="multi", registries=["@mirror"], platforms=["linux/amd64", "linux/arm64"], image_tags=["1"]
+)
+"""
+        }
+    )
+    configure(
+        rule_runner,
+        f"--oci-registries={REGISTRIES!r}",
+        "--oci-default-registries=['docker.io/acme']",
+        "--oci-tag-vars=['GIT_COMMIT=c0ffee']",
+    )
+    built = rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
+    info = json.loads(built.info)
+    content_hash = info["tags"][1]
+    assert info["tags"] == ["1.0", content_hash]
+    # No `registries` on the target: the defaults, `default = true` and
+    # `[oci].default_registries`; a registry's extra tags for that registry only.
+    assert [(r["alias"], r["references"], r["skip_push"]) for r in info["registries"]] == [
+        (None, ["docker.io/acme/img:1.0", f"docker.io/acme/img:{content_hash}"], False),
+        (
+            "ghcr",
+            ["ghcr.io/acme/img:1.0", f"ghcr.io/acme/img:{content_hash}", "ghcr.io/acme/img:stable"],
+            False,
+        ),
+    ]
+    # The layout is tagged with the target's own tags; the archive names it everywhere.
+    contents = rule_runner.request(DigestContents, [built.layout])
+    index = json.loads(next(c.content for c in contents if c.path == "index.json"))
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [
+        "1.0",
+        content_hash,
+    ]
+    assert built.docker_archive is not None
+    [archive] = rule_runner.request(DigestContents, [built.docker_archive])
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        manifest_file = tar.extractfile("manifest.json")
+        assert manifest_file is not None
+        [entry] = json.loads(manifest_file.read())
+    assert entry["RepoTags"] == [n for r in info["registries"] for n in r["references"]]
+
+    aliased = json.loads(
+        rule_runner.request(
+            BuiltImage, [BuildImageRequest(Address("img", target_name="aliased"))]
+        ).info
+    )
+    [mirror] = aliased["registries"]
+    # The registry's repository, over the target's; `{hash}` is this image's.
+    assert mirror["repository"] == "mirror/team/aliased"
+    assert mirror["tags"][0] == "1.0"
+    assert re.fullmatch(r"c0ffee-[0-9a-f]{12}", mirror["tags"][1]), mirror
+    assert mirror["tags"][1] != f"c0ffee-{content_hash}"
+    assert (mirror["alias"], mirror["skip_push"]) == ("mirror", True)
+    # An index: its extra tags, with the index's `{hash}`, are recorded the same way.
+    multi = json.loads(
+        rule_runner.request(
+            BuiltImage, [BuildImageRequest(Address("img", target_name="multi"))]
+        ).info
+    )
+    [index_names] = multi["registries"]
+    assert multi["tags"] == ["1"] and index_names["tags"][0] == "1"
+    assert index_names["references"] == [
+        f"registry.example.com:5000/mirror/multi:{tag}" for tag in index_names["tags"]
+    ]
+    assert re.fullmatch(r"c0ffee-[0-9a-f]{12}", index_names["tags"][1]), index_names
+
+
+def test_an_unknown_registry_alias_fails_where_the_targets_dependencies_are_read(
+    rule_runner: RuleRunner,
+) -> None:
+    """Fields cannot see options where they are parsed: aliases are checked as soon as the
+    target's dependencies are resolved (what `peek`, `dependencies`, `package` and `publish`
+    all do), with a message naming the target, the field, the value and the known aliases."""
+    rule_runner.write_files({"img/BUILD": 'oci_image(name="img", registries=["@ghrc"])'})
+    configure(rule_runner, f"--oci-registries={REGISTRIES!r}")
+    address = Address("img", target_name="img")
+    target = rule_runner.request(
+        WrappedTarget, [WrappedTargetRequest(address, description_of_origin="test")]
+    ).target
+    expected = (
+        "The `registries` field in target img:img has '@ghrc', which is not a registry alias "
+        "of `[oci].registries` (its aliases: @ghcr, @mirror)"
+    )
+    with engine_error(InvalidFieldException, contains=expected, normalize_tracebacks=True):
+        rule_runner.request(Addresses, [DependenciesRequest(target[OciImageDependenciesField])])
+    with engine_error(InvalidFieldException, contains=expected, normalize_tracebacks=True):
+        rule_runner.request(BuiltImage, [BuildImageRequest(address)])
+
+
+def test_env_vars_reach_registry_processes_and_no_cached_process(rule_runner: RuleRunner) -> None:
+    """`[oci].env_vars` (`NAME` from Pants' environment, or `NAME=value`) join the built-in
+    credential variables for the processes that talk to registries, which are never cached;
+    a cached process never sees them."""
+    configure(
+        rule_runner,
+        "--oci-env-vars=['AWS_PROFILE', 'AZURE_TENANT_ID=t-1', 'NOT_SET_ANYWHERE']",
+        env={"AWS_PROFILE": "ci", "DOCKER_CONFIG": "/home/me/.docker"},
+    )
+    env = rule_runner.request(EnvironmentVars, [RegistryEnvRequest()])
+    assert env["AWS_PROFILE"] == "ci" and env["AZURE_TENANT_ID"] == "t-1"
+    assert env["DOCKER_CONFIG"] == "/home/me/.docker" and "NOT_SET_ANYWHERE" not in env
+    empty = rule_runner.request(Digest, [CreateDigest([])])
+    push = rule_runner.request(
+        Process,
+        [
+            OciToolRequest(
+                argv=("push",),
+                description="t",
+                input_digest=empty,
+                uncached_env=FrozenDict(env),
+                cache_scope=ProcessCacheScope.PER_SESSION,
+            )
+        ],
+    )
+    assert push.env["AWS_PROFILE"] == "ci" and push.env["AZURE_TENANT_ID"] == "t-1"
+    cached = rule_runner.request(
+        Process, [OciToolRequest(argv=("layer", "build"), description="t", input_digest=empty)]
+    )
+    assert cached.cache_scope == ProcessCacheScope.SUCCESSFUL
+    assert not {"AWS_PROFILE", "AZURE_TENANT_ID", "DOCKER_CONFIG"} & set(cached.env)
+    configure(rule_runner, "--oci-env-vars=['1BAD']")
+    with engine_error(ValueError, contains="`[oci].env_vars` has '1BAD'"):
+        rule_runner.request(EnvironmentVars, [RegistryEnvRequest()])

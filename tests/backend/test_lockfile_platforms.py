@@ -140,8 +140,10 @@ oci_image(name="multi", base="{base}", dependencies=[":scripts"],
     assert f"newer upstream: {key}" in moved.stdout and index_digest in moved.stdout
     assert "pants generate-oci-lockfile" in moved.stderr
 
-    # Regenerating pins the index and each platform's manifest; builds follow the lockfile.
-    run_pants("generate-oci-lockfile", cwd=repo)
+    # Regenerating (here through Pants' own `generate-lockfiles`, as for every other resolve)
+    # pins the index and each platform's manifest; builds follow the lockfile.
+    regenerated = run_pants("generate-lockfiles", "--resolve=oci-bases", cwd=repo)
+    assert "Wrote lockfile for the resolve `oci-bases` to oci.lock.json" in regenerated.stderr
     assert json.loads(lockfile.read_text())["bases"][key] == {
         "digest": index_digest,
         "media_type": OCI_INDEX,

@@ -293,10 +293,13 @@ oci_image(
 )
 """,
             "app/main.py": "print('hi')\n",
+            "bases/BUILD": """
+files(name="busybox-layout", sources=["busybox-layout/**"])
+files(name="busybox-archive", sources=["busybox.tar"])
+""",
         },
     )
     bases = repo / "bases"
-    bases.mkdir()
     skopeo_copy_to_oci_layout(
         f"docker://{busybox_image.tag_ref}",
         bases / "busybox-layout",

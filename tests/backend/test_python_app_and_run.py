@@ -109,20 +109,33 @@ def test_run_hello_example_with_arguments_and_environment(
     # The example on a base with a shell (on scratch there is nothing to run).
     files = _example_files("examples/hello", {'base="scratch"': f'base="{busybox_image.ref}"'})
     repo = make_pants_repo(tmp_path / "repo", files)
+    (repo / "config").mkdir()
+    (repo / "config/app.conf").write_text("mounted from the repo\n")
     ran = run_pants(
         "--oci-run-env-vars=['FROM_PANTS', 'MODE=demo']",
+        # docker run's options: a read-only mount (relative to the build root), user, env.
+        "--oci-run-args=--mount=config:/etc/app --user=1000:1000 --env=EXTRA=x",
         "run",
         "examples/hello:hello",
         "--",
         "sh",
         "-c",
-        'echo "$(pwd) $MODE $FROM_PANTS"; cat "$GREETING_FILE"; exit 3',
+        'echo "$(pwd) $MODE $FROM_PANTS $EXTRA $(id -u)"; cat "$GREETING_FILE" /etc/app/app.conf;'
+        " touch /etc/app/new 2>/dev/null || echo read-only; exit 3",
         cwd=repo,
         env={"FROM_PANTS": "passed-through"},
         check=False,
     )
     assert ran.returncode == 3, ran.stderr
-    assert ran.stdout == "/examples/hello demo passed-through\nHello from a daemonless image.\n"
+    assert ran.stdout == (
+        "/examples/hello demo passed-through x 1000\nHello from a daemonless image.\n"
+        "mounted from the repo\nread-only\n"
+    )
+    refused = run_pants(
+        "--oci-run-args=--privileged", "run", "examples/hello:hello", cwd=repo, check=False
+    )
+    assert refused.returncode != 0
+    assert "`[oci].run_args` has '--privileged', which `pants run` cannot honour" in refused.stderr
 
 
 def test_run_hello_example_under_podman(
@@ -136,6 +149,7 @@ def test_run_hello_example_under_podman(
     repo = make_pants_repo(tmp_path / "repo", files, extra_toml='[oci]\nruntime = "podman"\n')
     ran = run_pants(
         "--oci-run-env-vars=['MODE=demo']",
+        "--oci-run-args=--workdir=/tmp",
         "run",
         "examples/hello:hello",
         "--",
@@ -147,7 +161,7 @@ def test_run_hello_example_under_podman(
         check=False,
     )
     assert ran.returncode == 3, ran.stderr
-    assert ran.stdout == "/examples/hello demo\nHello from a daemonless image.\n"
+    assert ran.stdout == "/tmp demo\nHello from a daemonless image.\n"
     # podman ran it (runc would not have): its storage now holds the image, by the name the
     # image tool's link to the layout gives it.
     assert podman.image_names() == ["localhost/pants-oci-run:latest"], ran.stderr

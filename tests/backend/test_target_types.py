@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pants.core.goals.run import RestartableField
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
@@ -14,6 +15,7 @@ from pants_oci.target_types import (
     OciImageCmdField,
     OciImageEntrypointField,
     OciImageEnvField,
+    OciImageStopSignalField,
     OciImageTarget,
     OciImageWorkdirField,
     OciLayerTarget,
@@ -55,6 +57,13 @@ def test_defaults(rule_runner: RuleRunner) -> None:
     assert target[OciImageCmdField].value is None
     assert target[OciImageEnvField].value is None
     assert target[OciImageWorkdirField].value is None
+
+
+def test_stop_signal_and_restartable(rule_runner: RuleRunner) -> None:
+    for signal in ("SIGQUIT", "QUIT", "SIGRTMIN+3", "9"):
+        target = _image(rule_runner, f'stop_signal="{signal}", restartable=True')
+        assert target[OciImageStopSignalField].value == signal
+        assert target[RestartableField].value is True
 
 
 @pytest.mark.parametrize(
@@ -141,6 +150,8 @@ BAD_VALUES = [
     ("oci_image", 'platforms=["darwin/arm64"]', "'darwin/arm64'", "known: linux, windows"),
     ("oci_image", 'platforms=["linux/arm/v9"]', "'linux/arm/v9'", "linux/arm/v7"),
     ("oci_image", 'platforms=["linux/amd64", "linux/amd64"]', "'linux/amd64'", "twice"),
+    ("oci_image", 'stop_signal="SIGSTOPP"', "'SIGSTOPP'", '"SIGQUIT"'),
+    ("oci_image", 'stop_signal="99"', "'99'", "1 to 64"),
     ("oci_image", 'image_tags=["-bad"]', "'-bad'", "must not start with '.' or '-'"),
     ("oci_image", 'image_tags=["v1+build"]', "'v1+build'", "letters, digits, '_', '.' or '-'"),
     ("oci_image", 'image_tags=["{version}"]', "'{version}'", "{hash}"),
@@ -151,6 +162,8 @@ BAD_VALUES = [
     ("oci_image", 'registries=["ghcr"]', "'ghcr'", '"ghcr.io"'),
     ("oci_image", 'registries=["https://ghcr.io"]', "'https://ghcr.io'", "'ghcr.io'"),
     ("oci_image", 'registries=["ghcr.io/Acme"]', "'ghcr.io/Acme'", "lowercase"),
+    ("oci_image", 'registries=["@"]', "'@'", '"@ghcr"'),
+    ("oci_image", 'registries=["@team/ghcr"]', "'@team/ghcr'", "a key of `[oci].registries`"),
     ("oci_image", 'output=["tarball"]', "'tarball'", "docker-archive"),
     ("oci_layer", 'destination="srv"', "'srv'", "'/srv'"),
     ("oci_layer", 'destination="/srv/../etc"', "'/srv/../etc'", "absolute path it means"),
@@ -188,3 +201,31 @@ def test_the_base_field_reads_bases_by_the_core_grammar_plus_addresses() -> None
     assert (
         not layout.is_docker_archive and ImageBase.parse("docker-archive:b.tar").is_docker_archive
     )
+
+
+def test_an_unknown_registry_alias_fails_peek_naming_target_field_value_and_aliases() -> None:
+    """An `@alias` needs `[oci].registries`, which a field cannot see where it is parsed: it is
+    checked where the target's dependencies are first resolved, which `peek` does too."""
+    from pants.backend.project_info import peek
+
+    from pants_oci.util_rules import registries
+
+    rule_runner = RuleRunner(
+        rules=[*peek.rules(), *registries.rules()], target_types=[OciImageTarget]
+    )
+    rule_runner.write_files({"img/BUILD": 'oci_image(name="img", registries=["@ghrc"])'})
+    with pytest.raises(ExecutionError) as error:
+        rule_runner.run_goal_rule(
+            peek.Peek,
+            global_args=["--oci-registries={'ghcr': {'address': 'ghcr.io/acme'}}"],
+            args=["img:img"],
+        )
+    message = " ".join(str(error.value).split())
+    assert "`registries` field in target img:img has '@ghrc'" in message, message
+    assert "(its aliases: @ghcr)" in message, message
+    fixed = rule_runner.run_goal_rule(
+        peek.Peek,
+        global_args=["--oci-registries={'ghrc': {'address': 'ghcr.io/acme'}}"],
+        args=["img:img"],
+    )
+    assert '"@ghrc"' in fixed.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,7 @@ from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundErr
 from pants_oci.core.image import Image
 from pants_oci.core.layer import CustomFile, LayerBuilder
 from pants_oci.core.layout import ImageLayout
-from pants_oci.core.run import run_layout
+from pants_oci.core.run import Mount, RunSettings, run_layout
 from tests.core.images import add_busybox_base
 from tests.core.registry_support import options_for
 from tests.harness.busybox import ImageBlobs, PushedImage
@@ -369,6 +370,82 @@ def test_cli_prints_the_containers_output_and_exits_with_its_status(
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == f"pants-oci: error: {layout} has no image 'nope'; it has app\n"
+
+
+def test_mounts_are_read_only_and_workdir_and_user_override_the_images(
+    tmp_path: Path,
+    busybox_image_blobs: ImageBlobs,
+    run_tmp: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def configure(image: Image) -> None:
+        image.entrypoint = ["/bin/sh", "-c"]
+        image.workdir = "/srv"
+        image.user = "0"
+
+    layout = _layout(tmp_path, busybox_image_blobs, configure)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/app.conf").write_text("from the host\n")
+    (tmp_path / "token").write_text("secret file\n")
+    settings = RunSettings(
+        mounts=(
+            Mount.parse(f"{tmp_path / 'config'}:/etc/app"),
+            Mount.parse(f"{tmp_path / 'token'}:/run/token"),
+        ),
+        workdir="/tmp",
+        user="1000:1000",
+    )
+    script = (
+        'cat /etc/app/app.conf /run/token; echo "$(id -u):$(id -g) in $(pwd)"; '
+        "touch /etc/app/new 2>/dev/null || echo read-only"
+    )
+    status, out, _err = _run(capfd, layout, args=[script], settings=settings)
+    assert (status, out) == (0, "from the host\nsecret file\n1000:1000 in /tmp\nread-only\n")
+    assert not (tmp_path / "config/new").exists()
+    assert list(run_tmp.iterdir()) == []
+    with pytest.raises(RunError, match="expected SOURCE:DESTINATION"):
+        Mount.parse("config")
+    with pytest.raises(RunError, match="does not exist"):
+        Mount.parse(f"{tmp_path / 'nope'}:/x")
+
+
+def test_interrupting_a_run_sends_the_images_stop_signal(
+    tmp_path: Path, busybox_image_blobs: ImageBlobs
+) -> None:
+    """Ctrl-C or SIGTERM to `pants-oci run` stops the container as `docker stop` does: with the
+    image's StopSignal (here SIGUSR1, which the container's script traps)."""
+
+    def configure(image: Image) -> None:
+        image.stop_signal = "SIGUSR1"
+        image.entrypoint = ["/bin/sh", "-c"]
+        image.cmd = [
+            "trap 'echo stopped by usr1; exit 3' USR1; echo ready; "
+            "while true; do sleep 1 & wait $!; done"
+        ]
+
+    layout = _layout(tmp_path, busybox_image_blobs, configure)
+    (tmp_path / "run-tmp").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "PYTHONPATH": str(REPO_ROOT / "src/python"),
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path / "run-tmp"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pants_oci.core", "run", str(layout)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"  # the trap is set
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait(timeout=60) == 3
+    assert rest == "stopped by usr1\n"
+    assert list((tmp_path / "run-tmp").iterdir()) == []
 
 
 def test_podman_gets_a_ref_name_for_a_digest_in_a_layout_with_several_tags(

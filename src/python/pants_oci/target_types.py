@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
+from pants.core.goals.run import RestartableField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
@@ -86,7 +87,12 @@ class OciImageBaseField(StringField):
             (`":base"`, `"//images/base:base"`), to build on an image from this repo.
           * A local image file in the repo, with a transport prefix as `skopeo` spells it:
             `"{OCI_LAYOUT_PREFIX}path/to/layout-dir"` or
-            `"{DOCKER_ARCHIVE_PREFIX}path/to/image.tar"`.
+            `"{DOCKER_ARCHIVE_PREFIX}path/to/image.tar"`. Its files must be owned by a
+            target, e.g. `files(name="base", sources=["layout-dir/**"])`.
+
+        The base is a dependency of this target (inferred): `pants dependencies`,
+        `dependents` and `--changed-since --changed-dependents=transitive` see the image, or
+        the files, it is built on.
 
         The base's config (entrypoint, cmd, env, workdir, ...) is inherited; the fields of this
         target override it.
@@ -357,6 +363,48 @@ def _platform_problem(platform: str) -> Optional[str]:
     return None
 
 
+class OciImageStopSignalField(StringField):
+    alias = "stop_signal"
+    help = help_text(
+        """
+        The signal that stops a container of this image (the config's `StopSignal`), e.g.
+        `"SIGQUIT"` for nginx's graceful shutdown: what `docker stop`, Kubernetes and
+        `pants run` (on Ctrl-C, or when a `restartable` image restarts) send before SIGKILL.
+        Unset means inherit the base's (SIGTERM when none sets one).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+        name = value if value.startswith("SIG") else f"SIG{value}"
+        if not (value.isdigit() and 1 <= int(value) <= 64) and name not in _SIGNAL_NAMES:
+            raise _field_error(
+                cls.alias,
+                address,
+                value,
+                'is not a signal: use a name such as "SIGTERM", "SIGQUIT" or '
+                '"SIGRTMIN+3", or a number from 1 to 64.',
+            )
+        return value
+
+
+# Linux's signal names, as `docker stop` and runc accept them (SIGRTMIN+N, SIGRTMAX-N too).
+_LINUX_SIGNALS = (
+    "ABRT ALRM BUS CHLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT "
+    "STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX"
+)
+_SIGNAL_NAMES = frozenset(
+    {
+        *(f"SIG{name}" for name in _LINUX_SIGNALS.split()),
+        *(f"SIGRTMIN+{n}" for n in range(1, 16)),
+        *(f"SIGRTMAX-{n}" for n in range(1, 15)),
+    }
+)
+
+
 class OciImagePlatformsField(StringSequenceField):
     alias = "platforms"
     help = help_text(
@@ -463,14 +511,19 @@ def interpolate(
     field_alias: str,
     content_hash: Optional[str] = None,
     tag_vars: Optional[TagVars] = None,
+    *,
+    extra: Optional[Mapping[str, str]] = None,
+    where: Optional[str] = None,
 ) -> str:
     """Fill `{name}`, `{directory}`, `{parent_directory}` (and, in tags, `{hash}`,
-    `{pants.hash}` and `{tag_vars.NAME}`)."""
+    `{pants.hash}` and `{tag_vars.NAME}`; and the `extra` placeholders). Errors say the template
+    is in `where` (default: the field `field_alias` of the target at `address`)."""
     parts = address.spec_path.split("/") if address.spec_path else []
     values: Dict[str, Any] = {
         "name": address.target_name,
         "directory": parts[-1] if parts else "",
         "parent_directory": parts[-2] if len(parts) > 1 else "",
+        **(extra or {}),
     }
     if content_hash is not None:
         values["hash"] = content_hash
@@ -484,7 +537,7 @@ def interpolate(
     except (KeyError, AttributeError, IndexError, ValueError) as e:
         known = ", ".join(
             "{" + k + "}"
-            for k in ("name", "directory", "parent_directory", "hash", "pants.hash")
+            for k in ("name", "directory", "parent_directory", *(extra or {}), "hash", "pants.hash")
             if k.split(".")[0] in values
         )
         if content_hash is not None:
@@ -495,10 +548,11 @@ def interpolate(
         else:
             problem = f"has an unknown placeholder ({e})"
             fix = f"Known placeholders: {known}."
+        where = where or f"The `{field_alias}` field in target {address}"
         raise InvalidFieldException(
             softwrap(
                 f"""
-                The `{field_alias}` field in target {address} {problem} in {template!r}. {fix}
+                {where} {problem} in {template!r}. {fix}
                 """
             )
         ) from e
@@ -513,8 +567,8 @@ class OciImageOutputField(StringSequenceField):
         What `package` writes: `"oci-layout"` (the default), an OCI image layout directory
         `dist/<path>/<name>/`; and/or `"docker-archive"`, a `dist/<path>/<name>.tar` that
         `docker load` and `podman load` accept, naming the image as `publish` pushes it:
-        `registry/repository:tag` for each registry (`registries`, else
-        `[oci].default_registries`) and tag, or `repository:tag` without registries.
+        `registry/repository:tag` for each of its registries (see `registries`) and tag, the
+        registry's `extra_image_tags` included, or `repository:tag` without registries.
         """
     )
 
@@ -528,6 +582,9 @@ class OciImageRepositoryField(StringField):
         `"team/api"`. May use placeholders: `{name}` (the target name), `{directory}` (the
         BUILD file's directory name) and `{parent_directory}` (the one above it). Default:
         `"{name}"`.
+
+        A registry of `[oci].registries` with a `repository` of its own uses that instead, as
+        in Pants' docker backend; it may include this one as `{target_repository}`.
         """
     )
 
@@ -555,9 +612,20 @@ class OciImageRegistriesField(StringSequenceField):
     alias = "registries"
     help = help_text(
         """
-        The registries `pants publish` pushes the image to: hosts, with a port if needed, such
-        as `["ghcr.io", "registry.example.com:5000"]`. Each tag is pushed to each registry.
-        An image with no registries is not published.
+        The registries `pants publish` pushes the image to, as in Pants' docker backend:
+        addresses (a host, with a port and a path if needed), such as
+        `["ghcr.io/acme", "registry.example.com:5000"]`, and aliases of registries configured
+        in `[oci].registries`, written with a leading `@`, such as `["@ghcr"]`. Each tag is
+        pushed to each registry, as `registry/repository:tag`.
+
+        Unset: the registries configured as default (`"default": true` in
+        `[oci].registries`, and those of `[oci].default_registries`). `[]`: none. An image
+        with no registry is not published (`pants publish` lists it as skipped, saying why).
+
+        A configured registry, named by alias or by its address, brings its options: its own
+        `repository`, `extra_image_tags` for it alone, and `skip_push`. An unknown alias is an
+        error in every goal that reads the target's dependencies (`peek`, `dependencies`,
+        `package`, `publish`, ...), naming the aliases `[oci].registries` has.
         """
     )
 
@@ -567,10 +635,27 @@ class OciImageRegistriesField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for registry in value or ():
-            problem = registry_problem(registry)
+            if registry.startswith(REGISTRY_ALIAS_PREFIX):
+                # Whether `[oci].registries` has it is checked with the options (registries.py).
+                problem = registry_alias_problem(registry[len(REGISTRY_ALIAS_PREFIX) :])
+            else:
+                problem = registry_problem(registry)
             if problem:
                 raise _field_error(cls.alias, address, registry, problem)
         return value
+
+
+# `registries=["@name"]` names a registry of `[oci].registries` by its alias.
+REGISTRY_ALIAS_PREFIX = "@"
+
+
+def registry_alias_problem(alias: str) -> Optional[str]:
+    """Why `alias` (after the `@`) cannot be a key of `[oci].registries`, or None."""
+    if not alias or alias != alias.strip() or "/" in alias:
+        return (
+            'is not a registry alias: write `@` and a key of `[oci].registries`, such as "@ghcr".'
+        )
+    return None
 
 
 def registry_problem(registry: str) -> Optional[str]:
@@ -596,7 +681,12 @@ def registry_problem(registry: str) -> Optional[str]:
 class OciImageSkipPushField(BoolField):
     alias = "skip_push"
     default = False
-    help = "If true, `pants publish` skips this image (`pants package` still builds it)."
+    help = help_text(
+        """
+        If true, `pants publish` skips this image (`pants package` still builds it). To skip
+        one registry for every image, set `skip_push` on it in `[oci].registries`.
+        """
+    )
 
 
 class OciImageDependenciesField(Dependencies):
@@ -746,12 +836,14 @@ class OciImageTarget(Target):
         OciImageAnnotationsField,
         OciImageExposedPortsField,
         OciImageVolumesField,
+        OciImageStopSignalField,
         OciImagePlatformsField,
         OciImageTagsField,
         OciImageRepositoryField,
         OciImageRegistriesField,
         OciImageSkipPushField,
         OciImageOutputField,
+        RestartableField,
     )
     help = help_text(
         """

@@ -674,7 +674,7 @@ _COMMANDS = ("layer", "base", "image", "push", "copy", "inspect", RUN_COMMAND)
 
 def _run(args: argparse.Namespace, options: TransportOptions) -> int:
     """No JSON: the container's output is the command's, and so is its exit status."""
-    from pants_oci.core.run import run_layout
+    from pants_oci.core.run import Mount, RunSettings, run_layout
 
     env: dict[str, str] = {}
     for item in args.env:
@@ -687,6 +687,11 @@ def _run(args: argparse.Namespace, options: TransportOptions) -> int:
             source = f"{args.pass_env_prefix or ''}{name}"
             if source in os.environ:
                 env[name] = os.environ[source]
+    settings = RunSettings(
+        mounts=tuple(Mount.parse(text) for text in args.mount),
+        workdir=args.workdir,
+        user=args.user,
+    )
     return run_layout(
         args.layout,
         ref=args.ref,
@@ -694,6 +699,7 @@ def _run(args: argparse.Namespace, options: TransportOptions) -> int:
         env=env,
         runtime=args.runtime,
         options=options,
+        settings=settings,
     )
 
 
@@ -929,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.usage = (
         f"{PROGRAM} {RUN_COMMAND} LAYOUT_DIR [--ref NAME] [--env NAME=VALUE]... "
+        "[--mount SOURCE:DEST]... [--workdir DIR] [--user USER[:GROUP]] "
         "[--runtime auto|runc|podman] [-- ARGS...]"
     )
     run.add_argument("layout", metavar="LAYOUT_DIR")
@@ -946,6 +953,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the value of `--env NAME` from PREFIX+NAME in this process's environment, so "
         "that what is meant for the container (PYTHONPATH, say) never changes this process",
     )
+    run.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="SOURCE:DEST",
+        help="bind-mount a host file or directory read-only at DEST; repeatable",
+    )
+    run.add_argument("--workdir", metavar="DIR", help="the working directory, over the image's")
+    run.add_argument("--user", metavar="USER[:GROUP]", help="the user, over the image's")
     run.add_argument(
         "--runtime",
         choices=("auto", "runc", "podman"),

@@ -43,12 +43,14 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -62,7 +64,7 @@ from pants_oci.core.layer import decompressed
 from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
 from pants_oci.core.models import ImageConfig, Platform, platform_matches
 
-__all__ = ["Runtime", "run_layout"]
+__all__ = ["Mount", "RunSettings", "Runtime", "run_layout"]
 
 Runtime = Literal["auto", "runc", "podman"]
 
@@ -136,6 +138,39 @@ _OPAQUE_WHITEOUT = ".wh..wh..opq"
 _WHITEOUT_PREFIX = ".wh."
 _XATTR_PREFIX = "SCHILY.xattr."
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host file or directory, bind-mounted read-only into the container."""
+
+    source: Path
+    destination: str
+
+    @classmethod
+    def parse(cls, text: str) -> Mount:
+        """``SOURCE:DESTINATION`` (SOURCE relative to the working directory, or absolute)."""
+        source, colon, destination = text.rpartition(":")
+        if not colon or not source or not destination.startswith("/"):
+            raise RunError(
+                f"mount {text!r}: expected SOURCE:DESTINATION, an absolute path in the "
+                "container, e.g. `config:/etc/app` (mounted read-only)"
+            )
+        if ".." in destination.split("/"):
+            raise RunError(f"mount {text!r}: the destination must not go up with `..`")
+        path = Path(source).absolute()
+        if not path.exists():
+            raise RunError(f"mount {text!r}: {path} does not exist")
+        return cls(path, destination)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What ``run`` changes of the image config, as ``docker run`` flags do."""
+
+    mounts: tuple[Mount, ...] = ()  # --volume SOURCE:DESTINATION:ro
+    workdir: str | None = None  # --workdir
+    user: str | None = None  # --user USER[:GROUP]
 
 
 # --- Choosing the image -------------------------------------------------------------------------
@@ -322,6 +357,19 @@ class _RootFS:
             finally:
                 os.close(dir_fd)
         return None
+
+    def make_mount_point(self, path: str, *, directory: bool) -> None:
+        """An empty directory, or file, at ``path`` for a bind mount (the image's own stays)."""
+        parts = [part for part in path.split("/") if part]
+        found = self.open_dir(parts if directory else parts[:-1], create=True, where=path)
+        assert found is not None  # made when missing
+        dir_fd, _real = found
+        try:
+            if not directory and _lstat(dir_fd, parts[-1]) is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(parts[-1], flags, 0o644, dir_fd=dir_fd))
+        finally:
+            os.close(dir_fd)
 
     def make_dirs(self, path: str) -> None:
         found = self.open_dir(path.split("/"), create=True, where=path)
@@ -550,9 +598,11 @@ def _runtime_spec(
     command: list[str],
     env: Mapping[str, str],
     where: str,
+    settings: RunSettings,
 ) -> dict[str, Any]:
     run = config.config
-    user, home = _user(root, (run.user if run else None) or "", where)
+    user_text = settings.user if settings.user is not None else (run.user if run else None)
+    user, home = _user(root, user_text or "", where)
     variables: dict[str, str] = {}
     for item in (run.env if run else None) or ():
         key, _, value = item.partition("=")
@@ -560,9 +610,20 @@ def _runtime_spec(
     variables.update(env)
     variables.setdefault("PATH", DEFAULT_PATH)
     variables.setdefault("HOME", home)
-    cwd = "/" + "/".join(p for p in ((run.working_dir if run else None) or "/").split("/") if p)
+    workdir = settings.workdir or (run.working_dir if run else None) or "/"
+    cwd = "/" + "/".join(p for p in workdir.split("/") if p)
     root.make_dirs(cwd)  # as docker does: a WORKDIR the layers lack is made (root's, 0755)
     mounts = list(_MOUNTS)
+    for mount in settings.mounts:
+        root.make_mount_point(mount.destination, directory=mount.source.is_dir())
+        mounts.append(
+            {
+                "destination": mount.destination,
+                "type": "bind",
+                "source": str(mount.source),
+                "options": ["rbind", "ro", "rprivate"],
+            }
+        )
     for name in _HOST_FILES:
         host = Path("/etc") / name
         if host.is_file():
@@ -638,20 +699,34 @@ def _choose_runtime(
     )
 
 
-def _run_runc(runc: str, bundle: Path, state: Path) -> int:
+class _Stop(Exception):
+    """SIGTERM to this process: stop the container, as Ctrl-C does."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop()
+
+
+def _run_runc(runc: str, bundle: Path, state: Path, stop_signal: str | None) -> int:
+    """``runc run``; on Ctrl-C or SIGTERM the container gets the image's stop signal (as
+    ``docker stop`` sends it; SIGTERM without one), then SIGKILL after a grace period."""
     container = f"pants-oci-{secrets.token_hex(6)}"
     base = [runc, "--root", str(state)]
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
     process = subprocess.Popen([*base, "run", "--bundle", str(bundle), container])
     try:
         return process.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
+        kill = [*base, "kill", container]
+        subprocess.run([*kill, stop_signal or "TERM"], capture_output=True, check=False)
         try:
             process.wait(timeout=_STOP_GRACE_SECONDS)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            subprocess.run([*base, "kill", container, "KILL"], capture_output=True, check=False)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt, _Stop):
+            subprocess.run([*kill, "KILL"], capture_output=True, check=False)
             process.wait()
-        raise
+        return process.returncode
     finally:
+        signal.signal(signal.SIGTERM, previous)
         # `runc run` deletes the container when it ends; this is for when runc itself did not.
         subprocess.run([*base, "delete", "--force", container], capture_output=True, check=False)
 
@@ -694,7 +769,13 @@ _PODMAN_LINK = "pants-oci-run"
 
 
 def _run_podman(
-    podman: str, layout: ImageLayout, ref: str, args: Sequence[str], env: Mapping[str, str]
+    podman: str,
+    layout: ImageLayout,
+    ref: str,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    settings: RunSettings,
 ) -> int:
     target = f"oci:{_PODMAN_LINK}"
     if ref.startswith("sha256:"):
@@ -709,6 +790,11 @@ def _run_podman(
     if ref:
         target += f":{ref}"
     flags = [*_podman_ulimits(), *(f"--env={key}={value}" for key, value in env.items())]
+    flags += [f"--volume={m.source}:{m.destination}:ro" for m in settings.mounts]
+    if settings.workdir:
+        flags.append(f"--workdir={settings.workdir}")
+    if settings.user is not None:
+        flags.append(f"--user={settings.user}")
     argv = [podman, "run", "--rm", "-i", "--network=host", *flags, target, *args]
     work = Path(tempfile.mkdtemp(prefix="pants-oci-podman-"))
     try:
@@ -726,13 +812,16 @@ def run_layout(
     env: Mapping[str, str] | None = None,
     runtime: Runtime | str = "auto",
     options: TransportOptions | None = None,
+    settings: RunSettings | None = None,
 ) -> int:
     """Run the image ``ref`` (default: the only one) of the OCI layout ``layout_dir`` in the
     foreground and return its exit status. ``args`` replace the image's cmd (its entrypoint
-    stays); ``env`` is added over the image's env. ``runtime``: ``"runc"`` (as root),
+    stays); ``env`` is added over the image's env; ``settings`` mount host paths read-only
+    and override the working directory and user. ``runtime``: ``"runc"`` (as root),
     ``"podman"``, or ``"auto"`` (runc when it is on PATH and this is root, else podman).
     ``options`` reach the registry that has blobs an incomplete layout lacks."""
     env = dict(env or {})
+    settings = settings or RunSettings()
     layout = ImageLayout.open(layout_dir)
     name = _pick_ref(layout, ref)
     image = layout.image(name)
@@ -749,7 +838,7 @@ def run_layout(
                 f"{layout.root} lacks layer blob {missing[0].digest} of {name!r}, which podman "
                 "cannot fetch; write the layout with its base layers, or run as root with runc"
             )
-        return _run_podman(program, layout, name, args, env)
+        return _run_podman(program, layout, name, args, env=env, settings=settings)
 
     work = Path(tempfile.mkdtemp(prefix="pants-oci-run-"))
     try:
@@ -762,11 +851,21 @@ def run_layout(
             for number, (layer, path) in enumerate(zip_strict(image.layers, blobs), 1):
                 with path.open("rb") as blob:
                     root.unpack(blob, f"{where}: layer {number} ({layer.digest})")
-            spec = _runtime_spec(image.config, root, bundle, command=command, env=env, where=where)
+            spec = _runtime_spec(
+                image.config,
+                root,
+                bundle,
+                command=command,
+                env=env,
+                where=where,
+                settings=settings,
+            )
         finally:
             root.close()
         (bundle / "config.json").write_text(json.dumps(spec, indent=2))
-        return _run_runc(program, bundle, work / "state")
+        run_config = image.config.config
+        stop_signal = run_config.stop_signal if run_config else None
+        return _run_runc(program, bundle, work / "state", stop_signal)
     finally:
         try:
             shutil.rmtree(work)

@@ -3,20 +3,31 @@
 Like `pants generate-lockfiles` for requirements: tags are looked up only here, and the result
 is a reviewable file checked into the repo, which builds then read instead of the tags.
 `--check` writes nothing and reports bases whose tags moved upstream (exit 1 if any did).
+`pants generate-lockfiles --resolve=oci-bases` writes the same file through Pants' own goal.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterable, List, Mapping, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Tuple, Union
 
+from pants.core.goals.generate_lockfiles import (
+    GenerateLockfile,
+    GenerateLockfileResult,
+    KnownUserResolveNames,
+    KnownUserResolveNamesRequest,
+    RequestedUserResolveNames,
+    UserGenerateLockfiles,
+)
 from pants.engine.console import Console
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.env_vars import EnvironmentVars
 from pants.engine.fs import EMPTY_DIGEST, CreateDigest, Digest, FileContent, Workspace
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.process import FallibleProcessResult, ProcessCacheScope
-from pants.engine.rules import Get, MultiGet, Rule, collect_rules, goal_rule
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, goal_rule, rule
 from pants.engine.target import AllTargets
+from pants.engine.unions import UnionRule
 from pants.option.option_types import BoolOption
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
@@ -32,7 +43,7 @@ from pants_oci.util_rules.lockfile import (
     lock_key,
     render_lockfile,
 )
-from pants_oci.util_rules.tool import CREDENTIAL_ENV, OciToolRequest
+from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
 
 
 class GenerateOciLockfileSubsystem(GoalSubsystem):
@@ -85,14 +96,31 @@ def _describe(name: str, entry: LockedBase) -> str:
     return f"{name} -> {entry.digest} ({', '.join(sorted(entry.platforms))})"
 
 
-@goal_rule
-async def generate_oci_lockfile(
-    subsystem: GenerateOciLockfileSubsystem,
-    console: Console,
-    workspace: Workspace,
-    all_targets: AllTargets,
-    oci: OciSubsystem,
-) -> GenerateOciLockfile:
+@dataclass(frozen=True)
+class BaseLookupsRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class BaseLookups:
+    """Every base written as a tag, looked up now: what it points at, who uses it."""
+
+    names: Tuple[str, ...]
+    users: FrozenDict[str, Tuple[str, ...]]
+    upstream: FrozenDict[str, LockedBase]
+    failures: Tuple[Tuple[str, str], ...]  # (name, the tool's error)
+
+    def failure_message(self) -> str:
+        return "\n".join(
+            f"Could not look up base image {name} (used by {', '.join(self.users[name])}):\n{error}"
+            for name, error in self.failures
+        )
+
+
+@rule(desc="Look up the tags of OCI base images")
+async def look_up_bases(
+    _: BaseLookupsRequest, all_targets: AllTargets, oci: OciSubsystem
+) -> BaseLookups:
     bases: Dict[str, Reference] = {}
     users: Dict[str, List[str]] = {}
     for target in all_targets:
@@ -105,8 +133,7 @@ async def generate_oci_lockfile(
             bases[key] = reference
             users.setdefault(key, []).append(str(target.address))
     names = sorted(bases)
-    lockfile = await Get(BaseLockfile, BaseLockfileRequest())
-    env = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
+    env = await Get(EnvironmentVars, RegistryEnvRequest())
     lookups = await MultiGet(
         Get(
             FallibleProcessResult,
@@ -121,18 +148,38 @@ async def generate_oci_lockfile(
         )
         for name in names
     )
-    failures: List[Tuple[str, str]] = [
+    failures = tuple(
         (name, result.stderr.decode(errors="replace").strip())
         for name, result in zip(names, lookups)
         if result.exit_code != 0
-    ]
-    if failures:
-        for name, error in failures:
-            console.print_stderr(
-                f"Could not look up base image {name} (used by {', '.join(users[name])}):\n{error}"
-            )
+    )
+    upstream = {
+        name: _locked(json.loads(result.stdout))
+        for name, result in zip(names, lookups)
+        if result.exit_code == 0
+    }
+    return BaseLookups(
+        names=tuple(names),
+        users=FrozenDict({name: tuple(found) for name, found in users.items()}),
+        upstream=FrozenDict(upstream),
+        failures=failures,
+    )
+
+
+@goal_rule
+async def generate_oci_lockfile(
+    subsystem: GenerateOciLockfileSubsystem,
+    console: Console,
+    workspace: Workspace,
+    oci: OciSubsystem,
+) -> GenerateOciLockfile:
+    lockfile, lookups = await MultiGet(
+        Get(BaseLockfile, BaseLockfileRequest()), Get(BaseLookups, BaseLookupsRequest())
+    )
+    if lookups.failures:
+        console.print_stderr(lookups.failure_message())
         return GenerateOciLockfile(exit_code=1)
-    upstream = {name: _locked(json.loads(result.stdout)) for name, result in zip(names, lookups)}
+    names, users, upstream = lookups.names, lookups.users, lookups.upstream
 
     if subsystem.check:
         lockfile.require_valid()
@@ -148,7 +195,7 @@ async def generate_oci_lockfile(
         problems += [
             f"unused: {name} (no BUILD file uses it)"
             for name in sorted(lockfile.bases)
-            if name not in bases
+            if name not in users
         ]
         if problems:
             console.print_stdout("\n".join(problems))
@@ -170,5 +217,57 @@ async def generate_oci_lockfile(
     return GenerateOciLockfile(exit_code=0)
 
 
-def rules() -> Iterable[Rule]:
-    return collect_rules()
+# `pants generate-lockfiles --resolve=oci-bases` writes the same file, as Pants' other lockfiles.
+OCI_RESOLVE = "oci-bases"
+
+
+class KnownOciResolveNamesRequest(KnownUserResolveNamesRequest):
+    pass
+
+
+class RequestedOciResolveNames(RequestedUserResolveNames):
+    pass
+
+
+@dataclass(frozen=True)
+class GenerateOciBasesLockfile(GenerateLockfile):
+    pass
+
+
+class BaseLookupError(Exception):
+    """A base image tag that could not be looked up."""
+
+
+@rule
+def known_oci_resolve(_: KnownOciResolveNamesRequest) -> KnownUserResolveNames:
+    return KnownUserResolveNames(
+        names=(OCI_RESOLVE,),
+        option_name="[oci].lockfile",
+        requested_resolve_names_cls=RequestedOciResolveNames,
+    )
+
+
+@rule
+def oci_lockfile_request(_: RequestedOciResolveNames, oci: OciSubsystem) -> UserGenerateLockfiles:
+    return UserGenerateLockfiles(
+        [GenerateOciBasesLockfile(resolve_name=OCI_RESOLVE, lockfile_dest=oci.lockfile, diff=False)]
+    )
+
+
+@rule(desc="Generate the OCI base-image lockfile")
+async def generate_oci_bases_lockfile(request: GenerateOciBasesLockfile) -> GenerateLockfileResult:
+    lookups = await Get(BaseLookups, BaseLookupsRequest())
+    if lookups.failures:
+        raise BaseLookupError(lookups.failure_message())
+    content = render_lockfile(lookups.upstream)
+    digest = await Get(Digest, CreateDigest([FileContent(request.lockfile_dest, content)]))
+    return GenerateLockfileResult(digest, request.resolve_name, request.lockfile_dest)
+
+
+def rules() -> Iterable[Union[Rule, UnionRule]]:
+    return [
+        *collect_rules(),
+        UnionRule(KnownUserResolveNamesRequest, KnownOciResolveNamesRequest),
+        UnionRule(RequestedUserResolveNames, RequestedOciResolveNames),
+        UnionRule(GenerateLockfile, GenerateOciBasesLockfile),
+    ]

@@ -1,5 +1,9 @@
 """`pants publish` for `oci_image`: push every tag to every registry in one process per image.
 
+Where the image goes is decided by the build (`image-info.json` "registries": each registry's
+repository and tags, `extra_image_tags` included, see util_rules/registries.py); publish pushes
+those names, except a registry's with `skip_push`, which it lists as skipped.
+
 The push runs the image tool as an interactive (never cached) process, so it can see the
 user's docker config, credential helpers and Google credentials; they are resolved inside that
 process and never appear in argv or in any cache key.
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, List, Sequence, Union
 
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -18,7 +22,7 @@ from pants.core.goals.publish import (
     PublishProcesses,
     PublishRequest,
 )
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.env_vars import EnvironmentVars
 from pants.engine.fs import DigestContents, DigestSubset, PathGlobs
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, Rule, collect_rules, rule
@@ -26,15 +30,8 @@ from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
 from pants_oci.goals.package import IMAGE_INFO, OciImageFieldSet
-from pants_oci.subsystems.oci import OciSubsystem
-from pants_oci.target_types import (
-    OciImageRegistriesField,
-    OciImageRepositoryField,
-    OciImageSkipPushField,
-    OciImageTagsField,
-)
-from pants_oci.util_rules.image import image_references
-from pants_oci.util_rules.tool import CREDENTIAL_ENV, OciToolRequest
+from pants_oci.target_types import OciImageRegistriesField, OciImageSkipPushField
+from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
 
 
 class PublishOciImageRequest(PublishRequest):  # type: ignore[type-arg]
@@ -47,32 +44,52 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
     required_fields = (OciImageRegistriesField,)
 
     registries: OciImageRegistriesField
-    repository: OciImageRepositoryField
-    tags: OciImageTagsField
     skip_push: OciImageSkipPushField
 
-    def references(
-        self, built_tags: Tuple[str, ...], default_registries: Tuple[str, ...] = ()
-    ) -> Tuple[str, ...]:
-        """Every `registry/repository:tag`; tags as the build resolved them (`{hash}`).
-        None without registries: the image is not published."""
-        registries = self.registries.value or default_registries
-        if not registries:
-            return ()
-        return image_references(self.address, self.repository.value, registries, built_tags)
-
     def get_output_data(self) -> PublishOutputData:
-        return PublishOutputData(
-            {
-                "publisher": "oci",
-                "registries": self.registries.value or (),
-                **super().get_output_data(),
-            }
+        # Not the `registries` field as written: each entry of the output says which
+        # registries (resolved: aliases, defaults, repositories) its names are in.
+        return PublishOutputData({"publisher": "oci", **super().get_output_data()})
+
+
+def _registries_data(entries: Sequence[Dict[str, Any]]) -> PublishOutputData:
+    """`publish --output` data: the registries of an entry, as `image-info.json` has them."""
+    return PublishOutputData(
+        {
+            "registries": tuple(
+                FrozenDict(
+                    {
+                        key: tuple(value) if isinstance(value, list) else value
+                        for key, value in entry.items()
+                    }
+                )
+                for entry in entries
+            )
+        }
+    )
+
+
+def _names(entries: Sequence[Dict[str, Any]]) -> List[str]:
+    return [name for entry in entries for name in entry["references"]]
+
+
+def _no_registry(field_set: PublishOciImageFieldSet) -> str:
+    """Why the image has no registry, and what to set."""
+    registries = field_set.registries.alias
+    if field_set.registries.value is not None:
+        return (
+            f"(its `{registries}` field is empty: name a registry, or an `@alias` of "
+            "`[oci].registries`, there to publish it)"
         )
+    return (
+        f"(it has no `{registries}` and `[oci].default_registries` is empty, nor has any "
+        "`[oci].registries` entry `default = true`: set one of them to publish it, or "
+        f"`{field_set.skip_push.alias}=True` to say it is not meant to be published)"
+    )
 
 
 @rule(desc="Push OCI image")
-async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) -> PublishProcesses:
+async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses:
     field_set = request.field_set
     assert isinstance(field_set, PublishOciImageFieldSet)
     [package] = request.packages
@@ -84,32 +101,43 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
         ),
     )
     image_info = json.loads(info[0].content)
-    built_tags = tuple(image_info["tags"])
-    references = field_set.references(built_tags, tuple(oci.default_registries))
+    entries: List[Dict[str, Any]] = image_info["registries"]
     if field_set.skip_push.value:
         return PublishProcesses(
             [
                 PublishPackages(
-                    names=references,
+                    names=tuple(_names(entries)) or (str(field_set.address),),
                     description=f"(by `{field_set.skip_push.alias}` on {field_set.address})",
+                    data=_registries_data(entries),
                 )
             ]
         )
-    if not references:
+    if not entries:
         return PublishProcesses(
             [
                 PublishPackages(
                     names=(str(field_set.address),),
-                    description=(
-                        f"(it has no `{field_set.registries.alias}` and `[oci].default_registries` "
-                        "is empty: set either to publish it, or `skip_push=True` to say it is "
-                        "not meant to be published)"
-                    ),
+                    description=_no_registry(field_set),
+                    data=_registries_data(()),
                 )
             ]
         )
+    # A registry with `skip_push` in `[oci].registries`: its names are listed, not pushed.
+    skipped = [
+        PublishPackages(
+            names=tuple(entry["references"]),
+            description=f"(by `skip_push` of `[oci].registries` entry {entry['alias']!r})",
+            data=_registries_data([entry]),
+        )
+        for entry in entries
+        if entry["skip_push"]
+    ]
+    pushed = [entry for entry in entries if not entry["skip_push"]]
+    if not pushed:
+        return PublishProcesses(skipped)
+    references = _names(pushed)
     layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
-    env = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
+    env = await Get(EnvironmentVars, RegistryEnvRequest())
     argv = ["push", layout_dir]
     for reference in references:
         argv += ["--to", reference]
@@ -122,22 +150,27 @@ async def publish_oci_image(request: PublishOciImageRequest, oci: OciSubsystem) 
             uncached_env=FrozenDict(env),
         ),
     )
+    digest = image_info["manifest_digest"]
     return PublishProcesses(
         [
             PublishPackages(
-                names=references,
+                names=tuple(references),
                 process=InteractiveProcess.from_process(process),
-                # Recorded by `publish --output=FILE`: what each name points at.
+                # Recorded by `publish --output=FILE`: what each name points at, and where.
                 data=PublishOutputData(
                     {
-                        "digest": image_info["manifest_digest"],
+                        "digest": digest,
                         "pinned": tuple(
-                            f"{reference.rsplit(':', 1)[0]}@{image_info['manifest_digest']}"
-                            for reference in references
+                            dict.fromkeys(
+                                f"{reference.rsplit(':', 1)[0]}@{digest}"
+                                for reference in references
+                            )
                         ),
+                        **_registries_data(pushed),
                     }
                 ),
-            )
+            ),
+            *skipped,
         ]
     )
 

@@ -7,8 +7,9 @@ starts it. Arguments after `--` replace the image's cmd; `[oci].run_env_vars` se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
+from pants.base.build_root import BuildRoot
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import AddPrefix, Digest, Snapshot
@@ -58,14 +59,54 @@ def _in_chroot(process: Process, top_level: Iterable[str]) -> RunRequest:
     )
 
 
+_RUN_FLAGS = ("--mount", "--workdir", "--user", "--env")
+
+
+class OciRunArgsError(ValueError):
+    """An `[oci].run_args` entry that `pants run` cannot honour."""
+
+
+def _run_args(args: Iterable[str], build_root: BuildRoot) -> List[Tuple[str, str]]:
+    """`[oci].run_args` as (flag, value) pairs; mount sources made absolute (from the build
+    root), since the tool runs elsewhere."""
+    pairs: List[Tuple[str, str]] = []
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        flag, equals, value = word.partition("=")
+        if flag not in _RUN_FLAGS:
+            raise OciRunArgsError(
+                f"`[oci].run_args` has {word!r}, which `pants run` cannot honour: it takes "
+                f"{', '.join(f'{f}=...' for f in _RUN_FLAGS)} (as `docker run` spells them)."
+            )
+        if not equals:
+            if not words:
+                raise OciRunArgsError(f"`[oci].run_args` has {flag} without a value.")
+            value = words.pop(0)
+        if flag == "--mount":
+            source, colon, destination = value.rpartition(":")
+            if colon and source and not source.startswith("/"):
+                value = f"{build_root.path}/{source}:{destination}"
+        pairs.append((flag, value))
+    return pairs
+
+
 @rule(desc="Prepare to run an OCI image")
-async def run_oci_image(field_set: OciImageRunFieldSet, oci: OciSubsystem) -> RunRequest:
+async def run_oci_image(
+    field_set: OciImageRunFieldSet, oci: OciSubsystem, build_root: BuildRoot
+) -> RunRequest:
     image = await Get(BuiltImage, BuildImageRequest(field_set.address))
     layout = await Get(Digest, AddPrefix(image.layout, _LAYOUT_DIR))
     argv: List[str] = ["run", _LAYOUT_DIR, "--ref", image.manifest_digest]
     argv += ["--runtime", oci.runtime.value, "--pass-env-prefix", CONTAINER_ENV_PREFIX]
     passed_through: List[str] = []
-    for spec in oci.run_env_vars:
+    env_specs = list(oci.run_env_vars)
+    for flag, value in _run_args(oci.run_args, build_root):
+        if flag == "--env":
+            env_specs.append(value)
+        else:
+            argv += [flag, value]
+    for spec in env_specs:
         argv += ["--env", spec]
         if "=" not in spec:
             passed_through.append(spec)

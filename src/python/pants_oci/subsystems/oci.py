@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
-from pants.option.option_types import EnumOption, IntOption, StrListOption, StrOption
+from pants.option.option_types import (
+    DictOption,
+    EnumOption,
+    IntOption,
+    ShellStrListOption,
+    StrListOption,
+    StrOption,
+)
 from pants.option.subsystem import Subsystem
+from pants.util.docutil import bin_name
 from pants.util.strutil import softwrap
 
 
@@ -33,11 +42,41 @@ class OciSubsystem(Subsystem):
             """
         ),
     )
+    registries = DictOption[Any](
+        help=softwrap(
+            """
+            Registries by alias, as `[docker].registries` in Pants' docker backend:
+
+                [oci.registries.ghcr]
+                address = "ghcr.io/acme"     # required: a host, with a port and path if needed
+                default = true               # for targets that set no `registries`
+                repository = "{target_repository}"  # instead of the target's `repository`
+                extra_image_tags = ["{tag_vars.GIT_COMMIT}"]  # tags for this registry only
+                skip_push = false            # true: `pants publish` skips this registry
+
+            A target names a registry by alias with a leading `@` (`registries=["@ghcr"]`) or
+            by its address; either way it gets the registry's options. Targets that set no
+            `registries` go to every registry with `default = true` (an alias `default` is one
+            unless it says otherwise).
+
+            `repository`, when set, replaces the target's `repository` in this registry; it
+            may use `{name}`, `{directory}`, `{parent_directory}`, `{target_repository}` (the
+            target's repository) and `{default_repository}` (`{name}`). `extra_image_tags`
+            are tags pushed to this registry only, on top of the target's `image_tags`, with
+            the same placeholders (`{hash}`, `{tag_vars.NAME}`, ...), resolved with the same
+            values. `skip_push = true` keeps `pants publish` from pushing to this registry
+            (it lists those names as skipped); the image is still named there in
+            `image-info.json` and docker-archives.
+            """
+        ),
+    )
     default_registries = StrListOption(
         help=softwrap(
             """
             Registries that `pants publish` pushes images to when their target sets no
-            `registries`, e.g. `["ghcr.io/acme"]`.
+            `registries`, e.g. `["ghcr.io/acme"]`: the short form of a registry with
+            `default = true` in `[oci].registries`, whose options apply if it is configured
+            there too. Both may be used together.
             """
         ),
     )
@@ -107,6 +146,23 @@ class OciSubsystem(Subsystem):
             """
         ),
     )
+    env_vars = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Environment variables for the processes that talk to registries (`pants publish`'s
+            push, base image pulls, `generate-oci-lockfile`'s tag look-ups), besides the ones
+            they always get (`HOME`, `PATH`, `DOCKER_CONFIG`, `GOOGLE_APPLICATION_CREDENTIALS`,
+            `CLOUDSDK_CONFIG` and the proxy variables), as `[docker].env_vars`: `NAME` to pass
+            the value from Pants' environment (when set), or `NAME=value`. E.g. what a
+            credential helper reads: `["AWS_PROFILE", "AWS_REGION"]` for
+            docker-credential-ecr-login, or the `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, ...
+            variables of an ACR helper. These processes are never cached; no cached process
+            (layers, assembly) ever gets these variables.
+            """
+        ),
+        advanced=True,
+    )
     run_env_vars = StrListOption(
         default=[],
         help=softwrap(
@@ -114,6 +170,19 @@ class OciSubsystem(Subsystem):
             Environment variables `pants run` sets in the container, over the image's own:
             `NAME=value`, or `NAME` to pass the value from Pants' environment (when set), as
             `docker run -e` does.
+            """
+        ),
+    )
+    run_args = ShellStrListOption(
+        default=[],
+        help=softwrap(
+            f"""
+            Options for the container that `pants run` starts, as `docker run` spells them:
+            `--mount=SOURCE:DESTINATION` (a host file or directory, relative to the build root
+            or absolute, mounted read-only), `--workdir=DIR`, `--user=USER[:GROUP]` (over the
+            image's) and `--env=NAME[=VALUE]` (as `[oci].run_env_vars`). For example:
+            `{bin_name()} run --oci-run-args="--mount=config:/etc/app --user=1000"
+            app:image`.
             """
         ),
     )

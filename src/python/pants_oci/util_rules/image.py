@@ -46,7 +46,6 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
-from pants_oci.core.errors import InvalidReferenceError
 from pants_oci.core.reference import parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
@@ -61,8 +60,7 @@ from pants_oci.target_types import (
     OciImageLabelsField,
     OciImageOutputField,
     OciImagePlatformsField,
-    OciImageRegistriesField,
-    OciImageRepositoryField,
+    OciImageStopSignalField,
     OciImageTagsField,
     OciImageUserField,
     OciImageVolumesField,
@@ -92,65 +90,23 @@ from pants_oci.util_rules.python import (
     PexLayersRequest,
     is_pex_binary,
 )
-from pants_oci.util_rules.tool import BLOB_CACHE_DIR, CREDENTIAL_ENV, OciToolRequest
+from pants_oci.util_rules.registries import OciRegistries, RegistryNames, image_names
+from pants_oci.util_rules.registries import rules as registry_rules
+from pants_oci.util_rules.tool import BLOB_CACHE_DIR, OciToolRequest, RegistryEnvRequest
 
 _LAYOUT_DIR = "image"
 _BASE_DIR = "base"
 _CONFIG = "__oci_image_config.json"
+# The tag `image assemble` and `image index` give an image without `--tag`.
+_DEFAULT_TAG = "latest"
 
 
-def image_references(
-    address: Address,
-    repository: Optional[str],
-    registries: Sequence[str],
-    tags: Sequence[str],
-) -> Tuple[str, ...]:
-    """The image's full names, `registry/repository:tag` for each registry and tag (registry
-    first), as `publish` pushes them; with no registries, `repository:tag`. `repository` is
-    the target's field (unset: `{name}`), placeholders filled here; `tags` are as the build
-    resolved them (`{hash}`)."""
-    name = interpolate(repository or "{name}", address, OciImageRepositoryField.alias)
-    prefixes = [f"{registry}/" for registry in registries] or [""]
-    return tuple(f"{prefix}{name}:{tag}" for prefix in prefixes for tag in tags)
-
-
-def archive_names(
-    target: Target, tags: Sequence[str], default_registries: Sequence[str]
-) -> Tuple[str, ...]:
-    """What a docker-archive names the image (its RepoTags): the references `publish` would
-    push (`registry/repository:tag`), or `repository:tag` when the image has no registries.
-    Each must be a valid reference with a tag: the error names the target and its fields."""
-    registries = tuple(target[OciImageRegistriesField].value or default_registries)
-    names = image_references(
-        target.address, target[OciImageRepositoryField].value, registries, tags
-    )
-    for name in names:
-        try:
-            reference = parse_reference(name)
-        except InvalidReferenceError as e:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    Target {target.address} asks for a docker-archive in its
-                    `{OciImageOutputField.alias}` field, which names the image {name!r}
-                    (from its `{OciImageRegistriesField.alias}`, `{OciImageRepositoryField.alias}`
-                    and `{OciImageTagsField.alias}` fields, or `[oci].default_registries`), but
-                    that is not a valid image name: {e}
-                    """
-                )
-            ) from e
-        if reference.digest is not None or reference.tag is None:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    Target {target.address} asks for a docker-archive in its
-                    `{OciImageOutputField.alias}` field, which names the image {name!r},
-                    but that is not `name:tag`. Check its `{OciImageRepositoryField.alias}`
-                    and `{OciImageTagsField.alias}` fields.
-                    """
-                )
-            )
-    return names
+def _with_names(info: bytes, names: Tuple[RegistryNames, ...]) -> bytes:
+    """The tool's image info plus the image's names in each registry (`registries`): what
+    `publish` pushes and `image-info.json` reports."""
+    data = json.loads(info)
+    data["registries"] = [entry.to_json() for entry in names if entry.registry is not None]
+    return json.dumps(data, sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
@@ -294,7 +250,7 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
     # Google), so it is never cached, and reads the host's blob cache, so it downloads only
     # what this machine has never seen. Its output is content pinned by digest: every process
     # after it is keyed by that content, the same for any credentials on any machine.
-    credentials = await Get(EnvironmentVars, EnvironmentVarsRequest(CREDENTIAL_ENV))
+    credentials = await Get(EnvironmentVars, RegistryEnvRequest())
     result = await Get(
         ProcessResult,
         OciToolRequest(
@@ -392,7 +348,7 @@ def image_config(target: Target, platform: str) -> Dict[str, Any]:
         "annotations": dict(target[OciImageAnnotationsField].value or {}),
         "exposed_ports": list(target[OciImageExposedPortsField].value or ()),
         "volumes": list(target[OciImageVolumesField].value or ()),
-        "stop_signal": None,
+        "stop_signal": target[OciImageStopSignalField].value,
         "platform": platform,
     }
 
@@ -515,8 +471,26 @@ async def _image_layer_inputs(request: _ImageLayersRequest) -> _ImageLayerInputs
     return _ImageLayerInputs(tuple(requests), tuple(pexes))
 
 
+async def _tags_and_names(
+    target: Target, registries: OciRegistries, content_hash: str
+) -> Tuple[List[str], Tuple[RegistryNames, ...]]:
+    """The layout's tags (`image_tags`, placeholders filled) and the image's full names in its
+    registries. Extra tags of its registries are resolved here too, where `{hash}` is known:
+    they are names in a registry (and in the docker-archive), not tags of the layout. Names
+    use the tags the layout gets (the tool's default, `latest`, without `image_tags`)."""
+    tag_vars = await Get(TagVars, TagVarsRequest())
+    tags = [
+        interpolate(tag, target.address, OciImageTagsField.alias, content_hash, tag_vars)
+        for tag in target[OciImageTagsField].value or ()
+    ]
+    names = image_names(target, registries, tags or [_DEFAULT_TAG], content_hash, tag_vars)
+    return tags, names
+
+
 @rule(desc="Build an OCI image")
-async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltImage:
+async def build_image(
+    request: BuildImageRequest, oci: OciSubsystem, registries: OciRegistries
+) -> BuiltImage:
     target = await _image_target(request.address)
     platforms = image_platforms(target, oci)
     if len(platforms) == 1:
@@ -551,12 +525,9 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
     content_hash = hashlib.sha256(
         " ".join(image.manifest_digest for image in images).encode()
     ).hexdigest()[:12]
-    tag_vars = await Get(TagVars, TagVarsRequest())
-    for tag in target[OciImageTagsField].value or ():
-        argv += [
-            "--tag",
-            interpolate(tag, request.address, OciImageTagsField.alias, content_hash, tag_vars),
-        ]
+    tags, names = await _tags_and_names(target, registries, content_hash)
+    for tag in tags:
+        argv += ["--tag", tag]
     result = await Get(
         ProcessResult,
         OciToolRequest(
@@ -571,11 +542,13 @@ async def build_image(request: BuildImageRequest, oci: OciSubsystem) -> BuiltIma
         Get(Digest, DigestSubset(image.layout, PathGlobs(["blobs/**"]))) for image in images
     )
     layout = await Get(Digest, MergeDigests([index_layout, *platform_blobs]))
-    return BuiltImage(request.address, layout, result.stdout)
+    return BuiltImage(request.address, layout, _with_names(result.stdout, names))
 
 
 @rule(desc="Build an OCI image for one platform")
-async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem) -> BuiltImage:
+async def build_platform_image(
+    request: PlatformImageRequest, oci: OciSubsystem, registries: OciRegistries
+) -> BuiltImage:
     target = await _image_target(request.address)
     platform = request.platform
     platforms = image_platforms(target, oci)
@@ -664,11 +637,7 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         ).encode()
         + (base.digest.fingerprint.encode() if base.digest else b"")
     ).hexdigest()[:12]
-    tag_vars = await Get(TagVars, TagVarsRequest())
-    tags = [
-        interpolate(tag, request.address, OciImageTagsField.alias, content_hash, tag_vars)
-        for tag in target[OciImageTagsField].value or ()
-    ]
+    tags, names = await _tags_and_names(target, registries, content_hash)
     for tag in tags:
         argv += ["--tag", tag]
     if base.reference:
@@ -685,8 +654,9 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
     if want_archive:
         argv += ["--docker-archive", archive]
         # Named as `publish` would push it, so `docker load` gives a named image.
-        for name in archive_names(target, tags or ["latest"], oci.default_registries):
-            argv += ["--archive-name", name]
+        for entry in names:
+            for name in entry.references:
+                argv += ["--archive-name", name]
 
     input_digest = await Get(
         Digest,
@@ -722,9 +692,12 @@ async def build_platform_image(request: PlatformImageRequest, oci: OciSubsystem)
         base_blobs = await Get(Digest, RemovePrefix(base_blobs, base.path or ""))
         layout = await Get(Digest, MergeDigests([layout, base_blobs]))
     return BuiltImage(
-        request.address, layout, result.stdout, archive_files if want_archive else None
+        request.address,
+        layout,
+        _with_names(result.stdout, names),
+        archive_files if want_archive else None,
     )
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:
-    return [*collect_rules(), *base_targets.rules()]
+    return [*collect_rules(), *base_targets.rules(), *registry_rules()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 from dataclasses import dataclass
 from typing import Iterable, Tuple
 
@@ -20,6 +21,7 @@ from pants.backend.python.util_rules.interpreter_constraints import InterpreterC
 from pants.backend.python.util_rules.pex import Pex, PexProcess, PexRequest
 from pants.backend.python.util_rules.pex_environment import PythonExecutable
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     CreateDigest,
     Digest,
@@ -74,7 +76,8 @@ _TOOL_CONSTRAINTS = (
 )
 
 # What a registry process may need from the user's environment to find credentials and
-# proxies; passed only to processes that are never cached (publish, tag look-ups).
+# proxies; passed only to processes that are never cached (publish, base pulls, tag look-ups),
+# with `[oci].env_vars` (see `RegistryEnvRequest`).
 CREDENTIAL_ENV = (
     "HOME",
     "PATH",
@@ -88,6 +91,31 @@ CREDENTIAL_ENV = (
     "http_proxy",
     "no_proxy",
 )
+
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=.*)?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RegistryEnvRequest:
+    """`Get(EnvironmentVars, RegistryEnvRequest())`: the environment of a process that talks
+    to registries, `CREDENTIAL_ENV` and `[oci].env_vars`, for `OciToolRequest.uncached_env`
+    only: never for a cached process."""
+
+
+class OciEnvVarsError(ValueError):
+    """A bad `[oci].env_vars` entry."""
+
+
+@rule(desc="Read the environment of registry processes")
+async def registry_env(_: RegistryEnvRequest, oci: OciSubsystem) -> EnvironmentVars:
+    for spec in oci.env_vars:
+        if not _ENV_VAR.match(spec):
+            raise OciEnvVarsError(
+                f"`[oci].env_vars` has {spec!r}, which is neither `NAME` (to pass the value "
+                "from Pants' environment) nor `NAME=value`: names are letters, digits and `_`, "
+                "not starting with a digit."
+            )
+    return await Get(EnvironmentVars, EnvironmentVarsRequest((*CREDENTIAL_ENV, *oci.env_vars)))
 
 
 @dataclass(frozen=True)
