@@ -183,7 +183,8 @@ class UserRepo:
 
     def info(self, target: str) -> dict[str, object]:
         path, name = target.split(":")
-        return dict(json.loads((self.root / "dist" / path / name / "image-info.json").read_text()))
+        layout = self.root / "dist" / path.replace("/", ".") / name  # Pants' default output_path
+        return dict(json.loads((layout / "image-info.json").read_text()))
 
 
 def _tool_python_versions() -> list[str]:

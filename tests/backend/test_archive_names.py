@@ -70,7 +70,7 @@ def test_addresses_and_aliases_with_their_repository_and_extra_tags(
     target = _image(
         rule_runner,
         """registries=["@mirror", "ghcr.io/other", "attic.example.com"],
-        repository="{parent_directory}/{name}", output=["docker-archive"]""",
+        repository="{parent_directory}/{name}", formats=["docker-archive"]""",
     )
     names = _names(target, ["1.0", "latest"])
     assert _references(names) == [

@@ -63,16 +63,18 @@ def test_offline_examples_package_from_a_clean_dist(tmp_path: Path) -> None:
 
     def info(target: str) -> dict[str, Any]:
         path, name = target.split(":")
-        return dict(json.loads((dist / path / name / "image-info.json").read_text()))
+        return dict(
+            json.loads((dist / path.replace("/", ".") / name / "image-info.json").read_text())
+        )
 
     for target in targets:
         path, name = target.split(":")
-        layout = dist / path / name
+        layout = dist / path.replace("/", ".") / name
         tag = info(target)["tags"][0]
         assert skopeo_inspect(f"oci:{layout}:{tag}")["Digest"] == info(target)["manifest_digest"]
 
     # hello: files, env and workdir, as umoci unpacks them.
-    hello = dist / "examples/hello/hello"
+    hello = dist / "examples.hello/hello"
     assert skopeo_inspect(f"oci:{hello}:latest")["Env"] == [
         "GREETING_FILE=/examples/hello/greeting.txt"
     ]
@@ -85,7 +87,7 @@ def test_offline_examples_package_from_a_clean_dist(tmp_path: Path) -> None:
     hello_info, derived = info("examples/hello:hello"), info("examples/derived:derived")
     assert derived["layers"][:-1] == hello_info["layers"]
     assert len(derived["layers"]) == len(hello_info["layers"]) + 1
-    inspected = skopeo_inspect(f"oci:{dist / 'examples/derived/derived'}:latest")
+    inspected = skopeo_inspect(f"oci:{dist / 'examples.derived/derived'}:latest")
     assert "GREETING_FILE=/examples/hello/greeting.txt" in inspected["Env"]
     assert "EXTRA_FILE=/examples/derived/extra.txt" in inspected["Env"]
 
@@ -93,6 +95,6 @@ def test_offline_examples_package_from_a_clean_dist(tmp_path: Path) -> None:
     layered = info("examples/layered:layered")
     assert len(layered["layers"]) == 2
     assert layered["tags"] == ["latest", "layered"]
-    bundle = umoci_unpack(dist / "examples/layered/layered", "layered", tmp_path / "layered")
+    bundle = umoci_unpack(dist / "examples.layered/layered", "layered", tmp_path / "layered")
     banner = bundle / "rootfs/srv/examples/layered/assets/banner.txt"
     assert banner.read_text() == "Static assets: they rarely change.\n"

@@ -238,7 +238,7 @@ def test_registries_name_the_image_with_their_repository_and_extra_tags(
     rule_runner.write_files(
         {
             "img/BUILD": """
-oci_image(name="img", image_tags=["1.0", "{hash}"], output=["oci-layout", "docker-archive"])
+oci_image(name="img", image_tags=["1.0", "{hash}"], formats=["oci-layout", "docker-archive"])
 oci_image(
     name="aliased",
     registries=["@mirror"],

@@ -278,7 +278,7 @@ oci_image(
     dependencies=[":tool"],
     # Set, so the PEX is not run with a Python the base does not have.
     entrypoint=["sh", "-c", "test -f /app/tool.pex/__main__.py && echo pex is there"],
-    output=["oci-layout", "docker-archive"],
+    formats=["oci-layout", "docker-archive"],
     # The archive names the image as `publish` would push it.
     registries=["registry.example.com:5000/team"],
     repository="{directory}/{name}",
@@ -289,7 +289,9 @@ oci_image(
     base="docker-archive:bases/busybox.tar",
     cmd=["echo", "archive base"],
     # No registries: the archive names it `repository:tag`.
-    output=["oci-layout", "docker-archive"],
+    formats=["oci-layout", "docker-archive"],
+    # Pants' own field: the layout at dist/images/archive-base/, the archive beside it.
+    output_path="images/archive-base",
 )
 """,
             "app/main.py": "print('hi')\n",
@@ -319,9 +321,10 @@ files(name="busybox-archive", sources=["busybox.tar"])
     )
     run_pants("package", "app:from_layout", "app:from_archive", cwd=repo)
 
+    outputs = {"from_layout": "dist/app/from_layout", "from_archive": "dist/images/archive-base"}
     for name, expected in (("from_layout", "pex is there"), ("from_archive", "archive base")):
         bundle = tmp_path / f"bundle-{name}"
-        umoci_unpack(repo / "dist/app" / name, "latest", bundle)
+        umoci_unpack(repo / outputs[name], "latest", bundle)
         assert runc_run(bundle, None).stdout.strip() == expected
     # The docker-archive output is what `docker load` reads; skopeo reads it the same way.
     archive = skopeo_inspect(f"docker-archive:{repo / 'dist/app/from_layout.tar'}")
@@ -338,15 +341,15 @@ files(name="busybox-archive", sources=["busybox.tar"])
         "from_archive": ["from_archive:latest"],
     }
     for name, repo_tags in expected_names.items():
-        manifest = _archive_json(repo / f"dist/app/{name}.tar", "manifest.json")
-        repositories = _archive_json(repo / f"dist/app/{name}.tar", "repositories")
+        manifest = _archive_json(repo / f"{outputs[name]}.tar", "manifest.json")
+        repositories = _archive_json(repo / f"{outputs[name]}.tar", "repositories")
         assert manifest[0]["RepoTags"] == repo_tags
         listed = [f"{path}:{tag}" for path, tags in repositories.items() for tag in tags]
         assert sorted(listed) == sorted(repo_tags)
     # `podman load` finds them by those names.
     podman.require_info()
     for name in expected_names:
-        podman("load", "-i", str(repo / f"dist/app/{name}.tar"))
+        podman("load", "-i", str(repo / f"{outputs[name]}.tar"))
     assert podman.image_names() == sorted(
         ["localhost/from_archive:latest", f"{named}:latest", f"{named}:1.0"]
     )

@@ -36,7 +36,10 @@ def _example_files(example: str, replace: dict[str, str]) -> dict[str, str]:
 
 def _info(repo: Path, target: str) -> dict[str, Any]:
     path, name = target.split(":")
-    return dict(json.loads((repo / "dist" / path / name / "image-info.json").read_text()))
+    # Pants' default output_path: the BUILD file's path, dotted, then the target name.
+    return dict(
+        json.loads((repo / "dist" / path.replace("/", ".") / name / "image-info.json").read_text())
+    )
 
 
 def _blob(layout: Path, digest: str) -> bytes:
@@ -63,7 +66,7 @@ def test_python_app_image_layers_entrypoint_and_run(
     target = f"{APP}:python-app"
     run_pants("package", target, cwd=repo)
     info = _info(repo, target)
-    layout = repo / "dist" / APP / "python-app"
+    layout = repo / "dist" / APP.replace("/", ".") / "python-app"
     base_layer, requirements, sources = (layer["digest"] for layer in info["layers"])
     assert base_layer == python_base_image.layer_digest
     # Third-party requirements and the PEX runtime in one layer, the app's code in another.

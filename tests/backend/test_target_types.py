@@ -106,7 +106,7 @@ def test_layer_destination_must_be_absolute(rule_runner: RuleRunner) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('output=["tarball"]', ["'output' field in target img:img", "'tarball'", "oci-layout"]),
+        ('formats=["tarball"]', ["'formats' field in target img:img", "'tarball'", "oci-layout"]),
         ('exposed_ports=["http"]', ["`exposed_ports` field in target img:img", "'http'"]),
     ],
 )
@@ -164,7 +164,7 @@ BAD_VALUES = [
     ("oci_image", 'registries=["ghcr.io/Acme"]', "'ghcr.io/Acme'", "lowercase"),
     ("oci_image", 'registries=["@"]', "'@'", '"@ghcr"'),
     ("oci_image", 'registries=["@team/ghcr"]', "'@team/ghcr'", "a key of `[oci].registries`"),
-    ("oci_image", 'output=["tarball"]', "'tarball'", "docker-archive"),
+    ("oci_image", 'formats=["tarball"]', "'tarball'", "docker-archive"),
     ("oci_layer", 'destination="srv"', "'srv'", "'/srv'"),
     ("oci_layer", 'destination="/srv/../etc"', "'/srv/../etc'", "absolute path it means"),
     ("oci_layer", 'mode="rw-r--r--"', "'rw-r--r--'", '"0644"'),

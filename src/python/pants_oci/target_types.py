@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
+from pants.core.goals.package import OutputPathField
 from pants.core.goals.run import RestartableField
 from pants.engine.addresses import Address
 from pants.engine.target import (
@@ -558,19 +559,27 @@ def interpolate(
         ) from e
 
 
-class OciImageOutputField(StringSequenceField):
-    alias = "output"
+class OciImageFormatsField(StringSequenceField):
+    alias = "formats"
     default = ("oci-layout",)
     valid_choices = ("oci-layout", "docker-archive")
     help = help_text(
         """
-        What `package` writes: `"oci-layout"` (the default), an OCI image layout directory
-        `dist/<path>/<name>/`; and/or `"docker-archive"`, a `dist/<path>/<name>.tar` that
-        `docker load` and `podman load` accept, naming the image as `publish` pushes it:
-        `registry/repository:tag` for each of its registries (see `registries`) and tag, the
-        registry's `extra_image_tags` included, or `repository:tag` without registries.
+        What `package` writes, at the target's `output_path` (default, as for every Pants
+        package: `<path.with.dots>/<name>` under `dist/`): `"oci-layout"` (the default), an
+        OCI image layout directory `<output_path>/` with its `image-info.json`; and/or
+        `"docker-archive"`, a `<output_path>.tar` that `docker load` and `podman load` accept,
+        naming the image as `publish` pushes it: `registry/repository:tag` for each of its
+        registries (see `registries`) and tag, the registry's `extra_image_tags` included, or
+        `repository:tag` without registries.
         """
     )
+
+
+def image_output_path(output_path: OutputPathField) -> str:
+    """Where `package` writes an image under `dist/`: its layout directory (with
+    `image-info.json`), and `<that>.tar` for a docker-archive."""
+    return output_path.value_or_default(file_ending=None)
 
 
 class OciImageRepositoryField(StringField):
@@ -842,7 +851,8 @@ class OciImageTarget(Target):
         OciImageRepositoryField,
         OciImageRegistriesField,
         OciImageSkipPushField,
-        OciImageOutputField,
+        OciImageFormatsField,
+        OutputPathField,
         RestartableField,
     )
     help = help_text(

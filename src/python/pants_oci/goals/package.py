@@ -1,10 +1,13 @@
 """`pants package` for `oci_image`: writes the image as an OCI layout under dist/.
 
-    dist/<path>/<name>/              an OCI image layout (`oci-layout`, `index.json`, `blobs/`),
-                                     tagged with the target's `image_tags`
-    dist/<path>/<name>/image-info.json   manifest and config digests, layers, tags
+    dist/<output_path>/                  an OCI image layout (`oci-layout`, `index.json`,
+                                         `blobs/`), tagged with the target's `image_tags`
+    dist/<output_path>/image-info.json   manifest and config digests, layers, tags, and the
+                                         image's names in its registries
+    dist/<output_path>.tar               a docker-archive, when `formats` asks for one
 
-`skopeo copy oci:dist/<path>/<name>:<tag> ...` and `umoci unpack` read it directly.
+`output_path` is Pants' own field, by default `<path.with.dots>/<name>` as for every package.
+`skopeo copy oci:dist/<output_path>:<tag> ...` and `umoci unpack` read the layout directly.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, List, Union
 
-from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.engine.addresses import Address
+from pants.core.goals.package import (
+    BuiltPackage,
+    BuiltPackageArtifact,
+    OutputPathField,
+    PackageFieldSet,
+)
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 
-from pants_oci.target_types import OciImageBaseField, OciImageTagsField
+from pants_oci.target_types import OciImageBaseField, OciImageTagsField, image_output_path
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 
 IMAGE_INFO = "image-info.json"
@@ -32,15 +39,12 @@ class OciImageFieldSet(PackageFieldSet):
 
     base: OciImageBaseField
     tags: OciImageTagsField
+    output_path: OutputPathField
 
     @property
     def output_dir(self) -> str:
-        return self.create_output_dir(self.address)
-
-    @staticmethod
-    def create_output_dir(address: Address) -> str:
-        """dist/<path>/<name>/, relative to the distdir."""
-        return os.path.join(address.spec_path, address.target_name)
+        """The layout's directory, relative to the distdir."""
+        return image_output_path(self.output_path)
 
 
 @rule(desc="Package OCI image")
@@ -57,9 +61,9 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     digests = [await Get(Digest, AddPrefix(contents, field_set.output_dir))]
     artifacts: List[BuiltPackageArtifact] = []
     if image.docker_archive:
-        # The archive is `<name>.tar` at its digest's root: it lands beside the layout.
-        spec_path = field_set.address.spec_path
-        digests.append(await Get(Digest, AddPrefix(image.docker_archive, spec_path or ".")))
+        # The archive is `<basename of output_path>.tar` at its digest's root.
+        directory = os.path.dirname(field_set.output_dir)
+        digests.append(await Get(Digest, AddPrefix(image.docker_archive, directory or ".")))
         artifacts.append(BuiltPackageArtifact(relpath=f"{field_set.output_dir}.tar"))
     digest = await Get(Digest, MergeDigests(digests))
     tags = ", ".join(info.get("tags") or ())

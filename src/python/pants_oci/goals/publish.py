@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Sequence, Union
 
+from pants.core.goals.package import OutputPathField
 from pants.core.goals.publish import (
     PublishFieldSet,
     PublishOutputData,
@@ -29,8 +30,12 @@ from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.goals.package import IMAGE_INFO, OciImageFieldSet
-from pants_oci.target_types import OciImageRegistriesField, OciImageSkipPushField
+from pants_oci.goals.package import IMAGE_INFO
+from pants_oci.target_types import (
+    OciImageRegistriesField,
+    OciImageSkipPushField,
+    image_output_path,
+)
 from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
 
 
@@ -45,6 +50,7 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
 
     registries: OciImageRegistriesField
     skip_push: OciImageSkipPushField
+    output_path: OutputPathField
 
     def get_output_data(self) -> PublishOutputData:
         # Not the `registries` field as written: each entry of the output says which
@@ -97,7 +103,7 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
         DigestContents,
         DigestSubset(
             package.digest,
-            PathGlobs([f"{OciImageFieldSet.create_output_dir(field_set.address)}/{IMAGE_INFO}"]),
+            PathGlobs([f"{image_output_path(field_set.output_path)}/{IMAGE_INFO}"]),
         ),
     )
     image_info = json.loads(info[0].content)
@@ -136,7 +142,7 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
     if not pushed:
         return PublishProcesses(skipped)
     references = _names(pushed)
-    layout_dir = OciImageFieldSet.create_output_dir(field_set.address)
+    layout_dir = image_output_path(field_set.output_path)
     env = await Get(EnvironmentVars, RegistryEnvRequest())
     argv = ["push", layout_dir]
     for reference in references:

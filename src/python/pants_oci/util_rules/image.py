@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address, Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
@@ -57,8 +59,8 @@ from pants_oci.target_types import (
     OciImageEntrypointField,
     OciImageEnvField,
     OciImageExposedPortsField,
+    OciImageFormatsField,
     OciImageLabelsField,
-    OciImageOutputField,
     OciImagePlatformsField,
     OciImageStopSignalField,
     OciImageTagsField,
@@ -72,6 +74,7 @@ from pants_oci.target_types import (
     OciLayerModeField,
     OciLayerUidField,
     TagVars,
+    image_output_path,
     interpolate,
 )
 from pants_oci.util_rules import base_targets
@@ -159,7 +162,7 @@ class PlatformImageRequest:
 @dataclass(frozen=True)
 class BuiltImage:
     """An image as an OCI layout (its files at the digest's root), its image-info JSON, and,
-    when the target's `output` asks for it, a docker-archive (`<target name>.tar`)."""
+    when the target's `formats` ask for it, a docker-archive (`<output_path basename>.tar`)."""
 
     address: Address
     layout: Digest
@@ -497,12 +500,12 @@ async def build_image(
         return await Get(
             BuiltImage, PlatformImageRequest(request.address, platforms[0], request.complete)
         )
-    if "docker-archive" in (target[OciImageOutputField].value or ()):
+    if "docker-archive" in (target[OciImageFormatsField].value or ()):
         raise InvalidFieldException(
             softwrap(
                 f"""
                 Target {request.address} asks for a docker-archive in its
-                `{OciImageOutputField.alias}` field, but builds {len(platforms)} platforms
+                `{OciImageFormatsField.alias}` field, but builds {len(platforms)} platforms
                 ({", ".join(platforms)}), and `docker load` archives hold one. Remove
                 "docker-archive", or build one platform.
                 """
@@ -647,9 +650,10 @@ async def build_platform_image(
     base_is_layout = base.path is not None and not base.is_docker_archive
     if base_is_layout:
         argv.append("--omit-base-layers")
-    archive = f"{request.address.target_name}.tar"
+    # Named as `package` writes it (`<output_path>.tar`), placed in its directory there.
+    archive = f"{os.path.basename(image_output_path(target[OutputPathField]))}.tar"
     want_archive = request.complete and "docker-archive" in (
-        target[OciImageOutputField].value or ()
+        target[OciImageFormatsField].value or ()
     )
     if want_archive:
         argv += ["--docker-archive", archive]
