@@ -90,17 +90,20 @@ def ours_api(tree: Path, target: str) -> tuple[Times, Image]:
 def ours_cli(tree: Path, work: Path, target: str) -> Times:
     cli = [sys.executable, "-m", "pants_oci.core", "-q"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src/python")}
+    # A spec's sources must be inside the directory `layer build` runs in (as in the Pants
+    # sandbox): it runs next to the tree, writing into `work`.
     (work / "spec.json").write_text(
-        json.dumps({"entries": [{"source": str(tree), "target": "/data"}]})
+        json.dumps({"entries": [{"source": tree.name, "target": "/data"}]})
     )
     (work / "config.json").write_text("{}")
     meta = work / "layer.json"
     times: Times = {}
 
     def layer_build() -> None:
+        spec, output = str(work / "spec.json"), str(work / "layer.tar.gz")
         result = run(
-            [*cli, "layer", "build", "--spec", "spec.json", "--output", "layer.tar.gz"],
-            cwd=work,
+            [*cli, "layer", "build", "--spec", spec, "--output", output],
+            cwd=tree.parent,
             env=env,
         )
         meta.write_text(result.stdout)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 import time
@@ -27,6 +26,7 @@ from pants_oci.core.auth import (
 )
 from pants_oci.core.errors import DeniedError, RegistryError, UnauthorizedError
 from tests.core.auth_helpers import FakeClock
+from tests.harness.json_handler import JsonHandler
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 
@@ -49,20 +49,7 @@ class StubRegistry:
 
 
 def _handler(stub: StubRegistry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def handle_any(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)

@@ -233,6 +233,15 @@ if answer == "notfound":
 if answer == "fail":
     sys.stderr.write("keychain is locked\\n")
     sys.exit(1)
+if answer == "leak":
+    sys.stderr.write("cannot unlock the keychain; debug: Secret={secret} user ci-bot\\n")
+    sys.stderr.write("retrying with " + {secret!r} + " " + "word " * 200 + "\\n")
+    sys.exit(1)
+if answer == "leak-json":
+    # The protocol's answer on stdout, yet a failure; stderr repeats the (plain-word) secret.
+    print(json.dumps({{"Username": "ci-bot-user", "Secret": "correct-horse"}}))
+    sys.stderr.write("refusing to hand out correct-horse for ci-bot-user\\n")
+    sys.exit(2)
 if answer == "garbage":
     print("user={secret}")
     sys.exit(0)
@@ -359,6 +368,39 @@ def test_helper_failures_name_helper_and_registry_never_the_secret(
     message = str(raised.value)
     assert "docker-credential-test" in message and "'a.io'" in message
     assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("answer", "said", "secrets_printed"),
+    [
+        ("leak", "1: cannot unlock the keychain; debug: Secret=*** user ci-bot", [SECRET]),
+        ("leak-json", "2: refusing to hand out *** for ***", ["correct-horse", "ci-bot-user"]),
+    ],
+)
+def test_a_failing_helper_is_shown_redacted_and_bounded(
+    tmp_path: Path,
+    helper_env: tuple[Path, dict[str, str]],
+    answer: str,
+    said: str,
+    secrets_printed: list[str],
+) -> None:
+    """A helper that prints its secret on the way out must not put it in a CI log: the error
+    names the helper, the registry and the exit status, with a short redacted excerpt."""
+    config_dir, env = helper_env
+    Helper(tmp_path, "test").answers({"*": answer})
+    write_config(config_dir, {"credHelpers": {"a.io": "test"}})
+    with pytest.raises(CredentialHelperError) as raised:
+        DockerConfigKeychain(env).resolve("a.io", "x")
+    message = str(raised.value)
+    prefix = "credential helper 'docker-credential-test' for registry 'a.io': exited with status "
+    status, _, excerpt = message.removeprefix(prefix).partition(": ")
+    said_status, _, said = said.partition(": ")
+    assert message.startswith(prefix)
+    assert status == said_status
+    assert excerpt.startswith(said)
+    assert len(excerpt) <= 200 and "\n" not in excerpt
+    for secret in secrets_printed:
+        assert secret not in message
 
 
 def test_helper_timeout(tmp_path: Path, helper_env: tuple[Path, dict[str, str]]) -> None:

@@ -38,8 +38,11 @@ def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     )
 
 
-def make_tls_ca_and_server(directory: Path) -> tuple[CertFiles, CertFiles]:
-    """A CA and a server cert it signs, for 127.0.0.1 and localhost. Returns (ca, server)."""
+def make_tls_ca_and_server(
+    directory: Path, dns_names: tuple[str, ...] = ()
+) -> tuple[CertFiles, CertFiles]:
+    """A CA and a server cert it signs, for 127.0.0.1, localhost and ``dns_names`` (names a
+    test resolves to 127.0.0.1 itself). Returns (ca, server)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pants_oci test CA")])
@@ -79,6 +82,7 @@ def make_tls_ca_and_server(directory: Path) -> tuple[CertFiles, CertFiles]:
                 [
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in dns_names),
                 ]
             ),
             critical=False,

@@ -6,7 +6,11 @@ the secret is an identity token. Helpers report a missing entry with "credential
 (usually on stdout, with a non-zero exit); that is not an error, just no credential.
 
 Secrets never go on argv, and helper output is never copied into error messages when it could
-hold a secret (that is, when the helper succeeded).
+hold a secret (that is, when the helper succeeded). When a helper fails, its message is shown
+as a short excerpt (at most ``_MAX_EXCERPT_CHARS`` characters, on one line) with anything
+that looks like a secret replaced by ``***``: the Username and Secret the helper printed, if
+any, and every long token-like run (base64, hex, JWT pieces): a helper that prints its secret
+on the way out must not put it in a CI log.
 
 Private: used by :class:`pants_oci.core.auth.DockerConfigKeychain`.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +31,21 @@ from pants_oci.core.errors import CredentialHelperError
 
 DEFAULT_HELPER_TIMEOUT = 30.0
 _NOT_FOUND_MARKER = "credentials not found"
-_MAX_MESSAGE_CHARS = 300
+_MAX_EXCERPT_CHARS = 200
+_REDACTED = "***"
+# A run of base64/base64url/hex characters long enough to be a key or token, and the values of
+# "key": "value" / key=value pairs whose key names a secret.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-.]*")
+# A printed value this short cannot be told apart in the text: no excerpt at all then.
+_MIN_REPLACEABLE_CHARS = 4
+_SECRET_FIELD_RE = re.compile(
+    r"""(?ix)
+    ( \b(?:secret|password|passwd|pass|token|identitytoken|auth|apikey|api_key)["']?\s*[:=]\s*
+    | \b(?:bearer|basic)\s+ )
+    (?:"(?:[^"\\]|\\.)*"|'[^']*'|\S+)
+    """
+)
 
 
 def helper_binary(name: str) -> str:
@@ -81,11 +100,15 @@ def get_credential(
     stderr = stderr_bytes.decode("utf-8", "replace")
 
     if process.returncode != 0:
-        message = (stdout.strip() or stderr.strip())[:_MAX_MESSAGE_CHARS]
         if _NOT_FOUND_MARKER in (stdout + stderr).lower():
             return None
+        printed = _printed_secrets(stdout)
+        # Helpers say why on stdout (docker's own do) or stderr; stdout that is the protocol's
+        # answer is no message.
+        message = stderr if printed else (stdout.strip() or stderr)
+        excerpt = _redacted_excerpt(message.strip(), printed)
         raise CredentialHelperError(
-            f"{where}: exited with status {process.returncode}: {message or '(no output)'}"
+            f"{where}: exited with status {process.returncode}: {excerpt or '(no output)'}"
         )
     try:
         answer = json.loads(stdout)
@@ -103,6 +126,45 @@ def get_credential(
     if username == IDENTITY_TOKEN_USERNAME:
         return Credential.identity_token(secret, username=username, source=source)
     return Credential.basic(username or "", secret, source=source)
+
+
+def _printed_secrets(stdout: str) -> list[str]:
+    """The Username and Secret values a helper printed (as the protocol's JSON), if any."""
+    try:
+        answer = json.loads(stdout)
+    except ValueError:
+        return []
+    if not isinstance(answer, dict):
+        return []
+    values = (answer.get(key) for key in ("Secret", "Username"))
+    return [value for value in values if isinstance(value, str) and value]
+
+
+def _redacted_excerpt(text: str, secrets: list[str]) -> str:
+    """``text`` on one line, secrets and token-like runs replaced by ``***``, then bounded.
+
+    Redacted before it is cut, so that no cut can leave part of a secret too short to look
+    like one."""
+    if any(len(secret) < _MIN_REPLACEABLE_CHARS and secret in text for secret in secrets):
+        return "(output not shown: it holds the credential the helper printed)"
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    text = _JWT_RE.sub(_REDACTED, text)
+    text = _SECRET_FIELD_RE.sub(lambda match: match.group(1) + _REDACTED, text)
+    text = _TOKEN_RE.sub(_redact_token, text)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(text) > _MAX_EXCERPT_CHARS:
+        text = text[: _MAX_EXCERPT_CHARS - 3].rstrip() + "..."
+    return text
+
+
+def _redact_token(match: re.Match[str]) -> str:
+    """A long run with a digit and a letter in it, or one of 32 characters or more, is taken
+    for a token; a long plain word (``docker-credential-pass``) is not."""
+    run = match.group(0)
+    has_digit = any(c.isdigit() for c in run)
+    has_letter = any(c.isalpha() for c in run)
+    return _REDACTED if (has_digit and has_letter) or len(run) >= 32 else run
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -78,7 +78,12 @@ from pants_oci.core._credentials import (
 from pants_oci.core._docker_config import DockerConfigKeychain
 from pants_oci.core._keychains import ChainKeychain, StaticKeychain, default_keychain
 from pants_oci.core._www_authenticate import Challenge, parse_challenges
-from pants_oci.core.errors import DeniedError, RegistryError, UnauthorizedError
+from pants_oci.core.errors import (
+    DeniedError,
+    InsecureTokenServiceError,
+    RegistryError,
+    UnauthorizedError,
+)
 from pants_oci.core.transport import is_loopback_registry
 
 if TYPE_CHECKING:
@@ -221,8 +226,14 @@ class RegistryAuth(httpx.Auth):
     answer, and the caller sends it again (the registry client starts that upload again),
     which fetches a fresh token first.
 
-    A token service (``realm``) on plain HTTP is refused for a registry reached over HTTPS,
-    unless it is on this machine: the credentials would cross the network in cleartext.
+    A token service (``realm``) on plain HTTP gets credentials only where cleartext is
+    already accepted: the registry's own host and port when the registry itself is reached
+    over plain HTTP (a loopback registry, an ``insecure_registries`` entry), or this machine
+    when the registry is on it too. Anywhere else it is refused before anything is sent
+    (:class:`InsecureTokenServiceError`): a registry, or whoever answers in its place on
+    plain HTTP, must not be able to send the credentials to another host in cleartext. For a
+    registry reached over HTTPS such a realm is refused even without credentials (its token
+    would be trusted, unauthenticated). An HTTPS token service on any host is fine.
     """
 
     def __init__(
@@ -323,7 +334,7 @@ class RegistryAuth(httpx.Auth):
             header = self._credential_header(credential)
             self._remember_takes_credential(registry)
         elif bearer is not None and _usable_realm(bearer):
-            _refuse_cleartext_realm(bearer, request, registry, repository)
+            _check_realm(bearer, request, registry, repository, credential)
             self._remember_challenge(registry, bearer)
             if _is_streamed(request):
                 # Its body is gone: the caller gets the 401 (the flow must not yield another
@@ -449,6 +460,9 @@ class RegistryAuth(httpx.Auth):
         registry: str,
         repository: str | None,
     ) -> Generator[httpx.Request, httpx.Response, _Token]:
+        # Checked here too: a challenge remembered for one repository may serve another,
+        # whose credential differs.
+        _check_realm(challenge, request, registry, repository, credential)
         realm = challenge.get("realm") or ""
         service = challenge.get("service")
         scope_list = _render_scopes(scopes)
@@ -521,19 +535,42 @@ def _usable_realm(challenge: Challenge) -> bool:
     return realm.startswith(("https://", "http://"))
 
 
-def _refuse_cleartext_realm(
-    challenge: Challenge, request: httpx.Request, registry: str, repository: str | None
+def _check_realm(
+    challenge: Challenge,
+    request: httpx.Request,
+    registry: str,
+    repository: str | None,
+    credential: Credential | None,
 ) -> None:
-    """An HTTPS registry's token service must be HTTPS too (or on this machine)."""
+    """Refuse a token service that ``credential`` would reach in cleartext somewhere the user
+    did not accept cleartext (see :class:`RegistryAuth`). Raises before anything is sent."""
     realm = httpx.URL(challenge.get("realm") or "")
-    if request.url.scheme != "https" or realm.scheme == "https":
+    if realm.scheme == "https":
         return
-    if is_loopback_registry(realm.netloc.decode("ascii", "replace")):
+    origin = request.url
+    realm_host = realm.netloc.decode("ascii", "replace")
+    if is_loopback_registry(realm_host) and is_loopback_registry(registry):
         return  # cleartext that never leaves this machine
-    raise UnauthorizedError(
-        f"registry {registry} is reached over HTTPS, but its token service "
-        f"{_without_query(str(realm))} is plain HTTP: refusing to send credentials or "
-        "trust a token in cleartext",
+    shown = _without_query(str(realm))
+    if origin.scheme == "https":
+        raise InsecureTokenServiceError(
+            f"registry {registry} is reached over HTTPS, but its token service {shown} is "
+            "plain HTTP: refusing to send credentials or trust a token in cleartext. The "
+            "token service must be served over HTTPS",
+            registry=registry,
+            repository=repository,
+            status=401,
+        )
+    if realm.host == origin.host and (realm.port or 80) == (origin.port or 80):
+        return  # the registry's own host and port, which the user chose to reach in clear
+    if credential is None:
+        return  # nothing secret goes there, and this registry's tokens travel in clear anyway
+    raise InsecureTokenServiceError(
+        f"registry {registry} is reached over plain HTTP and named the token service {shown}, "
+        f"on another host ({realm_host}) over plain HTTP too: refusing to send the "
+        f"credentials ({credential.describe()}) there in cleartext. Credentials go over "
+        f"plain HTTP only to the registry's own host and port ({registry}); serve the token "
+        f"service over HTTPS, or from {registry} itself",
         registry=registry,
         repository=repository,
         status=401,

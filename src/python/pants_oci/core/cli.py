@@ -32,6 +32,7 @@ from pants_oci.core.errors import (
     DocumentError,
     ImageArchiveError,
     InputFileError,
+    InsecureTokenServiceError,
     InvalidReferenceError,
     NotFoundError,
     OCIError,
@@ -196,6 +197,10 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
     if not isinstance(entries, list):
         raise InputFileError(f"{where}: 'entries' must be a list of {{source, target, ...}}")
 
+    # Sources are read only from inside the working directory (the Pants sandbox): whatever a
+    # layer holds must be an input of the process, and so part of its cache key.
+    root = os.path.realpath(os.getcwd())
+
     # Directories the layer creates get the layer's owner and `directory_mode`; those the
     # layers below have (`existing_directories`) get no entry, so theirs stay as they are.
     builder = LayerBuilder(
@@ -219,6 +224,7 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
         mode = _mode(entry.get("mode"), entry_where)
         uid = _typed(entry, "uid", int, entry_where, None)
         gid = _typed(entry, "gid", int, entry_where, None)
+        _check_source_inside(source, root, follow, entry_where)
         builder.add_files({target: source}, ignore=ignore)
         _set_overrides(
             builder,
@@ -239,6 +245,64 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
             "media_type": blob.media_type,
             "uncompressed_size": blob.uncompressed_size,
         }
+    )
+
+
+def _check_source_inside(source: str, root: str, follow_symlinks: bool, where: str) -> None:
+    """Refuse a layer spec source whose bytes would be read from outside ``root``.
+
+    The source is resolved as it will be read: through every symlink, except that a source
+    which is itself a symlink, archived as one (``follow_symlinks`` false), is only a link
+    and is judged by the directory it is in. With ``follow_symlinks``, every symlink under
+    a directory source is followed when the layer is built, so each must resolve inside too.
+    Symlinks under a directory source that stay symlinks in the layer read nothing.
+    """
+    if not follow_symlinks and os.path.islink(source):
+        head, name = os.path.split(source)
+        location = os.path.join(os.path.realpath(head or os.curdir), name)
+    else:
+        location = os.path.realpath(source)
+    if not _is_inside(location, root):
+        raise _outside(where, source, location, root)
+    if not (follow_symlinks and os.path.isdir(location)):
+        return
+    # Each real directory once (a symlink loop is the layer builder's error to report).
+    pending, seen = [location], {location}
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # the layer builder reports what it cannot list
+        for entry in entries:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if not _is_inside(target, root):
+                    via = os.path.join(source, os.path.relpath(entry.path, location))
+                    raise _outside(where, source, target, root, via=via)
+            else:
+                target = entry.path
+            if target not in seen and entry.is_dir(follow_symlinks=True):
+                seen.add(target)
+                pending.append(target)
+
+
+def _is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _outside(
+    where: str, source: str, location: str, root: str, via: str | None = None
+) -> InputFileError:
+    if via:
+        what = f"{source!r} (through the symlink {via}) reads {location}"
+    else:
+        what = f"{source!r} resolves to {location}"
+    return InputFileError(
+        f"{where}: source {what}, outside the working directory {root}. A layer spec's "
+        "sources must be files inside the directory `layer build` runs in (the Pants "
+        "sandbox), so that everything a layer holds is an input of the process and part of "
+        "its cache key: put the file among the build's inputs (e.g. a `files` target) and "
+        "name it by its path there"
     )
 
 
@@ -724,6 +788,8 @@ _CREDENTIAL_SOURCES = (
 
 def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     hints_for = getattr(args, "hints_for", CLI)
+    if isinstance(error, InsecureTokenServiceError):
+        return None  # its message names the fix: logging in again would not help
     if isinstance(error, UnauthorizedError):
         return f"log in to {error.registry} (e.g. `docker login {error.registry}`); " + (
             _CREDENTIAL_SOURCES

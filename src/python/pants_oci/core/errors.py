@@ -19,6 +19,7 @@
     ├── TransportError                connection, TLS or timeout failure talking to a registry
     └── RegistryError                 the registry answered with an error
         ├── UnauthorizedError             401: credentials missing or wrong
+        │   └── InsecureTokenServiceError     its token service would take them in cleartext
         ├── DeniedError                   403: the credentials lack access
         ├── NotFoundError                 404: unknown repository, manifest or blob
         ├── RangeError                    416: an upload resumed at the wrong offset
@@ -163,6 +164,12 @@ class RegistryError(OCIError):
 
 class UnauthorizedError(RegistryError):
     """401: the registry wants credentials, or refused the ones given."""
+
+
+class InsecureTokenServiceError(UnauthorizedError):
+    """401 naming a token service (``realm``) that credentials would reach in cleartext: plain
+    HTTP to a host other than the registry the user chose to reach over plain HTTP. Nothing
+    was sent to it; the message names the realm and the fix."""
 
 
 class DeniedError(RegistryError):

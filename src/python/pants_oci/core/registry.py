@@ -27,6 +27,9 @@ Authentication is an ``httpx.Auth`` (normally :class:`pants_oci.core.auth.Regist
 every request declares the token scopes it needs in
 ``request.extensions["pants_oci.scopes"]``. Credentials are only ever sent to the registry's
 own origin: a redirect to a storage backend on another host is followed without them.
+Only http(s) URLs with a host are followed (redirects, upload Locations, ``Link`` pages);
+anything else (``javascript:``, ``file:``, ``http://`` with no host) is a RegistryError
+naming the registry, the request and the URL, and so is a redirect loop.
 
 Uploads pick the cheapest protocol that fits what is known: one ``PUT`` when the digest
 and size are known, a streamed ``PATCH`` hashed on the fly when the digest is not, and
@@ -89,12 +92,16 @@ from pants_oci.core.reference import Reference, validate_tag
 from pants_oci.core.transport import (
     IDEMPOTENT_EXTENSION,
     IDENTITY_ENCODING,
+    REGISTRY_EXTENSION,
     RETRY_STATUSES,
     ProgressCallback,
     TransportOptions,
+    install_redirect_check,
     is_tls_failure,
     make_http_client,
     registry_base_url,
+    server_url,
+    shown_url,
 )
 
 __all__ = [
@@ -369,6 +376,9 @@ class RegistryClient:
         self.auth = auth if auth is not None else _default_auth()
         self._owns_http = http_client is None
         self._http = http_client or make_http_client(self.options, self.registry)
+        # A client given to us too: httpx itself resolves every Location it sees, and a
+        # `javascript:` one would be an httpx.InvalidURL there rather than our error.
+        install_redirect_check(self._http)
 
     @classmethod
     def from_reference(
@@ -436,7 +446,10 @@ class RegistryClient:
         follow_redirects: bool = False,
     ) -> httpx.Response:
         """Send one API request; the response is read unless ``stream``, and never checked."""
-        extensions: dict[str, Any] = {SCOPES_EXTENSION: scopes}
+        extensions: dict[str, Any] = {
+            SCOPES_EXTENSION: scopes,
+            REGISTRY_EXTENSION: (self.registry, self.repository),
+        }
         if idempotent is not None:
             extensions[IDEMPOTENT_EXTENSION] = idempotent
         # Digests are over the bytes as stored: never let anyone compress them on the way
@@ -445,6 +458,7 @@ class RegistryClient:
         request = self._http.build_request(
             method, url, headers=all_headers, content=content, extensions=extensions
         )
+        location = ""
         for _hop in range(_MAX_REDIRECTS + 1):
             # Credentials only for the registry itself: never for a storage backend that a
             # redirect or an upload Location points at.
@@ -477,17 +491,27 @@ class RegistryClient:
                     status=401,
                 )
             if follow_redirects and response.has_redirect_location:
-                target = request.url.join(response.headers["Location"])
+                location = response.headers["Location"]
                 response.close()
+                target = self._server_url(response, location, "a redirect to")
                 request = self._redirected(request, target)
                 continue
             if not stream:
                 self._read(response)
             return response
-        raise TransportError(
-            f"{self.registry}: more than {_MAX_REDIRECTS} redirects for {method} {url.path}",
+        raise RegistryError(
+            f"{self.registry}: more than {_MAX_REDIRECTS} redirects for {method} {url.path} "
+            f"(a redirect loop?); the last pointed at {shown_url(location)}. The registry, or "
+            "a proxy in front of it, is misconfigured",
             registry=self.registry,
+            repository=self.repository,
+            status=response.status_code,
         )
+
+    def _server_url(self, response: httpx.Response, value: str, what: str) -> httpx.URL:
+        """A URL the registry answered with (a redirect's Location, an upload session's, a
+        Link), resolved; a RegistryError naming all three when it cannot be followed."""
+        return server_url(response, value, what)
 
     def _redirected(self, request: httpx.Request, target: httpx.URL) -> httpx.Request:
         headers = httpx.Headers(request.headers)
@@ -864,7 +888,7 @@ class RegistryClient:
         """The session URL an upload answer points at next (absolute or relative)."""
         location = response.headers.get("Location")
         if location:
-            return response.request.url.join(location)
+            return self._server_url(response, location, "the upload session Location")
         if default is not None:
             return default
         raise RegistryError(
@@ -1196,7 +1220,7 @@ class RegistryClient:
                 raise DocumentError(f"{action} in {self.registry}: not JSON: {exc}") from None
             names.extend(page.get(key) or [])
             link = next_link(response.headers.get("Link"))
-            next_url = response.request.url.join(link) if link else None
+            next_url = self._server_url(response, link, "the next page") if link else None
         return names
 
 

@@ -27,6 +27,12 @@ Encoding. Every request asks for ``Accept-Encoding: identity``: digests are over
 as stored, so a body compressed on the way (a proxy or CDN that gzips what it may) would no
 longer match its digest.
 
+Redirects. httpx resolves the ``Location`` of every redirect it receives, even when it is
+not to follow it, and raises ``httpx.InvalidURL`` on some (``javascript:...``); the clients
+made here, and any the registry client is given, check each one first (a response hook): a
+``Location`` that is no http(s) URL with a host is a RegistryError naming the registry, the
+request and the value (see :func:`server_url`).
+
 Logging. httpx logs every request's URL at INFO; the client installs a filter on the
 ``httpx`` logger that drops query strings from those records, since a storage backend's
 presigned URL carries its signature there (``?X-Amz-Signature=...``).
@@ -51,16 +57,19 @@ import certifi
 import httpx
 
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
+from pants_oci.core.errors import RegistryError
 from pants_oci.core.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
 
 __all__ = [
     "IDEMPOTENT_EXTENSION",
     "IDENTITY_ENCODING",
+    "REGISTRY_EXTENSION",
     "RETRY_STATUSES",
     "ProgressCallback",
     "RetryingTransport",
     "TransportOptions",
     "install_log_redaction",
+    "install_redirect_check",
     "is_loopback_registry",
     "is_tls_failure",
     "is_unreachable",
@@ -69,6 +78,8 @@ __all__ = [
     "proxy_for",
     "proxy_for_url",
     "registry_base_url",
+    "server_url",
+    "shown_url",
     "tls_context",
     "uses_plain_http",
 ]
@@ -78,6 +89,10 @@ _log = logging.getLogger(__name__)
 # Request extension the registry client sets: True when the request is safe to resend as-is
 # (False: never resend it, whatever its method).
 IDEMPOTENT_EXTENSION = "pants_oci.idempotent"
+
+# Request extension the registry client sets: (registry, repository) a request is for, so
+# that an error about its answer names them.
+REGISTRY_EXTENSION = "pants_oci.registry"
 
 # What every request accepts: bytes as stored, never re-encoded (digests are over them).
 IDENTITY_ENCODING = "identity"
@@ -329,6 +344,91 @@ def install_log_redaction() -> None:
                 logger.addFilter(_REDACTION)
 
 
+# --- URLs a registry answers with -------------------------------------------------------------
+
+_MAX_SHOWN_URL_CHARS = 200
+
+
+def shown_url(value: str) -> str:
+    """A URL for a message: quoted, without its query (a signed URL's signature), bounded."""
+    text = value.split("?", 1)[0] + ("?..." if "?" in value else "")
+    if len(text) > _MAX_SHOWN_URL_CHARS:
+        text = text[: _MAX_SHOWN_URL_CHARS - 3] + "..."
+    return repr(text)
+
+
+def _url_problem(value: str) -> str | None:
+    """Why ``value`` (from a Location or Link header) is no http(s) URL reference, if it is not.
+
+    Judged on the text itself: httpx resolves ``http://`` (no host) to the request's own
+    host, and ``javascript:...`` not at all (an InvalidURL)."""
+    text = value.strip()
+    if not text:
+        return "it is empty"
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a port that is no number raises
+    except ValueError as exc:
+        return f"it is not a valid URL ({exc})"
+    if parts.scheme and parts.scheme.lower() not in ("http", "https"):
+        return f"its scheme is {parts.scheme}:, not http: or https:"
+    if (parts.scheme or text.startswith("//")) and not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def server_url(response: httpx.Response, value: str, what: str) -> httpx.URL:
+    """``value``, a URL a registry answered ``response``'s request with (a redirect's
+    Location, an upload session's, a ``Link``), resolved against the request's URL.
+
+    Raises RegistryError naming the registry, the request and ``value`` (``what`` says which
+    it is: "a redirect to") unless it is an http(s) URL with a host."""
+    request = response.request
+    problem = _url_problem(value)
+    target: httpx.URL | None = None
+    if problem is None:
+        try:
+            target = request.url.join(value.strip())
+        except httpx.InvalidURL as exc:
+            problem = f"it is not a valid URL ({exc})"
+    if target is not None and problem is None:
+        if target.scheme not in ("http", "https"):
+            problem = f"it resolves to a URL of scheme {target.scheme}:"
+        elif not target.host:
+            problem = "it names no host"
+    if target is None or problem is not None:
+        registry, repository = request.extensions.get(REGISTRY_EXTENSION) or (
+            request.url.netloc.decode("ascii", "replace"),
+            None,
+        )
+        raise RegistryError(
+            f"registry {registry} answered {request.method} {shown_url(str(request.url))} "
+            f"(HTTP {response.status_code}) with {what} {shown_url(value)}, which cannot be "
+            f"followed: {problem}. Only http(s) URLs with a host are followed; the registry, "
+            "or a proxy in front of it, is misconfigured",
+            registry=registry,
+            repository=repository,
+            status=response.status_code,
+        )
+    return target
+
+
+def _check_redirect(response: httpx.Response) -> None:
+    """An httpx response hook: a redirect whose Location cannot be followed is a
+    RegistryError (see :func:`server_url`). httpx resolves every redirect's Location as it
+    receives it, even when it is not to follow it, and raises InvalidURL on some."""
+    if response.has_redirect_location:
+        server_url(response, response.headers["Location"], "a redirect to")
+
+
+def install_redirect_check(client: httpx.Client) -> None:
+    """Make ``client`` report redirects it cannot follow as RegistryErrors (idempotent)."""
+    hooks = client.event_hooks
+    if _check_redirect not in hooks["response"]:
+        hooks["response"].append(_check_redirect)
+        client.event_hooks = hooks
+
+
 def make_http_client(
     options: TransportOptions | None = None,
     registry: str | None = None,
@@ -339,7 +439,8 @@ def make_http_client(
 
     ``registry`` picks the proxy (see :func:`proxy_for`, which reads ``env``). The client
     follows no redirects and has no auth: the registry client decides both per request
-    (credentials must not follow a redirect to another host). It asks for uncompressed
+    (credentials must not follow a redirect to another host); a redirect it could not
+    follow anyway is a RegistryError at once (see :func:`server_url`). It asks for uncompressed
     bodies (``Accept-Encoding: identity``), and query strings are kept out of httpx's logs.
     """
     options = options or TransportOptions()
@@ -356,4 +457,5 @@ def make_http_client(
         headers={"User-Agent": options.user_agent, "Accept-Encoding": IDENTITY_ENCODING},
         follow_redirects=False,
         trust_env=False,  # proxies are decided above, and must go through the retries
+        event_hooks={"response": [_check_redirect]},
     )
