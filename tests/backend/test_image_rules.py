@@ -158,13 +158,22 @@ oci_image(name="undeclared", image_tags=["{tag_vars.BUILD_ID}"])
         rule_runner.request(BuiltImage, [image])
 
 
+def _registry_request(empty: Digest) -> OciToolRequest:
+    """A process that reaches a registry: never cached, it sees the user's environment."""
+    return OciToolRequest(
+        argv=("inspect", "x"),
+        description="t",
+        input_digest=empty,
+        uncached_env=FrozenDict({"HOME": "/home/me"}),
+        cache_scope=ProcessCacheScope.PER_SESSION,
+    )
+
+
 def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRunner) -> None:
     rule_runner.write_files({"certs/ca.pem": "-----BEGIN CERTIFICATE-----\ntest\n"})
     configure(rule_runner, "--oci-ca-bundle=certs/ca.pem", "--oci-insecure-registries=['r:5000']")
     empty = rule_runner.request(Digest, [CreateDigest([])])
-    process = rule_runner.request(
-        Process, [OciToolRequest(argv=("inspect", "x"), description="t", input_digest=empty)]
-    )
+    process = rule_runner.request(Process, [_registry_request(empty)])
     argv = list(process.argv)
     assert argv[argv.index("--ca-bundle") + 1] == "__oci_ca_bundle.pem"
     assert argv[argv.index("--insecure-registry") + 1] == "r:5000"
@@ -176,11 +185,37 @@ def test_ca_bundle_goes_into_the_process_by_content_not_path(rule_runner: RuleRu
     assert ca.content == b"-----BEGIN CERTIFICATE-----\ntest\n"
 
 
+def test_timeouts_and_retries_reach_registry_processes(rule_runner: RuleRunner) -> None:
+    """`[oci].connect_timeout`, `read_timeout` and `retries` become the tool's global flags;
+    their defaults are the core library's (a registry that never answers fails in a minute)."""
+    from pants_oci.core.transport import TransportOptions
+
+    def flags() -> dict[str, str]:
+        empty = rule_runner.request(Digest, [CreateDigest([])])
+        argv = list(rule_runner.request(Process, [_registry_request(empty)]).argv)
+        names = ("--connect-timeout", "--read-timeout", "--retries")
+        return {name: argv[argv.index(name) + 1] for name in names}
+
+    configure(rule_runner)
+    defaults = TransportOptions()
+    got = flags()
+    assert float(got["--connect-timeout"]) == defaults.connect_timeout
+    assert float(got["--read-timeout"]) == defaults.read_timeout
+    assert int(got["--retries"]) == defaults.max_retries
+    configure(rule_runner, "--oci-connect-timeout=3", "--oci-read-timeout=45.5", "--oci-retries=1")
+    assert flags() == {"--connect-timeout": "3.0", "--read-timeout": "45.5", "--retries": "1"}
+
+
 def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleRunner) -> None:
     """Remote caches key processes by argv and env: no host path (not even the interpreter's),
     no host PATH, HOME, locale or credential locations."""
     # Pants passes LANG and SSL_CERT_FILE to every process unless told otherwise.
-    configure(rule_runner, env={"LANG": "de_DE.UTF-8", "SSL_CERT_FILE": "/etc/my-ca.pem"})
+    configure(
+        rule_runner,
+        "--oci-insecure-registries=['r:5000']",
+        "--oci-read-timeout=45",
+        env={"LANG": "de_DE.UTF-8", "SSL_CERT_FILE": "/etc/my-ca.pem"},
+    )
     empty = rule_runner.request(Digest, [CreateDigest([])])
     process = rule_runner.request(
         Process,
@@ -188,6 +223,8 @@ def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleR
     )
     assert process.env["PATH"] == "/usr/bin:/bin"
     assert set(process.env) <= {"PATH", "PEX_ROOT", "PEX_IGNORE_RCFILES"}
+    # How to reach registries is no part of a cached process (nor of its cache key).
+    assert not {"--insecure-registry", "--read-timeout", "--retries"} & set(process.argv)
     assert not any(
         value.startswith("/") for value in process.env.values() if value != "/usr/bin:/bin"
     )

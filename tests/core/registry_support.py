@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -126,3 +127,14 @@ def push_manifest(client: RegistryClient, tag: str = "latest") -> tuple[Digest, 
     client.upload_blob(config)
     raw = image_manifest(config, [], media_types.OCI_MANIFEST)
     return client.put_manifest(raw, tag=tag), raw
+
+
+def hermetic_cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """For the command line run in-process: no host credentials (an empty docker config) and
+    no proxy, so every connection goes where the test says."""
+    (tmp_path / "docker").mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

@@ -9,6 +9,7 @@ import io
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pants_oci.core._settings import CLI, HINTS_FOR, PANTS, Setting, how_to_set,
 from pants_oci.core.errors import TransportError
 from pants_oci.core.registry import RegistryClient
 from pants_oci.core.transport import TransportOptions
-from tests.core.registry_support import RecordedSleeps
+from tests.core.registry_support import RecordedSleeps, hermetic_cli_environment
 
 LOOPBACK = "127.0.0.1"
 
@@ -29,12 +30,7 @@ LOOPBACK = "127.0.0.1"
 @pytest.fixture(autouse=True)
 def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No host credentials and no proxy: every connection goes where the test says."""
-    (tmp_path / "docker").mkdir()
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    hermetic_cli_environment(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -233,3 +229,80 @@ def test_every_setting_has_words_for_every_front_end(setting: Setting) -> None:
     assert "--" not in name_of(setting, PANTS) + how_to_set(setting, PANTS, "VALUE")
     with pytest.raises(ValueError, match="hints_for"):
         name_of(setting, "docker")
+
+
+# --- A registry that stops answering --------------------------------------------------------
+
+
+@pytest.fixture
+def stalled_host() -> Iterator[str]:
+    """`127.0.0.1:PORT` of a registry that accepts connections and never answers: a listening
+    socket nobody reads from (the kernel completes every handshake into its backlog)."""
+    with socket.create_server((LOOPBACK, 0), backlog=16) as server:
+        yield f"{LOOPBACK}:{server.getsockname()[1]}"
+
+
+def _timed_failure(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[list[str], float]:
+    started = time.monotonic()
+    lines = _fails(capsys, *argv)
+    return lines, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("hints_for", "raise_it"),
+    [(CLI, "pass --read-timeout 0.75"), (PANTS, "set `[oci].read_timeout` to 0.75")],
+)
+def test_a_registry_that_never_answers_fails_within_its_bound_naming_the_option(
+    stalled_host: str,
+    connections: list[tuple[Any, ...]],
+    capsys: pytest.CaptureFixture[str],
+    hints_for: str,
+    raise_it: str,
+) -> None:
+    flags = ["--hints-for", hints_for, "--read-timeout", "0.25", "--retries", "2"]
+    lines, elapsed = _timed_failure(capsys, *flags, "inspect", f"{stalled_host}/app:1")
+    bound = TransportOptions(read_timeout=0.25, max_retries=2).stall_limit  # 3 x 0.25 + 1.5
+    assert elapsed <= bound + 1.0, (elapsed, bound)  # + process and loopback overhead
+    assert len(connections) == 3  # the first try and 2 retries, each waiting 0.25 s
+    assert lines[0] == (
+        f"pants-oci: error: timed out talking to registry {stalled_host} at "
+        f"http://{stalled_host}: it did not answer within 0.25 s (ReadTimeout, 3 attempts); "
+        f"if it is only slow, {raise_it} to wait longer"
+    )
+    assert lines[-1] == f"pants-oci: hint: check that {stalled_host} is up and answering requests"
+
+
+def test_a_registry_that_never_accepts_names_the_connect_timeout(
+    connections: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A backlog of 0 that one connection fills: the kernel drops every later SYN.
+    with socket.create_server((LOOPBACK, 0), backlog=0) as server:
+        host = f"{LOOPBACK}:{server.getsockname()[1]}"
+        with socket.socket() as filler:  # not socket.create_connection: not counted
+            filler.connect(server.getsockname())
+            flags = ["--connect-timeout", "0.25", "--retries", "1"]
+            lines, elapsed = _timed_failure(capsys, *flags, "inspect", f"{host}/app:1")
+    assert elapsed <= TransportOptions(connect_timeout=0.25, max_retries=1).stall_limit + 1.0
+    assert len(connections) == 2
+    assert "it did not connect within 0.25 s (ConnectTimeout, 2 attempts)" in lines[0]
+    assert "pass --connect-timeout 0.75 to wait longer" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "pants_name", "rule"),
+    [
+        ("--read-timeout", "0", "read_timeout", "a number of seconds above 0"),
+        ("--connect-timeout", "-1", "connect_timeout", "a number of seconds above 0"),
+        ("--retries", "-1", "retries", "at least 0"),
+    ],
+)
+def test_timeout_and_retry_flags_are_checked_in_the_front_ends_words(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, pants_name: str, rule: str
+) -> None:
+    shown = f"{float(value):g}" if "timeout" in flag else value
+    assert _fails(capsys, flag, value, "inspect", "r.io/app:1") == [
+        f"pants-oci: error: {flag} must be {rule}, got {shown}"
+    ]
+    assert _fails(capsys, "--hints-for", PANTS, flag, value, "inspect", "r.io/app:1") == [
+        f"pants-oci: error: `[oci].{pants_name}` must be {rule}, got {shown}"
+    ]

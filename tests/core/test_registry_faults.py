@@ -121,6 +121,64 @@ def test_a_failed_final_put_restarts_the_upload(
     assert methods == ["HEAD", "POST", "PUT", "POST", "PUT"]
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "waited"),
+    [("7", 7.0), ("86400", 60.0)],  # a day: capped at max_retry_wait, 60 s by default
+    ids=["honoured", "capped"],
+)
+def test_retry_after_on_a_429_to_the_upload_put_is_honoured_up_to_the_cap(
+    registry_anonymous: Registry,
+    proxy: FaultProxy,
+    unique_repo: str,
+    retry_after: str,
+    waited: float,
+) -> None:
+    data = secrets.token_bytes(10_000)
+    rule = proxy.respond(
+        "PUT",
+        UPLOADS,
+        429,
+        headers={"Retry-After": retry_after},
+        body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+    )
+    with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
+        assert client.upload_blob(data) == (sha256_of_bytes(data), len(data))
+    assert rule.hits == 1
+    # HEAD (exists?), POST, PUT 429, then after the wait asked for: POST, PUT.
+    assert [r.method for r in proxy.seen(pattern=r"/blobs/")] == [
+        "HEAD",
+        "POST",
+        "PUT",
+        "POST",
+        "PUT",
+    ]
+    assert sleeps_of(client) == [waited]
+
+
+def test_retry_after_on_a_patch_is_honoured(
+    registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
+) -> None:
+    data = secrets.token_bytes(250_000)
+    rule = proxy.respond("PATCH", UPLOADS, 503, headers={"Retry-After": "3"}, skip=1)
+    with client_for(registry_anonymous, unique_repo, host=proxy.host) as client:
+        assert client.upload_blob(io.BytesIO(data), chunk_size=100_000)[1] == len(data)
+    assert rule.hits == 1
+    assert sleeps_of(client) == [3.0]
+
+
+def test_retry_after_on_a_429_to_a_copy_put_is_honoured(
+    registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
+) -> None:
+    data = secrets.token_bytes(20_000)
+    with client_for(registry_anonymous, f"{unique_repo}-source") as source:
+        digest, _ = source.upload_blob(data)
+        proxy.respond("PUT", UPLOADS, 429, headers={"Retry-After": "5"})
+        with client_for(registry_anonymous, unique_repo, host=proxy.host) as target:
+            assert target.copy_blob(source, digest) == (digest, len(data))
+    assert sleeps_of(target) == [5.0]
+    assert [r.method for r in proxy.seen(pattern=UPLOADS)] == ["POST", "PUT", "POST", "PUT"]
+
+
 def test_transport_does_not_retry_non_idempotent_requests(
     registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
 ) -> None:

@@ -9,7 +9,9 @@ import json
 import logging
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -515,7 +517,145 @@ def test_a_stalled_registry_is_a_transport_error_naming_the_timeout() -> None:
         ):
             client.get_manifest("latest")
     assert "timed out" in str(error.value) and host in str(error.value)
+    assert error.value.timeout
+    assert "TransportOptions(read_timeout=0.6)" in str(error.value)  # the library's words
     assert len(options.sleep.calls) == 1  # type: ignore[attr-defined]
+
+
+class _StallingServer:
+    """Accepts every connection and reads its request; answers the first ``answered`` with
+    the headers of a ``length``-byte blob and ``sent`` bytes of it; then holds every
+    connection open, saying nothing more, until the test ends: a registry that stalls
+    midway, then for good."""
+
+    def __init__(self, length: int, sent: bytes, answered: int = 1) -> None:
+        self._head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode() + sent
+        self._answered = answered
+        self._held: list[socket.socket] = []
+        self._socket = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.host = f"127.0.0.1:{self._socket.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed: the test is over
+                return
+            self._held.append(connection)
+            connection.settimeout(10)  # never hang the test on a client that sends nothing
+            request = b""
+            with suppress(OSError):
+                while b"\r\n\r\n" not in request:
+                    data = connection.recv(65536)
+                    if not data:
+                        break
+                    request += data
+                if self._answered > 0:
+                    self._answered -= 1
+                    connection.sendall(self._head)
+
+    def __enter__(self) -> _StallingServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+        self._thread.join()
+        for connection in self._held:
+            connection.close()
+
+
+def test_a_download_that_stalls_midway_then_for_good_spends_one_count_of_retries() -> None:
+    data = secrets.token_bytes(100_000)
+    sleeps = RecordedSleeps()
+    options = TransportOptions(read_timeout=0.2, max_retries=2, sleep=sleeps)
+    with (
+        _StallingServer(len(data), data[:10_000]) as server,
+        RegistryClient(server.host, "app", auth=httpx.Auth(), options=options) as client,
+        pytest.raises(TransportError) as error,
+    ):
+        b"".join(client.iter_blob(sha256_of_bytes(data)))
+    # The body stalled (a backoff, then a resumed GET); the resumed GET got no answer, and
+    # was retried once: 3 attempts of 0.2 s in all, as for a request that never got one.
+    assert len(sleeps.calls) == 2
+    assert error.value.timeout and "did not answer within 0.2 s" in str(error.value)
+
+
+def test_a_copy_from_a_source_that_never_answers_is_not_started_over(
+    registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
+) -> None:
+    sleeps = RecordedSleeps()
+    options = TransportOptions(read_timeout=0.2, max_retries=1, sleep=sleeps)
+    digest = sha256_of_bytes(b"never sent")
+    with (
+        socket.create_server(("127.0.0.1", 0)) as stalled,
+        RegistryClient(
+            f"127.0.0.1:{stalled.getsockname()[1]}", "app", auth=httpx.Auth(), options=options
+        ) as source,
+        client_for(registry_anonymous, unique_repo, host=proxy.host, sleep=sleeps) as target,
+        pytest.raises(TransportError) as error,
+    ):
+        target.copy_blob(source, digest)
+    assert len(sleeps.calls) == 1  # the source's GET retried once; the copy not started over
+    assert len(proxy.seen("POST", UPLOADS)) == 1
+    assert error.value.timeout and error.value.registry == source.registry
+
+
+def test_a_copy_whose_source_stalls_midway_is_not_started_over(
+    registry_anonymous: Registry, proxy: FaultProxy, unique_repo: str
+) -> None:
+    data = secrets.token_bytes(200_000)
+    sleeps = RecordedSleeps()
+    options = TransportOptions(read_timeout=0.2, max_retries=1, sleep=sleeps)
+    with (
+        _StallingServer(len(data), data[:50_000]) as server,
+        RegistryClient(server.host, "app", auth=httpx.Auth(), options=options) as source,
+        client_for(registry_anonymous, unique_repo, host=proxy.host, sleep=sleeps) as target,
+        pytest.raises(TransportError) as error,
+    ):
+        target.copy_blob(source, sha256_of_bytes(data))
+    # The source's error, not taken for the target's PUT failing (which starts over).
+    assert len(sleeps.calls) == 1  # one resume of the source, which never answered
+    assert len(proxy.seen("POST", UPLOADS)) == 1
+    assert error.value.timeout and error.value.registry == server.host
+
+
+def test_the_answer_that_commits_an_upload_gets_longer_the_larger_the_upload() -> None:
+    """The registry verifies and stores the blob before it answers the closing PUT: its
+    wait grows with the size (mock transport: what matters is the timeout each request
+    carries)."""
+    read_timeouts: dict[str, list[float]] = {}
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions["timeout"]
+        read_timeouts.setdefault(request.method, []).append(timeout["read"])
+        if request.method == "HEAD":
+            return httpx.Response(404)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/app/blobs/uploads/u1"})
+        if request.method == "PATCH":
+            request.read()
+            return httpx.Response(202, headers={"Location": "/v2/app/blobs/uploads/u1"})
+        request.read()
+        return httpx.Response(201, headers={"Docker-Content-Digest": request.url.params["digest"]})
+
+    size = 3 * 1024 * 1024
+    data = secrets.token_bytes(size)
+    options = TransportOptions(read_timeout=2.0, sleep=RecordedSleeps())
+    http = httpx.Client(transport=httpx.MockTransport(registry), timeout=options.timeout)
+    client = RegistryClient(
+        "127.0.0.1:1", "app", auth=httpx.Auth(), http_client=http, options=options
+    )
+    client.upload_blob(data)  # POST, then one PUT with the bytes
+    client.upload_blob(io.BytesIO(data[::-1]))  # POST, a streamed PATCH, then an empty PUT
+    allowance = size / (32 * 1024 * 1024)
+    assert read_timeouts["PUT"] == [2.0 + allowance, 2.0 + allowance]
+    assert set(read_timeouts["HEAD"] + read_timeouts["POST"] + read_timeouts["PATCH"]) == {2.0}
 
 
 # --- Progress on real uploads ---------------------------------------------------------------

@@ -137,6 +137,66 @@ def test_options_are_validated() -> None:
         TransportOptions(max_concurrency=0)
     with pytest.raises(ValueError, match="max_retries"):
         TransportOptions(max_retries=-1)
+    with pytest.raises(ValueError, match="read_timeout"):
+        TransportOptions(read_timeout=0)
+    with pytest.raises(ValueError, match="connect_timeout"):
+        TransportOptions(connect_timeout=-1.0)
+
+
+# --- How long a registry that stops answering can keep us -----------------------------------
+
+
+def test_the_defaults_fail_a_registry_that_never_answers_within_a_minute() -> None:
+    """Computed from the configuration: a real stall at the defaults would take the minute
+    (tests/core/test_cli_errors.py fails a real one, fast, with small timeouts)."""
+    options = TransportOptions()
+    attempts = options.max_retries + 1
+    # Every attempt waits its whole timeout (a connection that never comes, or an answer),
+    # and every backoff its ceiling (half of it fixed, half jitter).
+    per_attempt = max(options.connect_timeout, options.read_timeout)
+    backoffs = [
+        min(options.backoff_base * 2**n, options.max_retry_wait) for n in range(attempts - 1)
+    ]
+    for attempt, ceiling in enumerate(backoffs):
+        assert max(options.backoff(attempt) for _ in range(200)) <= ceiling
+    worst = attempts * per_attempt + sum(backoffs)
+    assert worst <= 60, worst
+    assert options.stall_limit == worst
+    # Still retries, and waits long enough for a registry that is merely slow.
+    assert options.max_retries >= 3 and options.read_timeout >= 10 and options.connect_timeout >= 5
+    # The timeouts are per socket operation (a stall), never a limit on a whole transfer.
+    timeout = options.timeout
+    assert (timeout.connect, timeout.read, timeout.write) == (
+        options.connect_timeout, options.read_timeout, options.read_timeout
+    )  # fmt: skip
+
+
+def test_the_command_line_defaults_are_the_librarys() -> None:
+    from pants_oci.core import cli
+
+    args = cli.build_parser().parse_args(["inspect", "r.io/app:1"])
+    options, defaults = cli._transport_options(args), TransportOptions()
+    assert (options.connect_timeout, options.read_timeout, options.max_retries) == (
+        defaults.connect_timeout, defaults.read_timeout, defaults.max_retries
+    )  # fmt: skip
+    flags = ["--connect-timeout", "2", "--read-timeout", "3.5", "--retries", "0", "inspect", "x"]
+    options = cli._transport_options(cli.build_parser().parse_args(flags))
+    assert (options.connect_timeout, options.read_timeout, options.max_retries) == (2, 3.5, 0)
+
+
+def test_the_answer_that_commits_an_upload_may_take_longer_the_larger_the_blob() -> None:
+    options = TransportOptions(read_timeout=10)
+    assert options.commit_timeout(0).read == 10
+    assert options.commit_timeout(2 * 1024**3).read == 10 + 64  # 2 GiB: a second per 32 MiB
+    assert options.commit_timeout(2 * 1024**3).connect == options.connect_timeout
+
+
+def test_retry_wait_honours_retry_after_up_to_the_cap() -> None:
+    options = TransportOptions(max_retry_wait=60.0)
+    assert options.retry_wait(0, 7.0) == 7.0
+    assert options.retry_wait(3, 0.0) == 0.0
+    assert options.retry_wait(0, 3600.0) == 60.0  # capped: documented as max_retry_wait
+    assert 0.25 <= options.retry_wait(0) <= 0.5  # none asked for: the backoff
 
 
 def test_map_bounded_runs_in_parallel_up_to_the_limit() -> None:

@@ -29,6 +29,9 @@ class Setting(Enum):
     INSECURE_REGISTRY = "insecure_registry"
     CA_BUNDLE = "ca_bundle"
     CONCURRENCY = "concurrency"
+    CONNECT_TIMEOUT = "connect_timeout"
+    READ_TIMEOUT = "read_timeout"
+    RETRIES = "retries"
     PLATFORM = "platform"
     RUNTIME = "runtime"
 
@@ -61,6 +64,27 @@ _SPELLINGS: dict[Setting, dict[str, tuple[str, str]]] = {
         ),
         CLI: ("--concurrency", "pass --concurrency {value}"),
         PANTS: ("`[oci].concurrency`", "set `[oci].concurrency` to {value}"),
+    },
+    Setting.CONNECT_TIMEOUT: {
+        LIBRARY: (
+            "TransportOptions(connect_timeout=...)",
+            "set TransportOptions(connect_timeout={value})",
+        ),
+        CLI: ("--connect-timeout", "pass --connect-timeout {value}"),
+        PANTS: ("`[oci].connect_timeout`", "set `[oci].connect_timeout` to {value}"),
+    },
+    Setting.READ_TIMEOUT: {
+        LIBRARY: (
+            "TransportOptions(read_timeout=...)",
+            "set TransportOptions(read_timeout={value})",
+        ),
+        CLI: ("--read-timeout", "pass --read-timeout {value}"),
+        PANTS: ("`[oci].read_timeout`", "set `[oci].read_timeout` to {value}"),
+    },
+    Setting.RETRIES: {
+        LIBRARY: ("TransportOptions(max_retries=...)", "set TransportOptions(max_retries={value})"),
+        CLI: ("--retries", "pass --retries {value}"),
+        PANTS: ("`[oci].retries`", "set `[oci].retries` to {value}"),
     },
     Setting.PLATFORM: {
         LIBRARY: ("the platform argument", "pass platform={value}"),

@@ -17,7 +17,10 @@ from pants_oci.core._settings import HINTS_FOR, LIBRARY
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ProgressCallback", "TransportOptions"]
+__all__ = ["COMMIT_BYTES_PER_SECOND", "ProgressCallback", "TransportOptions"]
+
+# How fast a registry is assumed to verify and store an uploaded blob (see commit_timeout).
+COMMIT_BYTES_PER_SECOND = 32 * 1024 * 1024
 
 # Called as a transfer goes: (bytes done so far, total bytes or None when unknown).
 ProgressCallback = Callable[[int, Optional[int]], None]
@@ -33,15 +36,24 @@ class TransportOptions:
     insecure_registries: frozenset[str] = frozenset()
     # Loopback registries that serve HTTPS (loopback otherwise means plain HTTP).
     https_registries: frozenset[str] = frozenset()
-    connect_timeout: float = 30.0
-    # Generous: a registry may take a while to verify and commit a large blob.
-    read_timeout: float = 300.0
-    write_timeout: float = 300.0
+    # Timeouts bound how long a registry may leave us waiting without a byte moving: a stall.
+    # They are not deadlines for a whole transfer. Each read (and each write) of the socket
+    # gets read_timeout, so any byte received (or sent) starts it again: a 2 GB layer on a
+    # slow link takes as long as it takes, and a registry that stops answering fails
+    # instead. Defaults: a request that gets no answer at all fails after max_retries + 1
+    # attempts of 10 s and the backoff between them (<= 0.5 + 1 + 2 + 4 s): 57.5 s at most,
+    # see `stall_limit`.
+    # Seconds to wait for a TCP connection (and the TLS handshake).
+    connect_timeout: float = 10.0
+    # Seconds the registry may send nothing while we wait for (or read) an answer, or take
+    # nothing of a request body we send. The answer to the request that completes a blob
+    # upload gets more: see `commit_timeout`.
+    read_timeout: float = 10.0
     # How many times a failed request (or upload) is tried again; 0 disables retries.
     max_retries: int = 4
     # Backoff before retry n (from 0) is about backoff_base * 2**n seconds, jittered.
     backoff_base: float = 0.5
-    # No single wait (backoff or Retry-After) is longer than this.
+    # No single wait (backoff or a registry's Retry-After) is longer than this.
     max_retry_wait: float = 60.0
     # Parallel blob transfers in RegistryClient's bulk helpers.
     max_concurrency: int = 4
@@ -58,6 +70,12 @@ class TransportOptions:
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {value}")
+        if self.backoff_base < 0 or self.max_retry_wait < 0:
+            raise ValueError("backoff_base and max_retry_wait must be >= 0")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.hints_for not in HINTS_FOR:
@@ -68,13 +86,31 @@ class TransportOptions:
 
     @property
     def timeout(self) -> httpx.Timeout:
+        """Per socket operation, not per request: see the timeouts' comments above."""
         import httpx  # only the code that talks HTTP pays for importing httpx
 
         return httpx.Timeout(
             connect=self.connect_timeout,
             read=self.read_timeout,
-            write=self.write_timeout,
+            write=self.read_timeout,
+            # Waiting for a pooled connection: the pool is sized so that this library's own
+            # transfers never exhaust it, so a long wait means connections that are stuck.
             pool=self.read_timeout,
+        )
+
+    def commit_timeout(self, size: int) -> httpx.Timeout:
+        """The timeouts of the request that completes an upload of ``size`` bytes: the
+        registry verifies and stores the blob before it answers (a storage backend's copy of
+        a large object takes a while), so its answer may take read_timeout plus a second per
+        ``COMMIT_BYTES_PER_SECOND`` (32 MiB) uploaded."""
+        import httpx
+
+        base = self.timeout
+        return httpx.Timeout(
+            connect=base.connect,
+            read=self.read_timeout + size / COMMIT_BYTES_PER_SECOND,
+            write=base.write,
+            pool=base.pool,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -82,3 +118,22 @@ class TransportOptions:
         ceiling = min(self.backoff_base * 2.0**attempt, self.max_retry_wait)
         jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
         return ceiling / 2 + jitter
+
+    def retry_wait(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt``: what the registry asked for in a
+        ``Retry-After`` header when it sent one, else :meth:`backoff`; either way at most
+        ``max_retry_wait`` (60 s by default)."""
+        wait = self.backoff(attempt) if retry_after is None else max(0.0, retry_after)
+        return min(wait, self.max_retry_wait)
+
+    @property
+    def stall_limit(self) -> float:
+        """The longest a request to a registry that stops answering takes to fail, in seconds:
+        every attempt waits its full timeout, and the backoff between them its longest. With
+        the defaults, 5 attempts of 10 s and 7.5 s of backoff: 57.5 s."""
+        per_attempt = max(self.connect_timeout, self.read_timeout)
+        backoff = sum(
+            min(self.backoff_base * 2.0**attempt, self.max_retry_wait)
+            for attempt in range(self.max_retries)
+        )
+        return (self.max_retries + 1) * per_attempt + backoff

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pants_oci.core.digest import Digest
-from pants_oci.core.errors import DigestMismatchError, ImageArchiveError
+from pants_oci.core.errors import DigestMismatchError, ImageArchiveError, SizeMismatchError
 from pants_oci.core.layout import ImageLayout
 from pants_oci.core.models import AnyManifest, parse_manifest
 
@@ -72,66 +72,94 @@ class CachedRegistrySource:
                 self._client = RegistryClient.from_reference(self.reference, options=self.options)
         return self._client
 
-    def manifest(self, identifier: str | Digest) -> AnyManifest:
-        """The manifest or index ``identifier`` (a tag or digest) names, verified."""
+    def manifest(self, identifier: str | Digest, *, size: int | None = None) -> AnyManifest:
+        """The manifest or index ``identifier`` (a tag or digest) names, verified (and held to
+        ``size``, its descriptor's, when given)."""
         digest = _as_digest(identifier)
         if digest is not None and self.cache is not None:
-            cached = self._cached_bytes(digest)
+            cached = self._cached_bytes(digest, size)
             if cached is not None:
                 return parse_manifest(cached)
-        document = self.client.get_manifest(identifier)
+        document = self.client.get_manifest(identifier, size=size)
         if self.cache is not None:
             self.cache.write_blob(document.to_bytes())
         return document
 
-    def blob(self, digest: Digest) -> bytes:
-        """A small blob's bytes (a config), verified."""
+    def blob(self, digest: Digest, *, size: int | None = None) -> bytes:
+        """A small blob's bytes (a config), verified: ``size`` bytes when given (its
+        descriptor's), and no more than ``MAX_CONFIG_SIZE``."""
         if self.cache is not None:
-            cached = self._cached_bytes(digest)
+            cached = self._cached_bytes(digest, size)
             if cached is not None:
                 return cached
-        data = b"".join(self.client.iter_blob(digest))
+        data = self.client.read_blob(digest, size=size)
         self.downloaded.append(digest)
         if self.cache is not None:
             self.cache.write_blob(data)
         return data
 
     def copy_blob(
-        self, digest: Digest, target: ImageLayout, progress: Callable[[int], None] | None = None
+        self,
+        digest: Digest,
+        target: ImageLayout,
+        progress: Callable[[int], None] | None = None,
+        *,
+        size: int | None = None,
     ) -> None:
-        """Put blob ``digest`` into ``target``, verified, downloading it only on a miss."""
+        """Put blob ``digest`` into ``target``, verified (and ``size`` bytes long when given:
+        its descriptor's), downloading it only on a miss."""
         if self.cache is None:
-            self._download(digest, target, progress)
+            self._download(digest, target, progress, size)
             return
         if not self.cache.has_blob(digest):
-            self._download(digest, self.cache, progress)
+            self._download(digest, self.cache, progress, size)
+        else:
+            self._check_size(digest, self.cache.blob_path(digest).stat().st_size, size)
         try:
             _copy(self.cache, digest, target)
         except (DigestMismatchError, ImageArchiveError):
             # A damaged entry (disk error, a hand edit): drop it and fetch the blob again.
             self.cache.blob_path(digest).unlink(missing_ok=True)
-            self._download(digest, self.cache, progress)
+            self._download(digest, self.cache, progress, size)
             _copy(self.cache, digest, target)
 
     def _download(
-        self, digest: Digest, target: ImageLayout, progress: Callable[[int], None] | None
+        self,
+        digest: Digest,
+        target: ImageLayout,
+        progress: Callable[[int], None] | None,
+        size: int | None,
     ) -> None:
         with target.ingest(digest) as writer:
-            for chunk in self.client.iter_blob(digest):
+            for chunk in self.client.iter_blob(digest, size=size):
                 writer.write(chunk)
                 if progress is not None:
                     progress(len(chunk))
         self.downloaded.append(digest)
 
-    def _cached_bytes(self, digest: Digest) -> bytes | None:
+    def _cached_bytes(self, digest: Digest, size: int | None) -> bytes | None:
         assert self.cache is not None
         if not self.cache.has_blob(digest):
             return None
+        # Held to its descriptor before it is read.
+        self._check_size(digest, self.cache.blob_path(digest).stat().st_size, size)
         try:
             return self.cache.read_blob(digest, verify=True)
         except DigestMismatchError:
             self.cache.blob_path(digest).unlink(missing_ok=True)
             return None
+
+    def _check_size(self, digest: Digest, actual: int, size: int | None) -> None:
+        """A cached blob is what its digest says; a descriptor giving another size is wrong."""
+        if size is not None and actual != size:
+            raise SizeMismatchError(
+                f"blob {self.reference.name}@{digest} is {actual} bytes (in the blob cache), "
+                f"but its descriptor says {size} bytes",
+                digest=str(digest),
+                expected=size,
+                actual=actual,
+                registry=self.reference.registry,
+            )
 
 
 def _copy(source: ImageLayout, digest: Digest, target: ImageLayout) -> None:

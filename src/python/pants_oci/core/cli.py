@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -57,6 +58,7 @@ PROGRAM = "pants-oci"
 BASE_REF_NAME = "base"  # the ref name `base pull` gives the image in its layout
 _MIB = 1024 * 1024
 _PROGRESS_INTERVAL = 1.0  # seconds between progress lines
+_DEFAULTS = TransportOptions()  # the flags' defaults are the library's
 
 _log = logging.getLogger("pants_oci.core.cli")
 
@@ -366,11 +368,12 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
             if isinstance(document, (OCIManifest, DockerManifest)):
                 break
             index_digest = index_digest or document.digest
-            document = source.manifest(resolve_platform(document, platform).digest)
+            entry = resolve_platform(document, platform)
+            document = source.manifest(entry.digest, size=entry.size)
         else:
             raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
         manifest: OCIManifest | DockerManifest = document
-        config_bytes = source.blob(manifest.config.digest)
+        config_bytes = source.blob(manifest.config.digest, size=manifest.config.size)
         config = ImageConfig.from_bytes(config_bytes)
         if not platform_matches(platform, config.platform):
             raise PlatformNotFoundError(
@@ -397,7 +400,7 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
                     progress(done[0], total)
 
             map_bounded(
-                lambda layer: source.copy_blob(layer.digest, layout, advance),
+                lambda layer: source.copy_blob(layer.digest, layout, advance, size=layer.size),
                 layers,
                 options.max_concurrency,
             )
@@ -688,7 +691,7 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
             document = client.get_image_manifest(reference.identifier, platform)
         if args.config:
             assert isinstance(document, (OCIManifest, DockerManifest))
-            config_bytes = b"".join(client.iter_blob(document.config.digest))
+            config_bytes = client.read_blob(document.config.digest, size=document.config.size)
             _write_raw(config_bytes if args.raw else _pretty_config(config_bytes))
             return
         if args.raw:
@@ -710,7 +713,9 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
                 for entry in document.manifests
             ]
         else:
-            config = ImageConfig.from_bytes(b"".join(client.iter_blob(document.config.digest)))
+            config = ImageConfig.from_bytes(
+                client.read_blob(document.config.digest, size=document.config.size)
+            )
             summary["config_digest"] = str(document.config.digest)
             summary["platform"] = str(config.platform)
             summary["layers"] = [
@@ -803,6 +808,8 @@ def _hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     if isinstance(error, TransportError):
         if error.tls:  # its message says how to trust the CA, or to use plain HTTP
             return None
+        if error.timeout:  # its message names the setting that waits longer
+            return f"check that {error.registry} is up and answering requests"
         return (
             f"check that {error.registry} is up and reachable; for a registry that only speaks "
             f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "
@@ -874,6 +881,31 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="N",
         default=default(4),
         help="blobs transferred in parallel (default 4)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default(_DEFAULTS.connect_timeout),
+        help=f"how long to wait for a connection to a registry (default "
+        f"{_DEFAULTS.connect_timeout:g})",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default(_DEFAULTS.read_timeout),
+        help=f"how long a registry may send (or take) nothing before the attempt fails "
+        f"(default {_DEFAULTS.read_timeout:g}); any byte starts it again, so a large "
+        "transfer that keeps moving is never cut",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        default=default(_DEFAULTS.max_retries),
+        help=f"how many times a failed request is tried again: resets, timeouts, 408, 429 "
+        f"and 5xx answers (default {_DEFAULTS.max_retries})",
     )
     parser.add_argument(
         "--hints-for",
@@ -1039,16 +1071,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _transport_options(args: argparse.Namespace) -> TransportOptions:
+    def invalid(setting: Setting, rule: str, value: object) -> InputFileError:
+        return InputFileError(f"{name_of(setting, args.hints_for)} must be {rule}, got {value}")
+
     if args.concurrency < 1:
-        raise InputFileError(
-            f"{name_of(Setting.CONCURRENCY, args.hints_for)} must be at least 1, "
-            f"got {args.concurrency}"
-        )
+        raise invalid(Setting.CONCURRENCY, "at least 1", args.concurrency)
+    for setting, seconds in (
+        (Setting.CONNECT_TIMEOUT, args.connect_timeout),
+        (Setting.READ_TIMEOUT, args.read_timeout),
+    ):
+        if not 0 < seconds < math.inf:
+            raise invalid(setting, "a number of seconds above 0", f"{seconds:g}")
+    if args.retries < 0:
+        raise invalid(Setting.RETRIES, "at least 0", args.retries)
     return TransportOptions(
         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
         insecure_registries=frozenset(args.insecure_registry),
         https_registries=frozenset(args.https_registry),
         max_concurrency=args.concurrency,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        max_retries=args.retries,
         hints_for=args.hints_for,
     )
 

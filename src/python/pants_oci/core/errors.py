@@ -4,6 +4,7 @@
     ├── InvalidReferenceError         an image reference that the grammar rejects (ValueError)
     ├── InvalidDigestError            a malformed `algorithm:hex` digest (ValueError)
     ├── DigestMismatchError           bytes whose digest is not the one expected
+    ├── SizeMismatchError             a blob whose size is not its descriptor's
     ├── DocumentError                 a manifest, index or config we cannot use
     │   └── UnsupportedMediaTypeError     e.g. Docker schema1 manifests
     ├── PlatformNotFoundError         no manifest in an index matches the wanted platform
@@ -57,6 +58,27 @@ class DigestMismatchError(OCIError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class SizeMismatchError(OCIError):
+    """A blob whose size differs from the size its descriptor gives: longer (reading stops
+    there: `actual` is None when the rest was not read) or shorter. `registry` is None for a
+    blob read from anywhere else (a blob cache)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        digest: str,
+        expected: int,
+        actual: Optional[int],
+        registry: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.digest = digest
+        self.expected = expected
+        self.actual = actual
+        self.registry = registry
 
 
 class DocumentError(OCIError):
@@ -126,12 +148,17 @@ class TransportError(OCIError):
     """The registry could not be reached: connection refused, TLS failure, timeout.
 
     `tls` is True for a TLS failure (a certificate or handshake), whose message says how to
-    trust the registry's CA or reach it over plain HTTP."""
+    trust the registry's CA or reach it over plain HTTP. `timeout` is True when the registry
+    stopped answering (a connect or read timeout, after the retries), whose message names
+    the setting that waits longer."""
 
-    def __init__(self, message: str, *, registry: str, tls: bool = False) -> None:
+    def __init__(
+        self, message: str, *, registry: str, tls: bool = False, timeout: bool = False
+    ) -> None:
         super().__init__(message)
         self.registry = registry
         self.tls = tls
+        self.timeout = timeout
 
 
 class RegistryError(OCIError):
@@ -139,7 +166,8 @@ class RegistryError(OCIError):
 
     `code` and `message` are the registry's own (the first entry of its error JSON, e.g.
     "MANIFEST_UNKNOWN" and "manifest unknown"; None when it sent none); str(error) is the
-    readable sentence given as the first argument.
+    readable sentence given as the first argument. `retry_after` is the wait in seconds the
+    registry asked for in a Retry-After header (None when it sent none).
     """
 
     def __init__(
@@ -152,6 +180,7 @@ class RegistryError(OCIError):
         code: Optional[str] = None,
         detail: Any = None,
         registry_message: Optional[str] = None,
+        retry_after: Optional[float] = None,
     ) -> None:
         super().__init__(message)
         self.registry = registry
@@ -160,6 +189,7 @@ class RegistryError(OCIError):
         self.code = code
         self.detail = detail
         self.message = registry_message
+        self.retry_after = retry_after
 
 
 class UnauthorizedError(RegistryError):

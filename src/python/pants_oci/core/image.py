@@ -407,7 +407,7 @@ def _transfer_blobs(
         elif blob.path is not None:
             target.upload_blob(blob.path, digest=digest, size=size, progress=part)
         elif blob.remote is not None:
-            target.copy_blob(blob.remote, digest, progress=part)
+            target.copy_blob(blob.remote, digest, size=size, progress=part)
         elif blob.foreign:
             _copy_from_urls(target, blob.descriptor, part)
         elif target.blob_exists(digest) is None:
@@ -499,7 +499,7 @@ def _place_blob(layout: ImageLayout, blob: _Blob, *, fetch: bool, required: bool
         return True
     if blob.remote is not None and fetch:
         with layout.ingest(digest) as writer:
-            for chunk in blob.remote.iter_blob(digest):
+            for chunk in blob.remote.iter_blob(digest, size=blob.descriptor.size):
                 writer.write(chunk)
         return True
     if required:
@@ -737,10 +737,12 @@ class Image:
             if isinstance(document, (OCIManifest, DockerManifest)):
                 break
             entry = resolve_platform(document, self.platform)
-            document = client.get_manifest(entry.digest)
+            document = client.get_manifest(entry.digest, size=entry.size)
         if not isinstance(document, (OCIManifest, DockerManifest)):
             raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
-        config = ImageConfig.from_bytes(b"".join(client.iter_blob(document.config.digest)))
+        config = ImageConfig.from_bytes(
+            client.read_blob(document.config.digest, size=document.config.size)
+        )
         _require_platform(config, self.platform, f"base {reference}")
         return _Base(
             description=str(reference),
@@ -1442,14 +1444,14 @@ def copy_image(
     try:
         source_client, target = clients.get(src), clients.get(dst)
 
-        def copy(identifier: str, depth: int) -> tuple[bytes, str]:
+        def copy(identifier: str, depth: int, size: int | None = None) -> tuple[bytes, str]:
             if depth > MAX_INDEX_DEPTH:
                 raise DocumentError(f"{src}: indexes nested more than {MAX_INDEX_DEPTH} deep")
-            document = source_client.get_manifest(identifier)
+            document = source_client.get_manifest(identifier, size=size)
             media_type = document.media_type or type(document).default_media_type
             if isinstance(document, (OCIIndex, DockerManifestList)):
                 for child in document.manifests:
-                    raw, child_type = copy(str(child.digest), depth + 1)
+                    raw, child_type = copy(str(child.digest), depth + 1, child.size)
                     target.put_manifest(raw, child_type)
             else:
                 blobs = [

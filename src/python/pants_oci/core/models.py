@@ -49,6 +49,10 @@ from pants_oci.core.digest import Digest, sha256_of_bytes, verify_bytes
 from pants_oci.core.errors import DocumentError, UnsupportedMediaTypeError
 
 __all__ = [
+    "MAX_CONFIG_SIZE",
+    "MAX_DESCRIPTOR_SIZE",
+    "MAX_INDEX_DEPTH",
+    "MAX_MANIFEST_SIZE",
     "AnyManifest",
     "ContainerConfig",
     "Descriptor",
@@ -208,6 +212,20 @@ def platform_matches(want: Platform, have: Platform) -> bool:
     )
 
 
+# --- Size limits ----------------------------------------------------------------------------
+
+# The largest blob a descriptor may describe: 1 TiB, far beyond any real layer, so that an
+# absurd size (a corrupt or hostile manifest saying 1 PB) is refused when it is parsed rather
+# than carried into progress totals, layouts and pushed manifests.
+MAX_DESCRIPTOR_SIZE = 1 << 40
+# The largest manifest or index read: 4 MiB, what the distribution spec asks registries to
+# accept at least (and CNCF distribution's own limit).
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# The largest image config read (into memory, whole): 64 MiB, hundreds of times what a config
+# with thousands of history entries and environment variables takes.
+MAX_CONFIG_SIZE = 64 * 1024 * 1024
+
+
 # --- Descriptors ----------------------------------------------------------------------------
 
 
@@ -223,6 +241,16 @@ class Descriptor(_Model):
     data: Optional[str] = Field(default=None, exclude_if=_is_none)
     platform: Optional[Platform] = Field(default=None, exclude_if=_is_none)
     artifact_type: Optional[str] = Field(default=None, alias="artifactType", exclude_if=_is_none)
+
+    @field_validator("size")
+    @classmethod
+    def _size_is_sane(cls, value: int) -> int:
+        if value > MAX_DESCRIPTOR_SIZE:
+            raise ValueError(
+                f"size {value} is absurd: no blob is larger than {MAX_DESCRIPTOR_SIZE} bytes "
+                "(1 TiB)"
+            )
+        return value
 
     @field_validator("data")
     @classmethod

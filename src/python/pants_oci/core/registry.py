@@ -17,6 +17,13 @@ destination path; an empty body is checked too). Every request asks for
 ``Accept-Encoding: identity``, so nothing on the way may re-encode the bytes that are
 hashed. A blob download whose connection breaks midway continues where it broke (a
 ``Range: bytes=N-`` request, hashing on), up to ``options.max_retries`` times.
+
+Sizes. A blob read with its descriptor's size (``size=``; every caller that has a descriptor
+gives it) is read no further than that, and fails with :class:`SizeMismatchError` (naming
+the registry, the digest and both sizes) when the registry sends more or less. Documents
+have limits: manifests and indexes ``MAX_MANIFEST_SIZE`` (4 MiB), configs read into memory
+(:meth:`RegistryClient.read_blob`) ``MAX_CONFIG_SIZE`` (64 MiB), refused before they are
+read when their descriptor or the registry's ``Content-Length`` says more.
 :meth:`RegistryClient.ping` (``GET /v2/``) checks that a registry is there and takes our
 credentials. Errors are the classes of :mod:`pants_oci.core.errors`: a
 :class:`RegistryError` subclass for an error answer (carrying the registry, repository,
@@ -69,16 +76,20 @@ from pants_oci.core.errors import (
     DigestMismatchError,
     DocumentError,
     NotFoundError,
+    OCIError,
     PlatformNotFoundError,
     RangeError,
     RegistryError,
+    SizeMismatchError,
     TooManyRequestsError,
     TransportError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
 from pants_oci.core.models import (
+    MAX_CONFIG_SIZE,
     MAX_INDEX_DEPTH,
+    MAX_MANIFEST_SIZE,
     AnyManifest,
     Descriptor,
     DockerManifest,
@@ -90,15 +101,18 @@ from pants_oci.core.models import (
 )
 from pants_oci.core.reference import Reference, validate_tag
 from pants_oci.core.transport import (
+    ATTEMPTS_EXTENSION,
     IDEMPOTENT_EXTENSION,
     IDENTITY_ENCODING,
     REGISTRY_EXTENSION,
+    RETRIES_EXTENSION,
     RETRY_STATUSES,
     ProgressCallback,
     TransportOptions,
     install_redirect_check,
     is_tls_failure,
     make_http_client,
+    parse_retry_after,
     registry_base_url,
     server_url,
     shown_url,
@@ -120,8 +134,6 @@ ImageManifest = Union[OCIManifest, DockerManifest]
 Index = Union[OCIIndex, DockerManifestList]
 
 CATALOG_SCOPE = "registry:catalog:*"
-# Registries must accept manifests of 4 MiB; refuse absurd ones rather than fill memory.
-_MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 _READ_SIZE = 1024 * 1024  # file reads while uploading
 _MAX_REDIRECTS = 10
 _OCTET_STREAM = "application/octet-stream"
@@ -444,19 +456,31 @@ class RegistryClient:
         idempotent: bool | None = None,
         stream: bool = False,
         follow_redirects: bool = False,
+        retries: int | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """Send one API request; the response is read unless ``stream``, and never checked."""
+        """Send one API request; the response is read unless ``stream``, and never checked.
+
+        ``retries`` (default ``options.max_retries``) is how often the transport may repeat
+        it; ``timeout`` replaces the client's timeouts for it."""
         extensions: dict[str, Any] = {
             SCOPES_EXTENSION: scopes,
             REGISTRY_EXTENSION: (self.registry, self.repository),
         }
         if idempotent is not None:
             extensions[IDEMPOTENT_EXTENSION] = idempotent
+        if retries is not None:
+            extensions[RETRIES_EXTENSION] = max(0, retries)
         # Digests are over the bytes as stored: never let anyone compress them on the way
         # (a shared http_client may not have make_http_client's default for this).
         all_headers = {"Accept-Encoding": IDENTITY_ENCODING, **(headers or {})}
         request = self._http.build_request(
-            method, url, headers=all_headers, content=content, extensions=extensions
+            method,
+            url,
+            headers=all_headers,
+            content=content,
+            extensions=extensions,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
         location = ""
         for _hop in range(_MAX_REDIRECTS + 1):
@@ -531,10 +555,13 @@ class RegistryClient:
         finally:
             response.close()
 
-    def _transport_error(self, exc: httpx.TransportError, url: httpx.URL) -> TransportError:
+    def _transport_error(
+        self, exc: httpx.TransportError, url: httpx.URL, attempts: int | None = None
+    ) -> TransportError:
         where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
         reason = str(exc) or type(exc).__name__
         tls = is_tls_failure(exc)
+        timeout = isinstance(exc, httpx.TimeoutException)
         if tls:
             hints_for = self.options.hints_for
             message = (
@@ -543,11 +570,32 @@ class RegistryClient:
                 "it only speaks plain HTTP, "
                 f"{how_to_set(Setting.INSECURE_REGISTRY, hints_for, self.registry)}"
             )
-        elif isinstance(exc, httpx.TimeoutException):
-            message = f"timed out talking to registry {self.registry} at {where}: {reason}"
+        elif timeout:
+            message = self._timeout_message(exc, where, attempts)
         else:
             message = f"cannot reach registry {self.registry} at {where}: {reason}"
-        return TransportError(message, registry=self.registry, tls=tls)
+        return TransportError(message, registry=self.registry, tls=tls, timeout=timeout)
+
+    def _timeout_message(self, exc: httpx.TransportError, where: str, attempts: int | None) -> str:
+        """What timed out, how long it waited, and the setting that waits longer."""
+        options = self.options
+        if attempts is None:
+            try:
+                attempts = int(exc.request.extensions.get(ATTEMPTS_EXTENSION, 1))
+            except RuntimeError:  # an exception without its request
+                attempts = 1
+        if isinstance(exc, httpx.ConnectTimeout):
+            setting, seconds, what = Setting.CONNECT_TIMEOUT, options.connect_timeout, "connect"
+        elif isinstance(exc, httpx.WriteTimeout):
+            setting, seconds, what = Setting.READ_TIMEOUT, options.read_timeout, "take our data"
+        else:  # a read timeout, or no pooled connection free (all stuck on a stalled registry)
+            setting, seconds, what = Setting.READ_TIMEOUT, options.read_timeout, "answer"
+        tries = f", {attempts} attempts" if attempts > 1 else ""
+        return (
+            f"timed out talking to registry {self.registry} at {where}: it did not {what} "
+            f"within {seconds:g} s ({type(exc).__name__}{tries}); if it is only slow, "
+            f"{how_to_set(setting, options.hints_for, f'{seconds * 3:g}')} to wait longer"
+        )
 
     def _error(self, response: httpx.Response, action: str) -> RegistryError:
         """An exception for an error answer, built from the answer only (never our headers)."""
@@ -581,6 +629,7 @@ class RegistryClient:
             code=code,
             detail=detail,
             registry_message=message,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
     def _check(self, response: httpx.Response, action: str, *ok: int) -> httpx.Response:
@@ -626,14 +675,20 @@ class RegistryClient:
         reference: str | Digest = "latest",
         *,
         accept: Sequence[str] = media_types.MANIFEST_ACCEPT,
+        size: int | None = None,
     ) -> AnyManifest:
         """The manifest or index a tag or digest names, verified and keeping its exact bytes.
 
         The bytes received must hash to the digest asked for, and to the registry's
         ``Docker-Content-Digest`` when it sends one (else :class:`DigestMismatchError`).
-        Docker schema 1 raises :class:`UnsupportedMediaTypeError`.
+        Docker schema 1 raises :class:`UnsupportedMediaTypeError`. A manifest larger than
+        ``MAX_MANIFEST_SIZE`` (4 MiB) is refused (:class:`DocumentError`) without reading
+        the rest; with ``size`` (its descriptor's, e.g. an index entry's) it must be exactly
+        that long (else :class:`SizeMismatchError`).
         """
         identifier, expected = self._identifier(reference)
+        if size is not None and size > MAX_MANIFEST_SIZE:
+            raise self._too_large("manifest", identifier, size, MAX_MANIFEST_SIZE)
         response = self._request(
             "GET",
             self._url(f"manifests/{identifier}"),
@@ -644,7 +699,7 @@ class RegistryClient:
         )
         if response.status_code != 200:
             raise self._error(response, f"getting manifest {identifier}")
-        body = self._read_manifest_body(response, identifier)
+        body = self._read_manifest_body(response, identifier, size)
         content_type = response.headers.get("Content-Type")
         subject = f"manifest {self.registry}/{self.repository}@{identifier}"
         if media_types.is_schema1(content_type):
@@ -658,23 +713,63 @@ class RegistryClient:
             verify_bytes(body, announced, subject=f"{subject} (Docker-Content-Digest)")
         return parse_manifest(body, content_type)
 
-    def _read_manifest_body(self, response: httpx.Response, identifier: str) -> bytes:
+    def _read_manifest_body(
+        self, response: httpx.Response, identifier: str, size: int | None
+    ) -> bytes:
+        """The body, read no further than ``size`` (else ``MAX_MANIFEST_SIZE``) bytes."""
         parts: list[bytes] = []
         received = 0
         try:
+            announced = _content_length(response)
+            if size is not None and announced is not None and announced != size:
+                raise self._size_error("manifest", identifier, size, announced)
+            if announced is not None and announced > MAX_MANIFEST_SIZE:
+                raise self._too_large("manifest", identifier, announced, MAX_MANIFEST_SIZE)
             for chunk in response.iter_raw():
                 received += len(chunk)
-                if received > _MAX_MANIFEST_BYTES:
-                    raise DocumentError(
-                        f"manifest {self.registry}/{self.repository}@{identifier} is larger "
-                        f"than {_MAX_MANIFEST_BYTES} bytes"
-                    )
+                if size is not None and received > size:
+                    raise self._size_error("manifest", identifier, size, None)
+                if received > MAX_MANIFEST_SIZE:
+                    raise self._too_large("manifest", identifier, None, MAX_MANIFEST_SIZE)
                 parts.append(chunk)
         except httpx.TransportError as exc:
             raise self._transport_error(exc, response.request.url) from exc
         finally:
             response.close()
+        if size is not None and received != size:
+            raise self._size_error("manifest", identifier, size, received)
         return b"".join(parts)
+
+    def _size_error(
+        self, what: str, identifier: Digest | str, expected: int, actual: int | None
+    ) -> SizeMismatchError:
+        """A blob (or manifest) whose size is not its descriptor's; ``actual`` None: longer,
+        and the rest was not read."""
+        sent = f"more than {expected} bytes" if actual is None else f"{actual} bytes"
+        return SizeMismatchError(
+            f"registry {self.registry} sent {sent} for {what} {self.repository}@{identifier}, "
+            f"whose descriptor says {expected} bytes",
+            registry=self.registry,
+            digest=str(identifier),
+            expected=expected,
+            actual=actual,
+        )
+
+    def _too_large(
+        self, what: str, identifier: Digest | str, size: int | None, limit: int
+    ) -> DocumentError:
+        """A document over its limit (``size`` None: the registry did not say how large, and
+        sent more than the limit)."""
+        most = f"{limit} bytes ({limit / (1024 * 1024):g} MiB)"
+        if what == "manifest":
+            allowed = f"the most a manifest (or index) may be: {most}"
+        else:
+            allowed = f"the most read into memory, for an image config: {most}"
+        is_size = f"is {size} bytes" if size is not None else f"is larger than {limit} bytes"
+        return DocumentError(
+            f"{what} {self.registry}/{self.repository}@{identifier} {is_size}, over {allowed}; "
+            "it was not read"
+        )
 
     def head_manifest(self, reference: str | Digest = "latest") -> Descriptor | None:
         """The digest, media type and size a tag or digest names, or None if it does not exist.
@@ -772,7 +867,7 @@ class RegistryClient:
             if isinstance(document, (OCIManifest, DockerManifest)):
                 return document
             entry = resolve_platform(document, platform)
-            document = self.get_manifest(entry.digest)
+            document = self.get_manifest(entry.digest, size=entry.size)
         raise DocumentError(
             f"{self.registry}/{self.repository}@{reference}: indexes nested more than "
             f"{MAX_INDEX_DEPTH} deep"
@@ -797,17 +892,26 @@ class RegistryClient:
 
     @contextmanager
     def _open_blob(
-        self, digest: Digest, progress: ProgressCallback | None = None
+        self,
+        digest: Digest,
+        progress: ProgressCallback | None = None,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
     ) -> Iterator[_BlobDownload]:
         """A started download of blob ``digest`` (its headers read; errors raised now)."""
-        download = _BlobDownload(self, digest, progress)
+        download = _BlobDownload(self, digest, progress, size=size, limit=limit)
         try:
             yield download
         finally:
             download.close()
 
     def iter_blob(
-        self, digest: Digest | str, *, progress: ProgressCallback | None = None
+        self,
+        digest: Digest | str,
+        *,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Iterator[bytes]:
         """Stream blob ``digest`` as chunks, verifying them as they come.
 
@@ -816,16 +920,34 @@ class RegistryClient:
         iterator is exhausted. Close the iterator if you stop early. A connection that
         breaks midway is resumed where it broke (a ``Range`` request), up to
         ``options.max_retries`` times.
+
+        ``size`` is the blob's size as its descriptor gives it: reading stops there, and a
+        blob of any other length is a :class:`SizeMismatchError` (at once when the registry
+        announces another length). Give it whenever a descriptor is at hand.
         """
         expected = Digest.coerce(digest)
-        with self._open_blob(expected, progress) as download:
+        with self._open_blob(expected, progress, size=size) as download:
             yield from download.chunks()
+
+    def read_blob(
+        self, digest: Digest | str, *, size: int | None = None, limit: int = MAX_CONFIG_SIZE
+    ) -> bytes:
+        """A small blob (an image config) in memory, verified: as :meth:`iter_blob`, and
+        refused (:class:`DocumentError`) when larger than ``limit`` bytes (``MAX_CONFIG_SIZE``,
+        64 MiB): before any byte is read when its descriptor or the registry says so, else
+        as soon as the bytes pass it."""
+        expected = Digest.coerce(digest)
+        if size is not None and size > limit:
+            raise self._too_large("blob", expected, size, limit)
+        with self._open_blob(expected, size=size, limit=limit) as download:
+            return b"".join(download.chunks())
 
     def get_blob(
         self,
         digest: Digest | str,
         destination: str | os.PathLike[str] | BinaryIO,
         *,
+        size: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> int:
         """Download blob ``digest`` into a file path or a writable binary stream.
@@ -833,31 +955,34 @@ class RegistryClient:
         Returns its size. The bytes are verified while they stream; a path is written via a
         temporary file beside it and renamed into place only once verified, so a failed
         download leaves nothing behind (a stream may hold partial data on failure). A
-        connection that breaks midway is resumed where it broke, as in :meth:`iter_blob`.
+        connection that breaks midway is resumed where it broke, and ``size`` is enforced,
+        as in :meth:`iter_blob`.
         """
         expected = Digest.coerce(digest)
         if not isinstance(destination, (str, os.PathLike)):
-            return self._download_into(expected, destination, progress)
+            return self._download_into(expected, destination, size, progress)
         path = Path(destination)
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed on success
             dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
         )
         try:
             with handle:
-                size = self._download_into(expected, handle, progress)
+                received = self._download_into(expected, handle, size, progress)
             os.replace(handle.name, path)
         except BaseException:
             Path(handle.name).unlink(missing_ok=True)
             raise
-        return size
+        return received
 
-    def _download_into(self, digest: Digest, writer: Any, progress: ProgressCallback | None) -> int:
-        size = 0
-        with self._open_blob(digest, progress) as download:
+    def _download_into(
+        self, digest: Digest, writer: Any, size: int | None, progress: ProgressCallback | None
+    ) -> int:
+        received = 0
+        with self._open_blob(digest, progress, size=size) as download:
             for chunk in download.chunks():
                 writer.write(chunk)
-                size += len(chunk)
-        return size
+                received += len(chunk)
+        return received
 
     # --- Blob uploads ----------------------------------------------------------------------
 
@@ -943,19 +1068,26 @@ class RegistryClient:
     ) -> R:
         """Run ``attempt``, starting it over after a backoff when the upload session is lost
         (or it raises one of ``also``), up to ``options.max_retries`` times; never when
-        ``src`` cannot be read again. The last failure is raised (a lost session's cause)."""
+        ``src`` cannot be read again. The last failure is raised (a lost session's cause).
+
+        The wait is the registry's ``Retry-After`` when its answer had one (capped at
+        ``options.max_retry_wait``). A timeout among ``also`` is not restarted: it comes from
+        a request that spent its retries already (a registry that stopped answering)."""
         restartable: tuple[type[Exception], ...] = (_SessionLost, *also)
         restarts = 0
         while True:
             try:
                 return attempt()
             except restartable as failure:
+                cause = failure.cause if isinstance(failure, _SessionLost) else failure
                 restarts += 1
-                if (src is not None and not src.replayable) or restarts > self.options.max_retries:
-                    raise (
-                        failure.cause if isinstance(failure, _SessionLost) else failure
-                    ) from None
-                self.options.sleep(self.options.backoff(restarts - 1))
+                if (
+                    (src is not None and not src.replayable)
+                    or restarts > self.options.max_retries
+                    or (isinstance(failure, TransportError) and failure.timeout)
+                ):
+                    raise cause from None
+                self.options.sleep(self.options.retry_wait(restarts - 1, _retry_after(cause)))
 
     def _upload_whole(
         self, src: _Source, digest: Digest, size: int, progress: ProgressCallback | None
@@ -965,7 +1097,7 @@ class RegistryClient:
         with src.open_at(0) as reader:
             # Always in 1 MiB pieces, even from bytes: httpcore re-slices a large buffer
             # after every partial send, which makes one huge body quadratic (20 MB/s).
-            self._finish(location, digest, _chunks(reader, size, progress), size)
+            self._finish(location, digest, _chunks(reader, size, progress), size, size)
         return digest, size
 
     def _finish(
@@ -974,8 +1106,12 @@ class RegistryClient:
         digest: Digest,
         content: bytes | Iterator[bytes] = b"",
         length: int = 0,
+        size: int = 0,
     ) -> None:
-        """The closing PUT ?digest=; a failure that loses the session raises _SessionLost."""
+        """The closing PUT ?digest= of an upload of ``size`` bytes (``length`` of them in
+        this request): the registry commits the blob before it answers, which may take a
+        while for a large one (see ``TransportOptions.commit_timeout``). A failure that
+        loses the session raises _SessionLost."""
         url = location.copy_merge_params({"digest": str(digest)})
         try:
             response = self._request(
@@ -985,6 +1121,7 @@ class RegistryClient:
                 headers={"Content-Type": _OCTET_STREAM, "Content-Length": str(length)},
                 content=content,
                 idempotent=False,
+                timeout=self.options.commit_timeout(size),
             )
         except TransportError as exc:
             # The registry may have committed the blob before the connection broke.
@@ -1027,7 +1164,7 @@ class RegistryClient:
                 expected=str(expected),
                 actual=str(computed),
             )
-        self._finish(location, computed)
+        self._finish(location, computed, size=size)
         return computed, size
 
     def _patch(
@@ -1052,10 +1189,12 @@ class RegistryClient:
         self._check(response, "uploading blob data")
         return self._location(response, location), _parse_range_end(response.headers.get("Range"))
 
-    def upload_status(self, location: httpx.URL | str) -> tuple[httpx.URL, int] | None:
+    def upload_status(
+        self, location: httpx.URL | str, *, retries: int | None = None
+    ) -> tuple[httpx.URL, int] | None:
         """How many bytes an upload session holds: (session URL, offset), or None if gone."""
         url = httpx.URL(location) if isinstance(location, str) else location
-        response = self._request("GET", url, scopes=self._scopes("pull", "push"))
+        response = self._request("GET", url, scopes=self._scopes("pull", "push"), retries=retries)
         if response.status_code in (200, 204):
             offset = _parse_range_end(response.headers.get("Range"))
             return self._location(response, url), offset or 0
@@ -1064,9 +1203,11 @@ class RegistryClient:
             return None
         raise error
 
-    def _after_failure(self, location: httpx.URL, failure: Exception) -> tuple[httpx.URL, int]:
+    def _after_failure(
+        self, location: httpx.URL, failure: Exception, retries: int
+    ) -> tuple[httpx.URL, int]:
         """Where to continue after a failed PATCH: the registry's offset, or _SessionLost."""
-        status = self.upload_status(location)
+        status = self.upload_status(location, retries=retries)
         if status is None:
             raise _SessionLost(failure)
         return status
@@ -1097,12 +1238,14 @@ class RegistryClient:
         source: RegistryClient,
         digest: Digest | str,
         *,
+        size: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> tuple[Digest, int]:
         """Copy blob ``digest`` from ``source``'s repository into this one; (digest, size).
 
         Nothing is sent when this repository has it; on the same registry it is mounted
-        when possible; otherwise it streams from one to the other, verified on the way.
+        when possible; otherwise it streams from one to the other, verified on the way (and
+        held to ``size``, its descriptor's, as in :meth:`iter_blob`).
         """
         expected = Digest.coerce(digest)
         existing = self.blob_exists(expected)
@@ -1119,22 +1262,29 @@ class RegistryClient:
                 progress(existing, existing)
             return expected, existing
         return self._restarting(
-            lambda: self._stream_from(source, expected, progress), also=(TransportError,)
+            lambda: self._stream_from(source, expected, size, progress), also=(TransportError,)
         )
 
     def _stream_from(
-        self, source: RegistryClient, digest: Digest, progress: ProgressCallback | None
+        self,
+        source: RegistryClient,
+        digest: Digest,
+        expected_size: int | None,
+        progress: ProgressCallback | None,
     ) -> tuple[Digest, int]:
         location, _minimum = self._new_session()
-        with source._open_blob(digest, progress) as download:
-            size = download.size
-            chunks = download.chunks()
-            if size is None:  # no length: stream it through a PATCH
-                location, _offset = self._patch(location, chunks, 0, None)
-                self._finish(location, digest)
-                size = self.blob_exists(digest) or 0
-            else:
-                self._finish(location, digest, chunks, size)
+        try:
+            with source._open_blob(digest, progress, size=expected_size) as download:
+                size = download.size
+                chunks = _from_source(download.chunks())
+                if size is None:  # no length: stream it through a PATCH
+                    location, offset = self._patch(location, chunks, 0, None)
+                    self._finish(location, digest, size=offset or 0)
+                    size = self.blob_exists(digest) or 0
+                else:
+                    self._finish(location, digest, chunks, size, size)
+        except _SourceFailed as failed:
+            raise failed.cause from failed.cause.__cause__
         return digest, size
 
     # --- Bulk blob work --------------------------------------------------------------------
@@ -1231,24 +1381,43 @@ class _BlobDownload:
     :meth:`chunks` streams the body. With a known length the digest is checked before the
     final chunk is handed on, so a consumer never sees the complete (wrong) content; it is
     always checked at the end too (an empty body included).
+
+    ``size`` is the descriptor's: a registry announcing another length fails at once, and
+    reading stops there (a longer body fails as soon as it passes it; a shorter one at its
+    end). ``limit`` is the most to read when the size is not known.
     """
 
     def __init__(
-        self, client: RegistryClient, digest: Digest, progress: ProgressCallback | None
+        self,
+        client: RegistryClient,
+        digest: Digest,
+        progress: ProgressCallback | None,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
     ) -> None:
         self.client = client
         self.digest = digest
         self.progress = progress
+        self.expected_size = size
+        self.limit = limit
         self._url = client._url(f"blobs/{digest}")
         self._response: httpx.Response | None = self._open(0)
-        self.size = _content_length(self._response)
+        announced = _content_length(self._response)
+        if size is not None and announced is not None and announced != size:
+            self.close()
+            raise client._size_error("blob", digest, size, announced)
+        if size is None and limit is not None and announced is not None and announced > limit:
+            self.close()
+            raise client._too_large("blob", digest, announced, limit)
+        self.size = size if size is not None else announced
 
     def close(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
 
-    def _open(self, offset: int) -> httpx.Response:
+    def _open(self, offset: int, retries: int | None = None) -> httpx.Response:
         """GET the blob from ``offset``; a resumed answer is checked to start there."""
         client = self.client
         response = client._request(
@@ -1258,6 +1427,7 @@ class _BlobDownload:
             headers={"Range": f"bytes={offset}-"} if offset else None,
             stream=True,
             follow_redirects=True,
+            retries=retries,
         )
         if response.status_code == 200:
             return response  # a registry that ignores Range sends it all: skipped by chunks()
@@ -1284,10 +1454,19 @@ class _BlobDownload:
             actual=str(actual),
         )
 
+    def _too_long(self) -> OCIError:
+        self.close()
+        if self.expected_size is not None:
+            return self.client._size_error("blob", self.digest, self.expected_size, None)
+        assert self.limit is not None
+        return self.client._too_large("blob", self.digest, None, self.limit)
+
     def chunks(self) -> Iterator[bytes]:
         digest, options = self.digest, self.client.options
         hasher = new_hasher(digest.algorithm)
         total = self.size
+        # Never read past the descriptor's size (or the limit): a longer body fails there.
+        bound = self.expected_size if self.expected_size is not None else self.limit
         done = 0
         failures = 0
 
@@ -1298,7 +1477,10 @@ class _BlobDownload:
 
         while True:
             if self._response is None:
-                self._response = self._open(done)
+                # A resumed request spends what is left of the same retries: a registry that
+                # stalls midway and then for good fails after max_retries + 1 attempts in
+                # all, not max_retries more.
+                self._response = self._open(done, retries=options.max_retries - failures)
             response = self._response
             # A full answer to a resumed request: drop what we already have.
             skip = done if response.status_code == 200 else 0
@@ -1309,6 +1491,8 @@ class _BlobDownload:
                         chunk, skip = raw[skip:], max(0, skip - len(raw))
                         if not chunk:
                             continue
+                    if bound is not None and done + len(chunk) > bound:
+                        raise self._too_long()
                     hasher.update(chunk)
                     done += len(chunk)
                     if done == total:
@@ -1320,8 +1504,10 @@ class _BlobDownload:
                 self.close()
                 failures += 1
                 if failures > options.max_retries:
-                    raise self.client._transport_error(exc, response.request.url) from exc
-                wait = options.backoff(failures - 1)
+                    raise self.client._transport_error(
+                        exc, response.request.url, attempts=failures
+                    ) from exc
+                wait = options.retry_wait(failures - 1)
                 _log.info(
                     "blob %s broke off after %d bytes (%s: %s); resuming in %.2fs",
                     digest,
@@ -1338,6 +1524,8 @@ class _BlobDownload:
             raise DocumentError(
                 f"{self.client.registry} sent {digest} shorter on a resumed download than before"
             )
+        if self.expected_size is not None and done != self.expected_size:
+            raise self.client._size_error("blob", digest, self.expected_size, done)
         check()
 
 
@@ -1378,8 +1566,11 @@ class _PatchUpload:
         options = self.client.options
         if self.failures > options.max_retries:
             raise failure
-        options.sleep(options.backoff(self.failures - 1))
-        self.location, offset = self.client._after_failure(self.location, failure)
+        options.sleep(options.retry_wait(self.failures - 1, _retry_after(failure)))
+        # The status check spends what is left of the same retries.
+        self.location, offset = self.client._after_failure(
+            self.location, failure, options.max_retries - self.failures
+        )
         return offset
 
     def report(self, done: int) -> None:
@@ -1389,6 +1580,29 @@ class _PatchUpload:
 
 def _is_retryable(error: RegistryError) -> bool:
     return error.status in RETRY_STATUSES
+
+
+def _retry_after(failure: BaseException) -> float | None:
+    """The wait a registry asked for in the answer behind ``failure`` (its Retry-After)."""
+    return failure.retry_after if isinstance(failure, RegistryError) else None
+
+
+class _SourceFailed(Exception):
+    """The source of a copy failed while its bytes were being sent on: not the target's
+    request failing (which would restart the upload), the source's own error."""
+
+    def __init__(self, cause: OCIError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _from_source(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, with the source's errors marked so that the target does not take them
+    for its own (a source that stopped answering already spent its retries)."""
+    try:
+        yield from chunks
+    except OCIError as exc:
+        raise _SourceFailed(exc) from exc
 
 
 class _ChunkedUpload(_PatchUpload):

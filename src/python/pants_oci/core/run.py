@@ -224,7 +224,7 @@ def _layer_blobs(
         download_dir.mkdir()
         with RegistryClient.from_reference(parse_reference(source), options=options) as client:
             for layer in missing:
-                client.get_blob(layer.digest, download_dir / layer.digest.hex)
+                client.get_blob(layer.digest, download_dir / layer.digest.hex, size=layer.size)
     return [
         layout.blob_path(layer.digest)
         if layout.has_blob(layer.digest)

@@ -13,15 +13,27 @@ listed in ``https_registries``. ``docker.io`` (and its aliases) means
 TLS. Certificates are verified against the system's trust store and certifi's bundle, plus
 ``ca_bundle`` when set (a PEM file, e.g. a company CA).
 
+Timeouts. ``connect_timeout`` bounds a TCP connection (and TLS handshake); ``read_timeout``
+bounds every wait for the registry's next byte (and for it to take our next byte): a stall,
+not a deadline for the request, so a large transfer that keeps moving is never cut. A
+registry that stops answering fails a request after ``max_retries + 1`` attempts of
+``read_timeout`` and the backoff between them (:attr:`TransportOptions.stall_limit`: 57.5 s
+with the defaults), with a :class:`~pants_oci.core.errors.TransportError` that says so and
+names the setting to raise.
+
 Retries. Requests that are safe to repeat (GET, HEAD, DELETE, OPTIONS, and requests the
 client marks as idempotent, such as a manifest PUT) are retried on connection errors,
 timeouts, 408, 429 and 5xx answers, with exponential backoff and jitter; a ``Retry-After``
-header (seconds or an HTTP date) is honoured. Two connection errors are final at once: a
-refused connection and a host name that does not resolve say that nothing listens there,
-which asking again a second later does not change (see :func:`is_unreachable`); a
+header (seconds or an HTTP date) is honoured, up to ``max_retry_wait`` (60 s by default: a
+registry asking for longer gets 60 s, then the retry). Two connection errors are final at
+once: a refused connection and a host name that does not resolve say that nothing listens
+there, which asking again a second later does not change (see :func:`is_unreachable`); a
 connection reset or a timeout is retried. Other requests (blob upload PATCH and PUT)
-are never repeated blindly: the registry client resumes or restarts the upload instead.
-The sleep function is an option so that tests do not really wait.
+are never repeated blindly: the registry client resumes or restarts the upload instead,
+honouring the registry's ``Retry-After`` the same way. A request may carry its own retry
+count (``RETRIES_EXTENSION``): the registry client's own retries (a download resumed after
+it broke off) spend the same count, rather than multiplying it. The sleep function is an
+option so that tests do not really wait.
 
 Encoding. Every request asks for ``Accept-Encoding: identity``: digests are over the bytes
 as stored, so a body compressed on the way (a proxy or CDN that gzips what it may) would no
@@ -61,9 +73,11 @@ from pants_oci.core.errors import RegistryError
 from pants_oci.core.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
 
 __all__ = [
+    "ATTEMPTS_EXTENSION",
     "IDEMPOTENT_EXTENSION",
     "IDENTITY_ENCODING",
     "REGISTRY_EXTENSION",
+    "RETRIES_EXTENSION",
     "RETRY_STATUSES",
     "ProgressCallback",
     "RetryingTransport",
@@ -93,6 +107,10 @@ IDEMPOTENT_EXTENSION = "pants_oci.idempotent"
 # Request extension the registry client sets: (registry, repository) a request is for, so
 # that an error about its answer names them.
 REGISTRY_EXTENSION = "pants_oci.registry"
+# Request extension: how many times this request may be retried (default: max_retries).
+RETRIES_EXTENSION = "pants_oci.retries"
+# Set by the transport on a request: how many attempts it took (for error messages).
+ATTEMPTS_EXTENSION = "pants_oci.attempts"
 
 # What every request accepts: bytes as stored, never re-encoded (digests are over them).
 IDENTITY_ENCODING = "identity"
@@ -199,9 +217,12 @@ class RetryingTransport(httpx.BaseTransport):
         self._options = options
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        options = self._options
+        limit = request.extensions.get(RETRIES_EXTENSION, options.max_retries)
         attempt = 0
         while True:
-            retryable = _is_idempotent(request) and attempt < self._options.max_retries
+            request.extensions[ATTEMPTS_EXTENSION] = attempt + 1
+            retryable = _is_idempotent(request) and attempt < limit
             try:
                 response = self._inner.handle_request(request)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -209,26 +230,25 @@ class RetryingTransport(httpx.BaseTransport):
                 # listening or a name resolve.
                 if not retryable or is_tls_failure(exc) or is_unreachable(exc):
                     raise
-                delay = self._options.backoff(attempt)
+                delay = options.retry_wait(attempt)
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 if not retryable or response.status_code not in RETRY_STATUSES:
                     return response
                 asked = parse_retry_after(response.headers.get("Retry-After"))
-                delay = asked if asked is not None else self._options.backoff(attempt)
+                delay = options.retry_wait(attempt, asked)
                 reason = f"HTTP {response.status_code}"
                 response.close()
-            delay = min(delay, self._options.max_retry_wait)
             _log.info(
                 "retrying %s %s in %.2fs (attempt %d of %d) after %s",
                 request.method,
                 request.url.copy_with(query=None),
                 delay,
                 attempt + 2,
-                self._options.max_retries + 1,
+                limit + 1,
                 reason,
             )
-            self._options.sleep(delay)
+            options.sleep(delay)
             attempt += 1
 
     def close(self) -> None:

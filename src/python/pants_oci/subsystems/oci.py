@@ -8,6 +8,7 @@ from typing import Any
 from pants.option.option_types import (
     DictOption,
     EnumOption,
+    FloatOption,
     IntOption,
     ShellStrListOption,
     StrListOption,
@@ -93,6 +94,38 @@ class OciSubsystem(Subsystem):
     concurrency = IntOption(
         default=4,
         help="How many blobs to upload or download at once, per image.",
+    )
+    # The defaults are the core library's (TransportOptions; a test holds them equal).
+    connect_timeout = FloatOption(
+        default=10.0,
+        help="Seconds to wait for a connection to a registry (and its TLS handshake).",
+        advanced=True,
+    )
+    read_timeout = FloatOption(
+        default=10.0,
+        help=softwrap(
+            """
+            Seconds a registry may send nothing (or take nothing we send) before the attempt
+            fails. It is not a limit on a whole transfer: every byte that moves starts it
+            again, so a large layer on a slow link is never cut, while a registry that stops
+            answering fails a request after `[oci].retries` + 1 attempts (57.5 s at most with
+            the defaults: 5 attempts of 10 s and the backoff between them). The answer to
+            the request that completes a blob upload may take a second more per 32 MiB
+            uploaded, the time a registry takes to verify and store it.
+            """
+        ),
+    )
+    retries = IntOption(
+        default=4,
+        help=softwrap(
+            """
+            How many times a failed registry request is tried again (connection resets,
+            timeouts, HTTP 408, 429 and 5xx; with backoff, or the wait the registry asks for
+            in `Retry-After`, up to 60 s). A refused connection or a host name that does not
+            resolve fails at once. 0 disables retries.
+            """
+        ),
+        advanced=True,
     )
     compression = EnumOption(
         default=LayerCompression.gzip,

@@ -247,13 +247,19 @@ _CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_IGNORE_RCFILES"})
 _CA_BUNDLE = "__oci_ca_bundle.pem"
 
 
-def global_tool_args(oci: OciSubsystem, with_ca_bundle: bool) -> Tuple[str, ...]:
-    """Options every tool invocation gets, from `[oci]`; and that its errors and hints name
-    the `[oci]` options (`[oci].ca_bundle`), not the tool's flags (`--ca-bundle`)."""
+def global_tool_args(oci: OciSubsystem, *, reaches_registries: bool) -> Tuple[str, ...]:
+    """Options a tool invocation gets from `[oci]`; and that its errors and hints name the
+    `[oci]` options (`[oci].ca_bundle`), not the tool's flags (`--ca-bundle`). How to reach
+    registries (TLS, timeouts, retries) goes only to the processes that do, which are never
+    cached: changing it never invalidates a cached layer or assembly."""
     args = ["--hints-for", "pants", "--concurrency", str(oci.concurrency)]
+    if not reaches_registries:
+        return tuple(args)
+    args += ["--connect-timeout", str(oci.connect_timeout), "--read-timeout", str(oci.read_timeout)]
+    args += ["--retries", str(oci.retries)]
     for registry in oci.insecure_registries:
         args += ["--insecure-registry", registry]
-    if with_ca_bundle:
+    if oci.ca_bundle:
         args += ["--ca-bundle", _CA_BUNDLE]
     return tuple(args)
 
@@ -261,7 +267,9 @@ def global_tool_args(oci: OciSubsystem, with_ca_bundle: bool) -> Tuple[str, ...]
 @rule
 async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsystem) -> Process:
     input_digest = request.input_digest
-    if oci.ca_bundle:
+    # The processes that reach registries are those that see the user's environment.
+    reaches_registries = bool(request.uncached_env)
+    if oci.ca_bundle and reaches_registries:
         # Its content, not its path, goes into the process: that is what the cache keys on.
         ca = await Get(
             DigestContents,
@@ -277,7 +285,7 @@ async def oci_tool_process(request: OciToolRequest, tool: OciTool, oci: OciSubsy
         Process,
         PexProcess(
             tool.pex,
-            argv=(*global_tool_args(oci, bool(oci.ca_bundle)), *request.argv),
+            argv=(*global_tool_args(oci, reaches_registries=reaches_registries), *request.argv),
             description=request.description,
             level=request.level,
             input_digest=input_digest,
