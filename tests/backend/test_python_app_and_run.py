@@ -139,6 +139,13 @@ def test_run_hello_example_with_arguments_and_environment(
     )
     assert refused.returncode != 0
     assert "`[oci].run_args` has '--privileged', which `pants run` cannot honour" in refused.stderr
+    # An image too large to unpack is refused before it fills the disk, naming the option.
+    too_big = run_pants(
+        "--oci-run-max-unpacked-size=1000", "run", "examples/hello:hello", cwd=repo, check=False
+    )
+    assert too_big.returncode != 0
+    assert "over its limit of 1000 bytes" in too_big.stderr, too_big.stderr[-2000:]
+    assert "`[oci].run_max_unpacked_size`" in too_big.stderr
 
 
 def test_run_hello_example_under_podman(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -407,6 +408,40 @@ def test_mounts_are_read_only_and_workdir_and_user_override_the_images(
         Mount.parse("config")
     with pytest.raises(RunError, match="does not exist"):
         Mount.parse(f"{tmp_path / 'nope'}:/x")
+
+
+def test_an_image_that_unpacks_past_its_limit_is_refused_before_it_fills_the_disk(
+    tmp_path: Path,
+    busybox_image_blobs: ImageBlobs,
+    run_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A layer of 24 MiB of zeros is a few KiB compressed: refused from its tar header, with
+    an explicit limit, and by default when the free space (less 1 GiB) cannot hold it."""
+    (tmp_path / "bomb").mkdir()
+    (tmp_path / "bomb/zeros").write_bytes(bytes(24 << 20))
+
+    def configure(image: Image) -> None:
+        image.add_files({"/data": str(tmp_path / "bomb")})
+        image.entrypoint = ["/bin/true"]
+
+    layout = _layout(tmp_path, busybox_image_blobs, configure)
+    with pytest.raises(RunError, match=r"'data/zeros' \(25165824 bytes\) would take") as limited:
+        run_layout(layout, settings=RunSettings(max_unpacked_size=16 << 20))
+    assert "over its limit of 16777216 bytes" in str(limited.value)
+    assert "max_unpacked_size" in str(limited.value)
+    assert list(run_tmp.iterdir()) == []
+
+    real_usage = shutil.disk_usage
+
+    def little_free(path: Any) -> Any:
+        usage = real_usage(path)
+        return usage._replace(free=(1 << 30) + (20 << 20))  # 20 MiB over the margin
+
+    monkeypatch.setattr(shutil, "disk_usage", little_free)
+    with pytest.raises(RunError, match="free space of"):
+        run_layout(layout)
+    assert list(run_tmp.iterdir()) == []
 
 
 def test_interrupting_a_run_sends_the_images_stop_signal(

@@ -34,6 +34,7 @@ class Setting(Enum):
     RETRIES = "retries"
     PLATFORM = "platform"
     RUNTIME = "runtime"
+    MAX_UNPACKED_SIZE = "max_unpacked_size"
 
 
 # For each setting and front end: (its name, how to set it to `{value}`).
@@ -99,6 +100,14 @@ _SPELLINGS: dict[Setting, dict[str, tuple[str, str]]] = {
         LIBRARY: ("the runtime argument", 'pass runtime="{value}"'),
         CLI: ("--runtime", "pass --runtime {value}"),
         PANTS: ("`[oci].runtime`", 'set `[oci].runtime` to "{value}"'),
+    },
+    Setting.MAX_UNPACKED_SIZE: {
+        LIBRARY: (
+            "RunSettings(max_unpacked_size=...)",
+            "set RunSettings(max_unpacked_size={value})",
+        ),
+        CLI: ("--max-unpacked-size", "pass --max-unpacked-size {value}"),
+        PANTS: ("`[oci].run_max_unpacked_size`", "set `[oci].run_max_unpacked_size` to {value}"),
     },
 }
 

@@ -760,6 +760,7 @@ def _run(args: argparse.Namespace, options: TransportOptions) -> int:
         mounts=tuple(Mount.parse(text) for text in args.mount),
         workdir=args.workdir,
         user=args.user,
+        max_unpacked_size=args.max_unpacked_size,
     )
     return run_layout(
         args.layout,
@@ -1060,6 +1061,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workdir", metavar="DIR", help="the working directory, over the image's")
     run.add_argument("--user", metavar="USER[:GROUP]", help="the user, over the image's")
+    run.add_argument(
+        "--max-unpacked-size",
+        type=int,
+        metavar="BYTES",
+        help="refuse an image whose files unpack to more (default: the free space of the "
+        "temporary directory's file system, less 1 GiB)",
+    )
     run.add_argument(
         "--runtime",
         choices=("auto", "runc", "podman"),

@@ -56,7 +56,7 @@ from typing import Any, BinaryIO, Literal
 
 from pants_oci.core import media_types
 from pants_oci.core._compat import zip_strict
-from pants_oci.core._settings import LIBRARY, Setting, how_to_set
+from pants_oci.core._settings import LIBRARY, Setting, how_to_set, name_of
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
@@ -171,6 +171,9 @@ class RunSettings:
     mounts: tuple[Mount, ...] = ()  # --volume SOURCE:DESTINATION:ro
     workdir: str | None = None  # --workdir
     user: str | None = None  # --user USER[:GROUP]
+    # The most bytes of files the image may unpack to (runc); None: the free space of the
+    # temporary directory's file system, less a margin (a small layer can expand to gigabytes).
+    max_unpacked_size: int | None = None
 
 
 # --- Choosing the image -------------------------------------------------------------------------
@@ -271,13 +274,49 @@ def _remove(dir_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dir_fd)
 
 
+# Left free on the file system the image is unpacked on, when no limit is given.
+_FREE_SPACE_MARGIN = 1 << 30
+
+
+class _UnpackBudget:
+    """The bytes of files an image may still unpack to (checked from each tar header before
+    anything is written)."""
+
+    def __init__(self, limit: int, reason: str, hints_for: str) -> None:
+        self.limit, self.reason, self.hints_for = limit, reason, hints_for
+        self.used = 0
+
+    def spend(self, size: int, name: str, where: str) -> None:
+        if self.used + size > self.limit:
+            raise RunError(
+                f"{where}: {name!r} ({size} bytes) would take the unpacked image to "
+                f"{self.used + size} bytes, over its limit of {self.limit} bytes "
+                f"({self.reason}); free space, or "
+                f"{how_to_set(Setting.MAX_UNPACKED_SIZE, self.hints_for, 'BYTES')}"
+            )
+        self.used += size
+
+
+def _unpack_budget(settings: RunSettings, work: Path, hints_for: str) -> _UnpackBudget:
+    if settings.max_unpacked_size is not None:
+        name = name_of(Setting.MAX_UNPACKED_SIZE, hints_for)
+        return _UnpackBudget(settings.max_unpacked_size, f"{name}", hints_for)
+    free = shutil.disk_usage(work).free
+    return _UnpackBudget(
+        max(free - _FREE_SPACE_MARGIN, 0),
+        f"the free space of {work.parent}, {free} bytes, less {_FREE_SPACE_MARGIN} to spare",
+        hints_for,
+    )
+
+
 class _RootFS:
     """A root filesystem directory, reached only through file descriptors."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, budget: _UnpackBudget | None = None) -> None:
         self.path = path
         self.fd = os.open(path, _DIR_FLAGS)
         self.privileged = os.geteuid() == 0
+        self.budget = budget
 
     def close(self) -> None:
         os.close(self.fd)
@@ -465,6 +504,8 @@ class _RootFS:
         _remove(dir_fd, name)  # a new inode: never write through a link to a lower file
         mode = member.mode & 0o7777
         if member.isfile():
+            if self.budget is not None:
+                self.budget.spend(member.size, member.name, where)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             with os.fdopen(os.open(name, flags, 0o600, dir_fd=dir_fd), "wb") as handle:
                 source = tar.extractfile(member)
@@ -846,7 +887,8 @@ def run_layout(
         bundle = work / "bundle"
         (bundle / "rootfs").mkdir(parents=True)
         os.chmod(bundle / "rootfs", 0o755)  # noqa: S103 - the container's `/`, for any user
-        root = _RootFS(bundle / "rootfs")
+        hints_for = (options or TransportOptions()).hints_for
+        root = _RootFS(bundle / "rootfs", _unpack_budget(settings, work, hints_for))
         try:
             for number, (layer, path) in enumerate(zip_strict(image.layers, blobs), 1):
                 with path.open("rb") as blob:

@@ -106,6 +106,8 @@ async def run_oci_image(
             env_specs.append(value)
         else:
             argv += [flag, value]
+    if oci.run_max_unpacked_size is not None:
+        argv += ["--max-unpacked-size", str(oci.run_max_unpacked_size)]
     for spec in env_specs:
         argv += ["--env", spec]
         if "=" not in spec:

@@ -219,6 +219,18 @@ class OciSubsystem(Subsystem):
             """
         ),
     )
+    run_max_unpacked_size = IntOption(
+        default=None,
+        help=softwrap(
+            """
+            The most bytes of files an image may unpack to for `pants run` (with runc): a
+            larger one is refused from its tar headers, before the disk fills (a few KiB of
+            gzip can expand to gigabytes). Default: the free space of the temporary
+            directory's file system, less 1 GiB.
+            """
+        ),
+        advanced=True,
+    )
     tag_vars = StrListOption(
         default=[],
         help=softwrap(
