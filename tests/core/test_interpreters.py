@@ -115,3 +115,10 @@ def test_no_interpreter_and_missing_layers(tmp_path: Path) -> None:
                      drop_last_blob=True)  # fmt: skip
     with pytest.raises(ImageArchiveError, match="is missing"):
         find_python_interpreters(sparse)
+
+
+def test_a_member_that_leaves_the_root_is_refused_as_run_refuses_it(tmp_path: Path) -> None:
+    """One policy for every reader of layers: `..` is never resolved as if `/` were the root."""
+    hostile = _layout(tmp_path / "hostile", [[("../../usr/local/bin/python3.12", tarfile.REGTYPE)]])
+    with pytest.raises(ImageArchiveError, match=r"'\.\./\.\./usr/local/bin/python3\.12'.*'\.\.'"):
+        find_python_interpreters(hostile)

@@ -95,6 +95,7 @@ __all__ = [
     "compress_layer",
     "decompressed",
     "media_type_for",
+    "member_parts",
     "resolve_source_date_epoch",
 ]
 
@@ -544,6 +545,16 @@ class _Prefixed(io.RawIOBase):
         if len(data) < size:
             data += self._rest.read(size - len(data))
         return data
+
+
+def member_parts(name: str) -> tuple[str, ...] | None:
+    """A layer member's path, as components (no empty or `.` ones); None when one is `..`.
+
+    The one policy of every reader of layers (unpacking for `run`, reading a base's
+    filesystem for its directories and Pythons): a member that would leave the root is
+    refused, never resolved as if the root were `/`."""
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    return None if ".." in parts else parts
 
 
 def decompressed(blob: BinaryIO) -> BinaryIO:

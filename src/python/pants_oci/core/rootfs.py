@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pants_oci.core.errors import ImageArchiveError
-from pants_oci.core.layer import decompressed
+from pants_oci.core.layer import decompressed, member_parts
 from pants_oci.core.layout import ImageLayout
 
 __all__ = ["RootfsEntry", "directory_paths", "rootfs_entries"]
@@ -43,10 +43,6 @@ def _kind(member: tarfile.TarInfo) -> str:
     if member.islnk():
         return "hardlink"
     return "file" if member.isfile() else "other"
-
-
-def _normalized(name: str) -> str:
-    return posixpath.normpath("/" + name).lstrip("/")
 
 
 def _under(path: str, top: str) -> bool:
@@ -83,7 +79,14 @@ def rootfs_entries(
             tarfile.open(fileobj=stream, mode="r|") as tar,
         ):
             for member in tar:
-                name = _normalized(member.name)
+                parts = member_parts(member.name)
+                if parts is None:
+                    raise ImageArchiveError(
+                        f"{layout.root}: layer {descriptor.digest} has a member {member.name!r} "
+                        "with a '..' component, which would leave the root filesystem; "
+                        "refusing to read the image"
+                    )
+                name = "/".join(parts)
                 directory, base = posixpath.split(name)
                 if base == _OPAQUE:
                     hidden.append(directory)

@@ -60,7 +60,7 @@ from pants_oci.core._settings import LIBRARY, Setting, how_to_set, name_of
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RefNotFoundError, RunError, RuntimeNotFoundError
 from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
-from pants_oci.core.layer import decompressed
+from pants_oci.core.layer import decompressed, member_parts
 from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout, LocalImage
 from pants_oci.core.models import ImageConfig, Platform, platform_matches
 
@@ -240,8 +240,8 @@ def _layer_blobs(
 
 
 def _member_parts(name: str, where: str) -> tuple[str, ...]:
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
-    if ".." in parts:
+    parts = member_parts(name)
+    if parts is None:
         raise RunError(
             f"{where}: member {name!r} has a '..' component and would leave the root "
             "filesystem; refusing to unpack the image"
