@@ -629,17 +629,25 @@ def _displayed(reference: Reference) -> str:
 
 
 def _push(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.errors import PartialPushError
     from pants_oci.core.image import push_layout
     from pants_oci.core.reference import parse_reference
 
     references = [parse_reference(text) for text in args.to]
-    pushed = push_layout(
-        args.layout,
-        references,
-        base_reference=args.base_reference,
-        options=options,
-        progress=args.progress(f"pushing {', '.join(map(_displayed, references))}"),
-    )
+    try:
+        pushed = push_layout(
+            args.layout,
+            references,
+            base_reference=args.base_reference,
+            options=options,
+            progress=args.progress(f"pushing {', '.join(map(_displayed, references))}"),
+        )
+    except PartialPushError as error:
+        # So that CI can act on it: which tags moved, which did not (the error says why).
+        _emit(
+            {"pushed": [], "updated": list(error.updated), "not_updated": list(error.not_updated)}
+        )
+        raise
     _emit(
         {
             "pushed": [

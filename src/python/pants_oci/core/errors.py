@@ -12,6 +12,7 @@
     ├── ImageArchiveError             an OCI image layout or docker-archive tar we cannot use
     │   └── RefNotFoundError              it holds no image under the name asked for
     ├── ImageBuildError               an image cannot be built, written or pushed as asked
+    │   └── PartialPushError              a push failed after some tags had moved (it says which)
     ├── InputFileError                a JSON input (layer spec, layer metadata, image config) is bad
     ├── RunError                      an image cannot be unpacked or run (`pants-oci run`)
     │   └── RuntimeNotFoundError          no container runtime (runc as root, podman) to run it
@@ -119,6 +120,16 @@ class RefNotFoundError(ImageArchiveError):
 class ImageBuildError(OCIError):
     """An image cannot be built, written or pushed as asked: a layer that is not in the image,
     a blob that is nowhere to be found, a base whose platform is not the one asked for."""
+
+
+class PartialPushError(ImageBuildError):
+    """A push that failed after some of its tags were updated: `updated` names the references
+    that now point at the new image, `not_updated` those that do not (CI can act on both)."""
+
+    def __init__(self, message: str, *, updated: tuple[str, ...], not_updated: tuple[str, ...]):
+        super().__init__(message)
+        self.updated = updated
+        self.not_updated = not_updated
 
 
 class InputFileError(OCIError):

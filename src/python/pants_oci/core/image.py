@@ -56,6 +56,7 @@ from pants_oci.core.errors import (
     ImageArchiveError,
     ImageBuildError,
     OCIError,
+    PartialPushError,
     PlatformNotFoundError,
     RefNotFoundError,
 )
@@ -460,13 +461,22 @@ def _mounted(
 
 
 def _put_manifest_tags(
-    target: RegistryClient, raw: bytes, media_type: str, tags: Sequence[str]
+    target: RegistryClient,
+    raw: bytes,
+    media_type: str,
+    tags: Sequence[str],
+    updated: list[str] | None = None,
 ) -> Digest:
-    """One manifest PUT under the first tag (or by digest), then the same bytes per tag."""
+    """One manifest PUT under the first tag (or by digest), then the same bytes per tag;
+    each tag that now points at it is added to ``updated``."""
     first: str | None = tags[0] if tags else None
     digest = target.put_manifest(raw, media_type, tag=first)
+    moved = updated if updated is not None else []
+    if first is not None:
+        moved.append(f"{target.registry}/{target.repository}:{first}")
     for tag in tags[1:]:
         target.put_manifest(raw, media_type, tag=tag)
+        moved.append(f"{target.registry}/{target.repository}:{tag}")
     _log.info(
         "pushed %s/%s@%s%s",
         target.registry,
@@ -1394,37 +1404,78 @@ def push_layout(
         if source is not None and any(clients.get(r).base_url == source.base_url for r in refs):
             base_layers = _base_layers(source, parse_reference(str(source_text)))
         documents = _layout_documents(layout, root, source, base_layers)
+        layout_digest = sha256_of_bytes(documents[-1].raw)
+        for ref in refs:  # before anything is sent
+            if ref.digest is not None and Digest.parse(ref.digest) != layout_digest:
+                raise ImageBuildError(
+                    f"cannot push to {ref}: the layout's image is {layout_digest}, not "
+                    f"{ref.digest}; nothing was sent"
+                )
         by_repository: dict[str, list[Reference]] = {}
         for ref in refs:
             by_repository.setdefault(ref.name, []).append(ref)
-        first_in_registry: dict[str, RegistryClient] = {}
         results: dict[int, Digest] = {}
-        for name, group in by_repository.items():
-            target = clients.get(group[0])
-            earlier = first_in_registry.setdefault(target.registry, target)
-            for document in documents:
-                blobs = document.blobs
-                if earlier is not target:  # the registry has them already: mount, not upload
-                    blobs = tuple(_Blob(blob.descriptor, remote=earlier) for blob in blobs)
-                _transfer_blobs(
-                    target, blobs, copy_foreign_layers=copy_foreign_layers, progress=progress
-                )
-                if document is not documents[-1]:
-                    target.put_manifest(document.raw, document.media_type)
-            tags = [ref.tag or DEFAULT_TAG for ref in group if ref.digest is None or ref.tag]
-            root_doc = documents[-1]
-            digest = _put_manifest_tags(target, root_doc.raw, root_doc.media_type, tags)
-            for ref in group:
-                if ref.digest is not None and Digest.parse(ref.digest) != digest:
-                    raise ImageBuildError(
-                        f"cannot push to {ref}: the layout's image is {digest}, not {ref.digest}"
-                    )
-            _log.debug("pushed %s", name)
-            for ref in group:
-                results[id(ref)] = digest
+        updated: list[str] = []
+        try:
+            _push_groups(
+                clients,
+                by_repository,
+                documents,
+                results,
+                updated,
+                copy_foreign_layers=copy_foreign_layers,
+                progress=progress,
+            )
+        except OCIError as error:
+            if not updated:
+                raise
+            wanted: list[str] = []
+            for ref in refs:
+                if ref.digest is None or ref.tag:
+                    client = clients.get(ref)
+                    wanted.append(f"{client.registry}/{client.repository}:{ref.tag or DEFAULT_TAG}")
+            not_updated = tuple(name for name in wanted if name not in updated)
+            raise PartialPushError(
+                f"{error}; before that, {', '.join(updated)} had moved to {layout_digest}, and "
+                f"{', '.join(not_updated) or 'no other tag'} still point where they did",
+                updated=tuple(updated),
+                not_updated=not_updated,
+            ) from error
         return [(ref, results[id(ref)]) for ref in refs]
     finally:
         clients.close()
+
+
+def _push_groups(
+    clients: _Clients,
+    by_repository: dict[str, list[Reference]],
+    documents: list[_Document],
+    results: dict[int, Digest],
+    updated: list[str],
+    *,
+    copy_foreign_layers: bool,
+    progress: ProgressCallback | None,
+) -> None:
+    """Each repository in turn: blobs, child manifests, then the root under its tags."""
+    first_in_registry: dict[str, RegistryClient] = {}
+    for name, group in by_repository.items():
+        target = clients.get(group[0])
+        earlier = first_in_registry.setdefault(target.registry, target)
+        for document in documents:
+            blobs = document.blobs
+            if earlier is not target:  # the registry has them already: mount, not upload
+                blobs = tuple(_Blob(blob.descriptor, remote=earlier) for blob in blobs)
+            _transfer_blobs(
+                target, blobs, copy_foreign_layers=copy_foreign_layers, progress=progress
+            )
+            if document is not documents[-1]:
+                target.put_manifest(document.raw, document.media_type)
+        tags = [ref.tag or DEFAULT_TAG for ref in group if ref.digest is None or ref.tag]
+        root_doc = documents[-1]
+        digest = _put_manifest_tags(target, root_doc.raw, root_doc.media_type, tags, updated)
+        _log.debug("pushed %s", name)
+        for ref in group:
+            results[id(ref)] = digest
 
 
 def copy_image(

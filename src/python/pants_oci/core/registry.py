@@ -841,8 +841,15 @@ class RegistryClient:
         )
         self._check(response, f"putting manifest {target}")
         announced = response.headers.get("Docker-Content-Digest")
-        if announced:
-            verify_bytes(raw, announced, subject=f"manifest stored as {self.repository}:{target}")
+        if announced and announced != str(digest):
+            raise DigestMismatchError(
+                f"registry {self.registry} stored the manifest PUT as {self.repository}:{target} "
+                f"under {announced} (the registry's Docker-Content-Digest), but the bytes sent "
+                f"hash to {digest} (ours); the registry changed the manifest, or is not "
+                "content-addressed as the distribution spec requires",
+                expected=str(digest),
+                actual=announced,
+            )
         return digest
 
     def delete_manifest(self, digest: Digest | str) -> None:
