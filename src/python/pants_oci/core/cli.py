@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from pants_oci.core.digest import Digest
     from pants_oci.core.image import Image
     from pants_oci.core.layer import Compression, LayerBuilder
-    from pants_oci.core.models import DockerManifest, OCIManifest
+    from pants_oci.core.models import DockerManifest, OCIManifest, Platform
     from pants_oci.core.reference import Reference
 
 __all__ = ["main"]
@@ -179,6 +179,18 @@ _SPEC_KEYS = (
     "existing_directories",
 )
 _ENTRY_KEYS = ("source", "target", "mode", "uid", "gid")
+# The compression levels the layer builder takes (gzip runs on isal: 0-3).
+_LEVELS = {"gzip": (0, 3), "zstd": (1, 22)}
+
+
+def _check_output_directory(path: str, flag: str = "--output") -> None:
+    """Refuse an output path whose directory does not exist, naming the path given (the
+    writer would otherwise fail on the temporary file it writes next to it)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InputFileError(
+            f"{flag} {path}: the directory {directory} does not exist; create it first"
+        )
 
 
 def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
@@ -192,6 +204,12 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
             f'{where}: \'compression\' must be "gzip", "zstd" or "none", got {compression!r}'
         )
     level = _typed(spec, "level", int, where, None)
+    levels = _LEVELS.get(compression)
+    if level is not None and levels is not None and not levels[0] <= level <= levels[1]:
+        raise InputFileError(
+            f"{where}: 'level' {level} is out of range for {compression}: "
+            f"{compression} levels are {levels[0]}-{levels[1]}"
+        )
     epoch = resolve_source_date_epoch(_typed(spec, "source_date_epoch", int, where, None))
     ignore = _string_list(spec, "ignore", where) or []
     follow = _typed(spec, "follow_symlinks", bool, where, False)
@@ -238,6 +256,7 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
             follow_symlinks=follow,
         )
 
+    _check_output_directory(args.output)
     blob = builder.write_file(args.output, compression=compression, level=level)
     _emit(
         {
@@ -356,11 +375,10 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
         Platform,
         platform_matches,
     )
-    from pants_oci.core.reference import parse_reference
     from pants_oci.core.registry import map_bounded, resolve_platform
 
-    reference = parse_reference(args.reference)
-    platform = Platform.parse(args.platform) if args.platform else Platform.host_linux()
+    reference = _reference(args.reference)
+    platform = _platform(args.platform) or Platform.host_linux()
     with CachedRegistrySource(reference, options, args.blob_cache) as source:
         document = source.manifest(reference.identifier)
         index_digest: Digest | None = None
@@ -515,7 +533,7 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
     from pants_oci.core.image import DEFAULT_TAG, Image
     from pants_oci.core.models import Platform
 
-    tags = args.tag or [DEFAULT_TAG]
+    tags = _tags(args.tag) or [DEFAULT_TAG]
     archive_names = _archive_names(args, tags)  # checked before anything is built
     where = f"image config {args.config}"
     config = _object(_read_json(args.config, "image config"), where, _CONFIG_KEYS)
@@ -589,7 +607,7 @@ def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core import media_types
     from pants_oci.core.image import DEFAULT_TAG, index_layouts
 
-    tags = args.tag or [DEFAULT_TAG]
+    tags = _tags(args.tag) or [DEFAULT_TAG]
     root, entries = index_layouts(
         args.image, args.output, tags, include_layers=not args.omit_layers
     )
@@ -616,6 +634,62 @@ def _image_pythons(args: argparse.Namespace, _options: TransportOptions) -> None
     _emit({"interpreters": [{"path": i.path, "version": i.version} for i in found]})
 
 
+# --- Command-line values -----------------------------------------------------------------------
+
+_SUPPORTED_DIGEST_ALGORITHMS = ("sha256", "sha384", "sha512")  # what can verify content
+
+
+def _reference(text: str, what: str = "") -> Reference:
+    """An image reference from the command line, refused here (before any request) when it
+    could never be pulled or pushed: a URL, a port out of range, a digest we cannot verify."""
+    from pants_oci.core.reference import parse_reference
+
+    prefix = f"{what} " if what else ""
+
+    def invalid(reason: str) -> InvalidReferenceError:
+        return InvalidReferenceError(f"{prefix}invalid image reference {text!r}: {reason}")
+
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme and "/" not in scheme:
+        return_to = rest.rstrip("/") or "host/repo"
+        raise invalid(f"no URL scheme in image references: write {return_to}")
+    reference = parse_reference(text)
+    host, colon, port = reference.registry.rpartition(":")
+    if colon and not host.endswith(":") and port.isdigit() and not 0 < int(port) <= 65535:
+        raise invalid(f"port {port} is not a valid port (1-65535)")
+    if reference.digest is not None:
+        algorithm = reference.digest.partition(":")[0]
+        if algorithm not in _SUPPORTED_DIGEST_ALGORITHMS:
+            raise invalid(
+                f"digest algorithm {algorithm!r} is not supported; supported algorithms are "
+                f"{', '.join(_SUPPORTED_DIGEST_ALGORITHMS)}"
+            )
+    return reference
+
+
+def _platform(text: str | None) -> Platform | None:
+    """``--platform OS/ARCH[/VARIANT]``, or None when not given."""
+    from pants_oci.core.models import Platform
+
+    if not text:
+        return None
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise InputFileError(f"--platform: {exc}") from None
+
+
+def _tags(tags: Sequence[str]) -> list[str]:
+    """``--tag`` values: ref names in the layout's index.json, never empty."""
+    for tag in tags:
+        if not tag.strip() or any(character.isspace() for character in tag):
+            raise InputFileError(
+                f"--tag {tag!r}: a tag must be a non-empty name without spaces, such as "
+                "'latest' or '1.2'"
+            )
+    return list(tags)
+
+
 # --- push, copy, inspect ------------------------------------------------------------------------
 
 
@@ -631,9 +705,8 @@ def _displayed(reference: Reference) -> str:
 def _push(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.errors import PartialPushError
     from pants_oci.core.image import push_layout
-    from pants_oci.core.reference import parse_reference
 
-    references = [parse_reference(text) for text in args.to]
+    references = [_reference(text, "--to") for text in args.to]
     try:
         pushed = push_layout(
             args.layout,
@@ -660,9 +733,8 @@ def _push(args: argparse.Namespace, options: TransportOptions) -> None:
 
 def _copy(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.image import copy_image
-    from pants_oci.core.reference import parse_reference
 
-    source, destination = parse_reference(args.source), parse_reference(args.destination)
+    source, destination = _reference(args.source), _reference(args.destination)
     digest = copy_image(
         source,
         destination,
@@ -685,13 +757,11 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
         ImageConfig,
         OCIIndex,
         OCIManifest,
-        Platform,
     )
-    from pants_oci.core.reference import parse_reference
     from pants_oci.core.registry import RegistryClient
 
-    reference = parse_reference(args.reference)
-    platform = Platform.parse(args.platform) if args.platform else None
+    reference = _reference(args.reference)
+    platform = _platform(args.platform)
     with RegistryClient.from_reference(reference, options=options) as client:
         document = client.get_manifest(reference.identifier)
         is_index = isinstance(document, (OCIIndex, DockerManifestList))
@@ -700,7 +770,10 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
         if args.config:
             assert isinstance(document, (OCIManifest, DockerManifest))
             config_bytes = client.read_blob(document.config.digest, size=document.config.size)
-            _write_raw(config_bytes if args.raw else _pretty_config(config_bytes))
+            if args.raw:
+                _write_raw(config_bytes)
+            else:
+                _write_raw(_pretty_config(config_bytes, f"{reference}: image config"))
             return
         if args.raw:
             _write_raw(document.to_bytes())
@@ -733,8 +806,13 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
         _emit(summary)
 
 
-def _pretty_config(raw: bytes) -> bytes:
-    return json.dumps(json.loads(raw), separators=(",", ":")).encode()
+def _pretty_config(raw: bytes, what: str) -> bytes:
+    try:
+        return json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    except ValueError as exc:
+        raise DocumentError(
+            f"{what} is not valid JSON ({exc}); `inspect --config --raw` prints its bytes"
+        ) from None
 
 
 def _write_raw(data: bytes) -> None:

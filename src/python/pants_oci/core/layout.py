@@ -297,7 +297,10 @@ class ImageLayout:
             raw = (self.root / _INDEX_FILE).read_bytes()
         except FileNotFoundError:
             return OCIIndex(manifests=())
-        return OCIIndex.from_bytes(raw)
+        try:
+            return OCIIndex.from_bytes(raw)
+        except DocumentError as exc:
+            raise DocumentError(f"{self.root / _INDEX_FILE}: {exc}") from None
 
     def refs(self) -> list[str]:
         """The ref names (tags) in ``index.json``, sorted."""

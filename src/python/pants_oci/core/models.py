@@ -301,7 +301,9 @@ class _Document(_Model):
         try:
             document = cls.model_validate_json(data)
         except ValidationError as exc:
-            raise DocumentError(f"not a valid {cls.__name__} document: {exc}") from exc
+            raise DocumentError(
+                f"not a valid {cls.__name__} document: {describe_validation_error(exc)}"
+            ) from None
         document._raw = data
         return document
 
@@ -615,3 +617,18 @@ def parse_manifest(
             f"unsupported manifest media type {media_type!r}; supported types are {supported}"
         )
     return manifest_class.from_bytes(data)
+
+
+def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
+    """pydantic's errors in a line: each field's path and problem (no input dumps, no URLs)."""
+    problems = []
+    for item in error.errors(include_url=False)[:limit]:
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "json_invalid":
+            message = f"not valid JSON ({message.removeprefix('Invalid JSON: ')})"
+        problems.append(f"{path}: {message}" if path else message)
+    more = error.error_count() - limit
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)

@@ -68,7 +68,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar, Union
 import httpx
 
 from pants_oci.core import media_types
-from pants_oci.core._settings import Setting, how_to_set
+from pants_oci.core._settings import Setting, how_to_set, name_of
 from pants_oci.core.auth import SCOPES_EXTENSION, RegistryAuth, default_keychain, repository_scope
 from pants_oci.core.digest import Digest, new_hasher, sha256_of_bytes, verify_bytes
 from pants_oci.core.errors import (
@@ -141,6 +141,9 @@ _RANGE_RE = re.compile(r"^\s*(?:bytes=)?(\d+)-(\d+)\s*$")
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 _SESSION_GONE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
+# What Go's net/http (and so most registries) answers plain HTTP sent to its TLS port.
+_HTTPS_ONLY = b"Client sent an HTTP request to an HTTPS server"
+
 _ERROR_CLASSES: dict[int, type[RegistryError]] = {
     401: UnauthorizedError,
     403: DeniedError,
@@ -613,6 +616,8 @@ class RegistryClient:
             message = first.get("message") if isinstance(first.get("message"), str) else None
             detail = first.get("detail")
         status = response.status_code
+        if status == 400 and response.url.scheme == "http" and _HTTPS_ONLY in response.content:
+            return self._speaks_tls(response)
         text = f"{action} in {self.registry}/{self.repository} failed: HTTP {status}"
         if code or message:
             text += f" {code or ''}{': ' if code and message else ''}{message or ''}"
@@ -630,6 +635,25 @@ class RegistryClient:
             detail=detail,
             registry_message=message,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _speaks_tls(self, response: httpx.Response) -> RegistryError:
+        """Plain HTTP sent to a registry that serves HTTPS only: say so, and the fix."""
+        hints_for = self.options.hints_for
+        insecure = name_of(Setting.INSECURE_REGISTRY, hints_for)
+        if self.registry in self.options.insecure_registries:
+            fix = f"drop {self.registry} from {insecure}"
+        else:  # a loopback registry: plain HTTP unless it is listed as serving HTTPS
+            fix = (
+                f"reach it over HTTPS (--https-registry {self.registry}), and do not list it in "
+                f"{insecure}"
+            )
+        return RegistryError(
+            f"registry {self.registry} speaks TLS (HTTPS), but was sent plain HTTP: it answered "
+            f'HTTP 400 "Client sent an HTTP request to an HTTPS server"; {fix}',
+            registry=self.registry,
+            repository=self.repository,
+            status=400,
         )
 
     def _check(self, response: httpx.Response, action: str, *ok: int) -> httpx.Response:

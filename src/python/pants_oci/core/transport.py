@@ -68,8 +68,9 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
+from pants_oci.core._settings import Setting, name_of
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
-from pants_oci.core.errors import RegistryError
+from pants_oci.core.errors import InputFileError, RegistryError
 from pants_oci.core.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
 
 __all__ = [
@@ -161,6 +162,24 @@ def tls_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
     if ca_bundle is not None:
         context.load_verify_locations(cafile=str(ca_bundle))
     return context
+
+
+def _tls_context_for(options: TransportOptions) -> ssl.SSLContext:
+    """``tls_context``, with a CA bundle that cannot be used named, with its setting."""
+    try:
+        return tls_context(options.ca_bundle)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        if options.ca_bundle is None:
+            raise
+        setting = name_of(Setting.CA_BUNDLE, options.hints_for)
+        if isinstance(exc, ssl.SSLError):
+            problem = f"is not a PEM file of CA certificates ({exc.reason or exc})"
+        else:
+            problem = f"cannot be read: {exc.strerror or exc}"
+        raise InputFileError(
+            f"{setting} {options.ca_bundle} {problem}; {setting} takes a PEM file holding the "
+            "certificates of the certificate authorities to trust"
+        ) from None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -467,7 +486,7 @@ def make_http_client(
     install_log_redaction()
     pool = options.max_concurrency * 2 + 4  # uploads + downloads + auth, in parallel
     inner = httpx.HTTPTransport(
-        verify=tls_context(options.ca_bundle),
+        verify=_tls_context_for(options),
         limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
         proxy=proxy_for(registry, options, env) if registry is not None else options.proxy or None,
     )
