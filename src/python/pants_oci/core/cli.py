@@ -366,7 +366,7 @@ def _set_overrides(
 def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.blob_cache import CachedRegistrySource
     from pants_oci.core.image import BLOB_SOURCE_ANNOTATION
-    from pants_oci.core.layout import ImageLayout
+    from pants_oci.core.layout import ImageLayout, staged_directory
     from pants_oci.core.models import (
         MAX_INDEX_DEPTH,
         DockerManifest,
@@ -399,34 +399,36 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
                 wanted=str(platform),
                 available=[str(config.platform)],
             )
-        layout = ImageLayout.create(args.output)
-        layout.write_blob(config_bytes)
-        layout.write_blob(manifest.to_bytes())
-        if args.with_layers:
-            layers = [
-                layer
-                for layer in manifest.layers
-                if not layer.urls and not layout.has_blob(layer.digest)
-            ]
-            progress = args.progress(f"pulling {reference}")
-            total = sum(layer.size for layer in layers)
-            done = [0]
+        # Built beside --output and renamed into place only when complete (see layout.py).
+        with staged_directory(args.output) as staged:
+            layout = ImageLayout.create(staged)
+            layout.write_blob(config_bytes)
+            layout.write_blob(manifest.to_bytes())
+            if args.with_layers:
+                layers = [
+                    layer
+                    for layer in manifest.layers
+                    if not layer.urls and not layout.has_blob(layer.digest)
+                ]
+                progress = args.progress(f"pulling {reference}")
+                total = sum(layer.size for layer in layers)
+                done = [0]
 
-            def advance(count: int) -> None:
-                done[0] += count
-                if progress is not None:
-                    progress(done[0], total)
+                def advance(count: int) -> None:
+                    done[0] += count
+                    if progress is not None:
+                        progress(done[0], total)
 
-            map_bounded(
-                lambda layer: source.copy_blob(layer.digest, layout, advance, size=layer.size),
-                layers,
-                options.max_concurrency,
+                map_bounded(
+                    lambda layer: source.copy_blob(layer.digest, layout, advance, size=layer.size),
+                    layers,
+                    options.max_concurrency,
+                )
+            descriptor = manifest.descriptor(
+                platform=config.platform,
+                annotations={BLOB_SOURCE_ANNOTATION: f"{reference.name}@{manifest.digest}"},
             )
-        descriptor = manifest.descriptor(
-            platform=config.platform,
-            annotations={BLOB_SOURCE_ANNOTATION: f"{reference.name}@{manifest.digest}"},
-        )
-        layout.tag(BASE_REF_NAME, descriptor)
+            layout.tag(BASE_REF_NAME, descriptor)
     _emit(
         {
             "reference": str(reference),
@@ -469,6 +471,55 @@ def _read_layer_meta(path: str) -> dict[str, Any]:
                 f"{where}: {key!r} must be a {kind.__name__} (it is `layer build`'s output)"
             )
     return meta
+
+
+def _check_layer(blob: str, meta: Mapping[str, Any], meta_path: str) -> None:
+    """Refuse a layer whose metadata disagrees with its blob: the image's manifest and config
+    are made from the metadata, so a wrong digest, size, diff_id or media type would make an
+    image that names blobs it does not have. One pass over the blob measures all of them."""
+    import zlib
+
+    import zstandard
+
+    from pants_oci.core.digest import Digest
+    from pants_oci.core.errors import InvalidDigestError
+    from pants_oci.core.layer import compression_of_media_type, inspect_layer_blob
+
+    where = f"--layer {blob}={meta_path}"
+    expected = compression_of_media_type(meta["media_type"])
+    if expected is None:
+        raise InputFileError(
+            f"{where}: media_type {meta['media_type']!r} is not a layer media type"
+        )
+    try:
+        digest, diff_id = Digest.parse(meta["digest"]), Digest.parse(meta["diff_id"])
+    except InvalidDigestError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+    try:
+        facts = inspect_layer_blob(blob)
+    except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as exc:
+        raise InputFileError(f"{where}: the layer blob cannot be read: {exc}") from None
+    problems = []
+    if facts.size != meta["size"]:
+        problems.append(f"the blob is {facts.size} bytes, the metadata says size {meta['size']}")
+    if facts.digest != digest:
+        problems.append(f"the blob's digest is {facts.digest}, the metadata says {digest}")
+    if facts.compression != expected:
+        problems.append(
+            f"the blob is {_COMPRESSED[facts.compression]}, the metadata says media_type "
+            f"{meta['media_type']} ({_COMPRESSED[expected]})"
+        )
+    if facts.diff_id != diff_id:
+        problems.append(
+            f"the tar in the blob has diff_id {facts.diff_id}, the metadata says {diff_id}"
+        )
+    if problems:
+        raise InputFileError(
+            f"{where}: the layer metadata does not match the blob: " + "; ".join(problems)
+        )
+
+
+_COMPRESSED = {"gzip": "gzip-compressed", "zstd": "zstd-compressed", "none": "an uncompressed tar"}
 
 
 def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
@@ -531,6 +582,7 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
     from pants_oci.core import media_types
     from pants_oci.core.base_spec import SCRATCH
     from pants_oci.core.image import DEFAULT_TAG, Image
+    from pants_oci.core.layout import staged_directory
     from pants_oci.core.models import Platform
 
     tags = _tags(args.tag) or [DEFAULT_TAG]
@@ -548,7 +600,9 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
         blob, equals, meta_path = spec.partition("=")
         if not equals or not blob or not meta_path:
             raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH")
-        layers.append((blob, _read_layer_meta(meta_path)))
+        meta = _read_layer_meta(meta_path)
+        _check_layer(blob, meta, meta_path)
+        layers.append((blob, meta))
     with Image(
         base,
         options=options,
@@ -565,16 +619,27 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
                 blob=blob,
             )
         _apply_config(image, config, where)
-        image.write_layout(
-            args.output, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
-        )
-        if args.docker_archive:
-            image.write_docker_archive(
-                args.docker_archive,
-                archive_names,
-                fetch_missing=False,
-                repositories=bool(archive_names),
-            )
+        # Both outputs or neither: the layout is built beside --output, the archive (itself
+        # written to a temporary file and renamed) next, and only then is the layout renamed
+        # into place (see layout.staged_directory); should that fail, the archive is removed.
+        archive_done = False
+        try:
+            with staged_directory(args.output) as staged:
+                image.write_layout(
+                    staged, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
+                )
+                if args.docker_archive:
+                    image.write_docker_archive(
+                        args.docker_archive,
+                        archive_names,
+                        fetch_missing=False,
+                        repositories=bool(archive_names),
+                    )
+                    archive_done = True
+        except BaseException:
+            if archive_done:
+                Path(args.docker_archive).unlink(missing_ok=True)
+            raise
         data = image.get_image_data()
         base_ref = image.base_reference
         base_digest = image.base_manifest_digest
@@ -606,11 +671,11 @@ def _image_assemble(args: argparse.Namespace, options: TransportOptions) -> None
 def _image_index(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core import media_types
     from pants_oci.core.image import DEFAULT_TAG, index_layouts
+    from pants_oci.core.layout import staged_directory
 
     tags = _tags(args.tag) or [DEFAULT_TAG]
-    root, entries = index_layouts(
-        args.image, args.output, tags, include_layers=not args.omit_layers
-    )
+    with staged_directory(args.output) as staged:
+        root, entries = index_layouts(args.image, staged, tags, include_layers=not args.omit_layers)
     _emit(
         {
             "manifest_digest": str(root.digest),

@@ -61,7 +61,7 @@ from pants_oci.core.errors import (
     RefNotFoundError,
 )
 from pants_oci.core.layer import Compression, LayerBuilder, Source, resolve_source_date_epoch
-from pants_oci.core.layout import ImageLayout, LocalImage
+from pants_oci.core.layout import ImageLayout, LocalImage, staged_directory
 from pants_oci.core.models import (
     MAX_INDEX_DEPTH,
     AnyManifest,
@@ -1140,8 +1140,39 @@ class Image:
         (:data:`BLOB_SOURCE_ANNOTATION`), for :func:`push_layout` to copy them from.
         ``omit_base_layers=True`` leaves out every base layer, even those at hand: for a
         build system that adds them from where it keeps the base.
+
+        A new ``directory`` is built beside it and renamed into place only when complete
+        (:func:`~pants_oci.core.layout.staged_directory`): a failure leaves nothing. Into an
+        existing directory (a layout to add a tag to) the image is added in place, safely
+        for readers: each blob is renamed into place whole, and ``index.json`` is replaced
+        atomically last, so a tag never names blobs that are not there; a failure leaves
+        the layout as it was, give or take unreferenced blobs. Concurrent writers adding
+        tags to one existing layout are not coordinated (the last ``index.json`` wins).
         """
-        layout = ImageLayout.create(directory)
+
+        def write(root: str | os.PathLike[str]) -> Digest:
+            return self._write_into(
+                ImageLayout.create(root),
+                tags,
+                include_base_layers=include_base_layers,
+                fetch_missing=fetch_missing,
+                omit_base_layers=omit_base_layers,
+            )
+
+        if os.path.lexists(directory):
+            return write(directory)
+        with staged_directory(directory) as staged:
+            return write(staged)
+
+    def _write_into(
+        self,
+        layout: ImageLayout,
+        tags: Sequence[str],
+        *,
+        include_base_layers: bool,
+        fetch_missing: bool,
+        omit_base_layers: bool,
+    ) -> Digest:
         data = self.get_image_data()
         for layer in self._layers:
             if omit_base_layers and layer.from_base:
@@ -1235,7 +1266,11 @@ class ImageIndex:
     def write_layout(
         self, directory: str | os.PathLike[str], tags: Sequence[str] = (DEFAULT_TAG,)
     ) -> Digest:
-        """Write every image and the index into an OCI layout, the index tagged ``tags``."""
+        """Write every image and the index into an OCI layout, the index tagged ``tags``
+        (a new ``directory`` appears only complete, as with :meth:`Image.write_layout`)."""
+        if not os.path.lexists(directory):
+            with staged_directory(directory) as staged:
+                return self.write_layout(staged, tags)
         for image in self.images:
             image.write_layout(directory, ())
         layout = ImageLayout.open(directory)

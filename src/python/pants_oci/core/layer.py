@@ -93,7 +93,9 @@ __all__ = [
     "Override",
     "Source",
     "compress_layer",
+    "compression_of_media_type",
     "decompressed",
+    "inspect_layer_blob",
     "media_type_for",
     "member_parts",
     "resolve_source_date_epoch",
@@ -573,6 +575,56 @@ def decompressed(blob: BinaryIO) -> BinaryIO:
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
         return cast(BinaryIO, reader)
     return cast(BinaryIO, stream)
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """What a layer blob file is, measured: its digest and size, the diff_id of the tar in
+    it, and its compression as its magic bytes say."""
+
+    digest: Digest
+    size: int
+    diff_id: Digest
+    compression: Compression
+
+
+def inspect_layer_blob(path: str | os.PathLike[str]) -> LayerFacts:
+    """Measure a layer blob in one pass: hash the bytes read from the file and, as they are
+    decompressed, the tar inside."""
+    from pants_oci.core.digest import HashingReader
+
+    with open(path, "rb") as handle:
+        raw = HashingReader(handle)
+        magic = raw.read(4)
+        compression: Compression = (
+            "gzip" if magic.startswith(_GZIP_MAGIC) else "zstd" if magic == _ZSTD_MAGIC else "none"
+        )
+        tar = decompressed(cast(BinaryIO, _Prefixed(magic, cast(BinaryIO, raw))))
+        uncompressed = hashlib.sha256()
+        while chunk := tar.read(_BLOCK):
+            uncompressed.update(chunk)
+        while raw.read(_BLOCK):  # anything after the compressed stream is in the blob too
+            pass
+    return LayerFacts(
+        digest=raw.digest(),
+        size=raw.size,
+        diff_id=Digest("sha256", uncompressed.hexdigest()),
+        compression=compression,
+    )
+
+
+def compression_of_media_type(media_type: str) -> Compression | None:
+    """The compression a layer media type says its blob has; None for no layer type."""
+    base = media_types.base_media_type(media_type)
+    if not media_types.is_layer(base):
+        return None
+    if base.endswith(("+gzip", ".tar.gzip")):
+        return "gzip"
+    if base.endswith("+zstd"):
+        return "zstd"
+    if base.endswith(".tar"):
+        return "none"
+    return None
 
 
 # --- Compression --------------------------------------------------------------------------------

@@ -27,12 +27,20 @@ images, and hands back a :class:`LocalImage` whose blobs can be read or used as 
 A tag may point at an image index (the usual form for multi-platform images) or, as some
 tools write, be given to several per-platform manifests listed in ``index.json`` itself;
 both are read.
+
+Whole outputs are published atomically: :func:`staged_directory` builds a layout in a
+temporary sibling directory and swaps it into place only once it is complete, so a failed
+write leaves no output (and any previous one untouched), and of concurrent writers to one
+path the last to finish wins while each leaves a complete layout there.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -69,6 +77,8 @@ __all__ = [
     "ImageLayout",
     "LocalImage",
     "atomic_write",
+    "publish_directory",
+    "staged_directory",
 ]
 
 
@@ -98,6 +108,86 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
+        raise
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_DIRECTORY_MODE = 0o755  # mkdtemp makes 0700; a layout is readable by everyone
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system
+    or the filesystem cannot, for the caller to fall back."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    path, fd = ctypes.c_char_p, ctypes.c_int
+    renameat2.argtypes = [fd, path, fd, path, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    flags = _RENAME_EXCHANGE
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _check_replaceable(target: Path) -> None:
+    if not (target / _OCI_LAYOUT_FILE).exists():
+        raise ImageArchiveError(
+            f"{target} exists and is not an OCI image layout; refusing to replace it"
+        )
+
+
+def publish_directory(staged: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move the complete directory ``staged`` to ``target`` (a sibling), replacing the OCI
+    layout that may be there.
+
+    A rename cannot land on a non-empty directory (ENOTEMPTY), so the two are swapped
+    atomically with RENAME_EXCHANGE and the old one, now at ``staged``, is removed; where
+    that is not available the old one is renamed aside first and the rename retried (a
+    reader may then briefly find no output). Concurrent publishers each put a complete
+    layout in place: the last one wins."""
+    staged, target = Path(staged), Path(target)
+    while True:
+        try:
+            os.rename(staged, target)  # target absent, or an empty directory
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        _check_replaceable(target)
+        if _exchange(staged, target):
+            shutil.rmtree(staged, ignore_errors=True)  # the old layout
+            return
+        trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        try:
+            os.rename(target, trash)  # onto the empty trash directory
+        except FileNotFoundError:  # another publisher moved it; try again
+            pass
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new empty directory beside ``target`` to build an output in; when the block
+    completes it is published at ``target`` (:func:`publish_directory`), and when it fails
+    it is removed, leaving ``target`` as it was."""
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir() and any(final.iterdir()):
+        _check_replaceable(final)  # before any work: never replace something else
+    temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield temp
+        os.chmod(temp, _DIRECTORY_MODE)
+        publish_directory(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
         raise
 
 
