@@ -29,9 +29,14 @@ from pants.engine.target import (
 from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
+from pants_oci.target_types import (
+    OciImageDependenciesField,
+    OciImageTarget,
+    OciLayerTarget,
+    TagVarNotSetError,
+)
 from pants_oci.util_rules import image, layers, lockfile, python, tool
-from pants_oci.util_rules.image import BuildImageRequest, BuiltImage, TagVarNotSetError
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
 from tests.backend.rule_runners import configure
 
@@ -128,6 +133,7 @@ def test_image_tags_take_ci_values_declared_in_tag_vars(rule_runner: RuleRunner)
             "img/BUILD": """
 oci_image(name="img", image_tags=["{tag_vars.GIT_COMMIT}", "{tag_vars.CHANNEL}-{pants.hash}"])
 oci_image(name="undeclared", image_tags=["{tag_vars.BUILD_ID}"])
+oci_image(name="plain", image_tags=["latest"])
 """
         }
     )
@@ -152,6 +158,9 @@ oci_image(name="undeclared", image_tags=["{tag_vars.BUILD_ID}"])
             BuiltImage, [BuildImageRequest(Address("img", target_name="undeclared"))]
         )
     configure(rule_runner, "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']")
+    # Unset where no tag uses it: nothing to complain about.
+    plain = BuildImageRequest(Address("img", target_name="plain"))
+    assert json.loads(rule_runner.request(BuiltImage, [plain]).info)["tags"] == ["latest"]
     with engine_error(
         TagVarNotSetError, contains="reads GIT_COMMIT from the environment, but it is not set"
     ):

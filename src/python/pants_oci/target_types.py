@@ -472,28 +472,45 @@ class OciImageTagsField(StringSequenceField):
 
 @dataclass(frozen=True)
 class TagVars:
-    """The values of `[oci].tag_vars`, for `{tag_vars.NAME}` in `image_tags`."""
+    """The values of `[oci].tag_vars`, for `{tag_vars.NAME}` in `image_tags`; `unset` are
+    those to read from an environment that lacks them (an error only where a tag uses one)."""
 
     values: FrozenDict[str, str]
+    unset: Tuple[str, ...] = ()
 
     def known(self) -> str:
         names = ", ".join(sorted(self.values)) or "none"
         return f"`[oci].tag_vars` declares: {names}"
 
 
+class TagVarNotSetError(Exception):
+    """A tag uses a `[oci].tag_vars` entry to read from the environment, where it is not set."""
+
+
 class _TagVarsNamespace:
     """What `{tag_vars.NAME}` reads (attribute access, as in the docker backend's
     `{build_args.NAME}`); `any_value` stands in for every name where values are not known."""
 
-    def __init__(self, values: Mapping[str, str], any_value: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        any_value: Optional[str] = None,
+        unset: Tuple[str, ...] = (),
+    ) -> None:
         self._values = values
         self._any_value = any_value
+        self._unset = unset
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("__"):
             raise AttributeError(name)
         if self._any_value is not None:
             return self._any_value
+        if name in self._unset:
+            raise TagVarNotSetError(
+                f"`[oci].tag_vars` reads {name} from the environment, but it is not set. "
+                f"Set it, or write `{name}=value` in `[oci].tag_vars`."
+            )
         if name not in self._values:
             raise KeyError(f"tag_vars.{name}")
         return self._values[name]
@@ -531,7 +548,9 @@ def interpolate(
         values["pants"] = _PantsValues(content_hash)
     if content_hash is not None:  # a tag: `{tag_vars.NAME}` too (any name until build time)
         values["tag_vars"] = (
-            _TagVarsNamespace(tag_vars.values) if tag_vars else _TagVarsNamespace({}, "x")
+            _TagVarsNamespace(tag_vars.values, unset=tag_vars.unset)
+            if tag_vars
+            else _TagVarsNamespace({}, "x")
         )
     try:
         return template.format(**values)

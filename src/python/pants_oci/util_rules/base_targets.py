@@ -45,12 +45,12 @@ class BaseTargets:
 
 
 def _owner_fix(base: ImageBase, path: str) -> str:
-    sources = f"{path}/**" if not base.is_docker_archive else path.rsplit("/", 1)[-1]
-    directory = path if not base.is_docker_archive else path.rsplit("/", 1)[0]
+    # Sources relative to the build root's BUILD file are right wherever the image is.
+    sources = path if base.is_docker_archive else f"{path}/**"
     return (
-        f'Declare them in a target, e.g. `files(name="base", sources=["{sources}"])` in '
-        f"{directory}/BUILD (a `files` target: what `pants --changed-since` watches), so that "
-        "a change to them rebuilds the image."
+        f'Declare them in a target, e.g. `files(name="base", sources=["{sources}"])` in the '
+        "BUILD file at the build root (a `files` target: what `pants --changed-since` "
+        "watches), so that a change to them rebuilds the image."
     )
 
 

@@ -117,27 +117,24 @@ class TagVarsRequest:
     pass
 
 
-class TagVarNotSetError(Exception):
-    """A `[oci].tag_vars` entry to read from the environment, where it is not set."""
-
-
 @rule(desc="Read `[oci].tag_vars`")
 async def resolve_tag_vars(_: TagVarsRequest, oci: OciSubsystem) -> TagVars:
-    """`[oci].tag_vars`: `NAME=value` as written, `NAME` from Pants' environment."""
+    """`[oci].tag_vars`: `NAME=value` as written, `NAME` from Pants' environment. A name the
+    environment lacks is an error only for a tag that uses it (TagVarNotSetError), so images
+    that do not are built on a machine without CI's variables."""
     from_env = [spec for spec in oci.tag_vars if "=" not in spec]
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(from_env))
     values: Dict[str, str] = {}
+    unset: List[str] = []
     for spec in oci.tag_vars:
         name, equals, value = spec.partition("=")
         if not equals:
             if name not in env:
-                raise TagVarNotSetError(
-                    f"`[oci].tag_vars` reads {name} from the environment, but it is not set. "
-                    f"Set it, or write `{name}=value` in `[oci].tag_vars`."
-                )
+                unset.append(name)
+                continue
             value = env[name]
         values[name] = value
-    return TagVars(FrozenDict(values))
+    return TagVars(FrozenDict(values), tuple(unset))
 
 
 @dataclass(frozen=True)
