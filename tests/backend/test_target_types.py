@@ -15,6 +15,7 @@ from pants_oci.target_types import (
     OciImageCmdField,
     OciImageEntrypointField,
     OciImageEnvField,
+    OciImagePlatformsField,
     OciImageStopSignalField,
     OciImageTarget,
     OciImageWorkdirField,
@@ -64,6 +65,11 @@ def test_stop_signal_and_restartable(rule_runner: RuleRunner) -> None:
         target = _image(rule_runner, f'stop_signal="{signal}", restartable=True')
         assert target[OciImageStopSignalField].value == signal
         assert target[RestartableField].value is True
+
+
+def test_platforms_are_read_in_their_canonical_spelling(rule_runner: RuleRunner) -> None:
+    target = _image(rule_runner, 'platforms=["linux/x86_64", "linux/aarch64/8"]')
+    assert target[OciImagePlatformsField].value == ("linux/amd64", "linux/arm64/v8")
 
 
 @pytest.mark.parametrize(
@@ -144,12 +150,14 @@ BAD_VALUES = [
     ("oci_image", 'exposed_ports=["http"]', "'http'", '"8080/tcp"'),
     ("oci_image", 'exposed_ports=["70000"]', "'70000'", "1 to 65535"),
     ("oci_image", 'exposed_ports=["80/http"]', "'80/http'", '"53/udp"'),
+    ("oci_image", 'exposed_ports=["80/sctpx"]', "'80/sctpx'", "tcp, udp or sctp"),
     ("oci_image", 'volumes=["data"]', "'data'", "'/data'"),
     ("oci_image", 'platforms=["linux/amd65"]', "'linux/amd65'", "linux/amd64, linux/arm64"),
     ("oci_image", 'platforms=["linux"]', "'linux'", "os/architecture[/variant]"),
     ("oci_image", 'platforms=["darwin/arm64"]', "'darwin/arm64'", "known: linux, windows"),
     ("oci_image", 'platforms=["linux/arm/v9"]', "'linux/arm/v9'", "linux/arm/v7"),
     ("oci_image", 'platforms=["linux/amd64", "linux/amd64"]', "'linux/amd64'", "twice"),
+    ("oci_image", 'platforms=["linux/x86_64", "linux/amd64"]', "'linux/amd64'", "twice"),
     ("oci_image", 'stop_signal="SIGSTOPP"', "'SIGSTOPP'", '"SIGQUIT"'),
     ("oci_image", 'stop_signal="99"', "'99'", "1 to 64"),
     ("oci_image", 'image_tags=["-bad"]', "'-bad'", "must not start with '.' or '-'"),
@@ -229,3 +237,22 @@ def test_an_unknown_registry_alias_fails_peek_naming_target_field_value_and_alia
         args=["img:img"],
     )
     assert '"@ghrc"' in fixed.stdout
+
+
+def test_a_bad_default_platform_names_the_option_and_the_target(rule_runner: RuleRunner) -> None:
+    from pants.option.errors import OptionsError
+    from pants.testutil.option_util import create_subsystem
+
+    from pants_oci.subsystems.oci import OciSubsystem
+    from pants_oci.util_rules.image import image_platforms
+
+    target = _image(rule_runner, "")
+    oci = create_subsystem(OciSubsystem, default_platform="linux/x86_64")
+    assert image_platforms(target, oci) == ("linux/amd64",)
+    oci = create_subsystem(OciSubsystem, default_platform="linux/amd65")
+    with pytest.raises(OptionsError) as caught:
+        image_platforms(target, oci)
+    message = str(caught.value)
+    assert "`[oci].default_platform` has 'linux/amd65'" in message
+    assert "unknown architecture 'amd65'" in message
+    assert "img:img" in message

@@ -28,6 +28,9 @@ from tests.harness.pki import make_tls_ca_and_server
 
 LOOPBACK = "127.0.0.1"
 _NOT_JSON = b"this config is not JSON"
+_AMD64_CONFIG = json.dumps(
+    {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+).encode()
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
@@ -35,23 +38,29 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-_MANIFEST = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": _OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": _sha256(_NOT_JSON),
-            "size": len(_NOT_JSON),
-        },
-        "layers": [],
-    }
-).encode()
+def _manifest(config: bytes) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": _OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": _sha256(config),
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+
+
+_MANIFESTS = {"app": _manifest(_NOT_JSON), "amd64-only": _manifest(_AMD64_CONFIG)}
+_BLOBS = {_sha256(blob): blob for blob in (_NOT_JSON, _AMD64_CONFIG)}
 
 
 class _Registry(JsonHandler):
-    """`app:1` is an image whose config blob is not JSON; with `https_only`, every request is
-    answered as a Go server's TLS port answers plain HTTP."""
+    """`app:1` is an image whose config blob is not JSON, `amd64-only:1` one for linux/amd64;
+    with `https_only`, every request is answered as a Go server's TLS port answers plain
+    HTTP."""
 
     https_only = False
 
@@ -70,10 +79,10 @@ class _Registry(JsonHandler):
             self._send(400, b"Client sent an HTTP request to an HTTPS server.\n", "text/plain")
         elif self.path == "/v2/":
             self.reply(200, {})
-        elif self.path == "/v2/app/manifests/1":
-            self._send(200, _MANIFEST, _OCI_MANIFEST)
-        elif self.path == f"/v2/app/blobs/{_sha256(_NOT_JSON)}":
-            self._send(200, _NOT_JSON, "application/octet-stream")
+        elif self.path.endswith("/manifests/1") and self.path.split("/")[2] in _MANIFESTS:
+            self._send(200, _MANIFESTS[self.path.split("/")[2]], _OCI_MANIFEST)
+        elif "/blobs/" in self.path and self.path.rsplit("/", 1)[1] in _BLOBS:
+            self._send(200, _BLOBS[self.path.rsplit("/", 1)[1]], "application/octet-stream")
         else:
             self.reply(404, {"errors": [{"code": "NOT_FOUND", "message": self.path}]})
 
@@ -133,8 +142,15 @@ def _layer_spec(**extra: Any) -> Callable[[Path], None]:
     return setup
 
 
-def _config(work: Path) -> None:
-    (work / "config.json").write_text("{}")
+def _config(work: Path, **values: Any) -> None:
+    (work / "config.json").write_text(json.dumps(values))
+
+
+def _config_with(**values: Any) -> Callable[[Path], None]:
+    return lambda work: _config(work, **values)
+
+
+_ASSEMBLE = ("image", "assemble", "--base", "scratch", "--config", "config.json", "--output", "o")
 
 
 def _layout_with_index(text: str) -> Callable[[Path], None]:
@@ -175,17 +191,99 @@ CASES = {
             *("image", "assemble", "--base", "scratch", "--config", "config.json"),
             *("--output", "o", "--tag", ""),
         ),
-        ("--tag ''", "non-empty", "'latest'"),
+        ("--tag ''", "is not a tag", "'latest'"),
         setup=_config,
+    ),
+    # Values of the image's description: refused by core/validation.py, as BUILD fields and the
+    # Image API refuse them (tests/core/test_validation.py), named with the file they are in.
+    "tag with a space": Case(
+        (*_ASSEMBLE, "--tag", "a b"),
+        ("--tag 'a b' is not a tag", "'example.com/app:1.2'"),
+        setup=_config,
+    ),
+    "tag of 200 characters": Case(
+        (*_ASSEMBLE, "--tag", "a" * 200),
+        ("is not a tag", "up to 128"),
+        setup=_config,
+    ),
+    "config platform of an unknown architecture": Case(
+        _ASSEMBLE,
+        ("config.json", "'linux/amd65'", "unknown architecture 'amd65'", "linux/amd64"),
+        setup=_config_with(platform="linux/amd65"),
+    ),
+    "config port out of range": Case(
+        _ASSEMBLE,
+        ("config.json", "'99999/tcp' is not a port", "1 to 65535"),
+        setup=_config_with(exposed_ports=["99999/tcp"]),
+    ),
+    "config port of an unknown protocol": Case(
+        _ASSEMBLE,
+        ("config.json", "'80/sctpx' is not a port", "tcp, udp or sctp"),
+        setup=_config_with(exposed_ports=["80/sctpx"]),
+    ),
+    "config relative workdir": Case(
+        _ASSEMBLE,
+        ("config.json", "workdir 'app' is not an absolute path", "'/app'"),
+        setup=_config_with(workdir="app"),
+    ),
+    "config relative volume": Case(
+        _ASSEMBLE,
+        ("config.json", "volume 'data' is not an absolute path", "'/data'"),
+        setup=_config_with(volumes=["data"]),
+    ),
+    "config unknown stop signal": Case(
+        _ASSEMBLE,
+        ("config.json", "'SIGFOO' is not a signal", '"SIGQUIT"'),
+        setup=_config_with(stop_signal="SIGFOO"),
+    ),
+    "config user with a space": Case(
+        _ASSEMBLE,
+        ("config.json", "user 'app user' is not a user", '"uid:gid"'),
+        setup=_config_with(user="app user"),
+    ),
+    "config user that is a number": Case(
+        _ASSEMBLE,
+        ("config.json", "'user' must be str", "got 5"),
+        setup=_config_with(user=5),
+    ),
+    "config label that is a number": Case(
+        _ASSEMBLE,
+        ("config.json", "'labels' must be an object of strings", "{{'a': 1}}"),
+        setup=_config_with(labels={"a": 1}),
+    ),
+    "config env name starting with a digit": Case(
+        _ASSEMBLE,
+        ("config.json", "'1A' is not a variable name", "not starting with a digit"),
+        setup=_config_with(env={"1A": "b"}),
+    ),
+    "layer spec negative uid": Case(
+        ("layer", "build", "--spec", "spec.json", "--output", "layer.tar.gz"),
+        ("spec.json", "'uid' -1 is not an id", "0 to 4294967294"),
+        setup=_layer_spec(uid=-1),
+    ),
+    "layer spec entry gid too large": Case(
+        ("layer", "build", "--spec", "spec.json", "--output", "layer.tar.gz"),
+        ("spec.json: entries[0]", "'gid' 4294967295 is not an id"),
+        setup=_layer_spec(entries=[{"source": "f.txt", "target": "/f", "gid": 2**32 - 1}]),
+    ),
+    "layer spec relative target": Case(
+        ("layer", "build", "--spec", "spec.json", "--output", "layer.tar.gz"),
+        ("spec.json: entries[0]", "'target' 'f' is not an absolute path", "'/f'"),
+        setup=_layer_spec(entries=[{"source": "f.txt", "target": "f"}]),
+    ),
+    "inspect a platform the image is not for": Case(
+        ("inspect", "{reg}/amd64-only:1", "--platform", "linux/arm64"),
+        ("{reg}/amd64-only:1 is an image for linux/amd64, not linux/arm64",),
+        servers=("reg",),
     ),
     "base pull platform without architecture": Case(
         ("base", "pull", "{reg}/app:1", "--platform", "linux", "--output", "o"),
-        ("--platform", "'linux'", "'os/architecture'", "linux/amd64"),
+        ("--platform", "'linux'", "`os/architecture[/variant]`", "linux/amd64"),
         offline=True,
     ),
     "inspect platform of empty parts": Case(
         ("inspect", "{reg}/app:1", "--platform", "//"),
-        ("--platform", "'//'", "'os/architecture'"),
+        ("--platform", "'//'", "unknown os ''", "known: linux, windows"),
         offline=True,
     ),
     "inspect --config of a config that is not JSON": Case(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -753,9 +754,17 @@ def test_platform_parse_and_serialise() -> None:
         "os.version": "10.0.17763",
         "os.features": ["win32k"],
     }
-    for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x"]:
-        with pytest.raises(ValueError, match="expected 'os/architecture'"):
+    for bad, problem in [
+        ("linux", "is not `os/architecture[/variant]`"),
+        ("linux/arm/v7/x", "is not `os/architecture[/variant]`"),
+        ("linux/", "unknown architecture ''"),
+        ("/amd64", "unknown os ''"),
+        ("linux/amd65", "unknown architecture 'amd65'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(problem)):
             Platform.parse(bad)
+    assert str(Platform.parse("linux/x86_64")) == "linux/amd64"
+    assert str(Platform.parse("linux/aarch64/8")) == "linux/arm64/v8"
 
 
 # --- Media types ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, TypeVar
 
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.run import RestartableField
@@ -35,15 +35,23 @@ from pants_oci.core.base_spec import (
     BaseSpec,
     parse_base,
 )
+from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.reference import (
     InvalidReferenceError,
     parse_repository,
     validate_tag,
 )
+from pants_oci.core.validation import (
+    check_absolute_path,
+    check_env_name,
+    check_id,
+    check_platform,
+    check_port,
+    check_stop_signal,
+    check_user,
+)
 
-# POSIX-style environment variable names, as shells and `docker run -e` accept them.
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PORT = re.compile(r"^[0-9]{1,5}(/(tcp|udp|sctp))?$")
+T = TypeVar("T")
 
 
 def _field_error(
@@ -59,14 +67,16 @@ def _field_error(
     )
 
 
+def _checked(alias: str, address: Address, check: Callable[[Any], T], value: Any) -> T:
+    """`check(value)` from core/validation.py, its refusal as this field's error."""
+    try:
+        return check(value)
+    except InvalidValueError as exc:
+        raise _field_error(alias, address, value, exc.problem) from None
+
+
 def _absolute_path(alias: str, value: str, address: Address) -> str:
-    if not value.startswith("/"):
-        raise _field_error(alias, address, value, f"is not an absolute path. Use {'/' + value!r}.")
-    if ".." in value.split("/"):
-        raise _field_error(
-            alias, address, value, "goes up with `..`. Write the absolute path it means."
-        )
-    return value
+    return _checked(alias, address, lambda path: check_absolute_path(path, alias), value)
 
 
 class OciImageBaseField(StringField):
@@ -208,15 +218,7 @@ class OciImageEnvField(DictStringToStringField):
     def compute_value(cls, raw_value: Optional[dict[str, Any]], address: Address) -> Optional[Any]:
         value = super().compute_value(raw_value, address)
         for name in value or ():
-            if not _ENV_NAME.match(name):
-                raise InvalidFieldException(
-                    softwrap(
-                        f"""
-                        The `{cls.alias}` field in target {address} has an invalid variable name
-                        {name!r}: names are letters, digits and `_`, not starting with a digit.
-                        """
-                    )
-                )
+            _checked(cls.alias, address, check_env_name, name)
         return value
 
 
@@ -248,14 +250,7 @@ class OciImageUserField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if value is not None and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", value):
-            raise _field_error(
-                cls.alias,
-                address,
-                value,
-                'is not a user: use "name", "uid", "name:group" or "uid:gid", such as "1000:1000".',
-            )
-        return value
+        return None if value is None else _checked(cls.alias, address, check_user, value)
 
 
 class OciImageLabelsField(DictStringToStringField):
@@ -293,14 +288,7 @@ class OciImageExposedPortsField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for port in value or ():
-            if not _PORT.match(port) or not 1 <= int(port.split("/")[0]) <= 65535:
-                raise _field_error(
-                    cls.alias,
-                    address,
-                    port,
-                    "is not a port: use a number from 1 to 65535 with an optional protocol, "
-                    'like "8080", "8080/tcp" or "53/udp".',
-                )
+            _checked(cls.alias, address, check_port, port)
         return value
 
 
@@ -322,48 +310,6 @@ class OciImageVolumesField(StringSequenceField):
         return value
 
 
-# The platforms images are built for: GOOS -> GOARCH -> variants (as `docker`, `crane` and
-# the OCI image index spell them). Architectures without variants list none.
-KNOWN_PLATFORMS: Dict[str, Dict[str, Tuple[str, ...]]] = {
-    "linux": {
-        "amd64": ("v1", "v2", "v3", "v4"),
-        "arm64": ("v8",),
-        "arm": ("v5", "v6", "v7"),
-        "386": (),
-        "ppc64le": (),
-        "s390x": (),
-        "riscv64": (),
-        "mips64le": (),
-        "loong64": (),
-    },
-    "windows": {"amd64": (), "arm64": ()},
-}
-
-
-def _platform_problem(platform: str) -> Optional[str]:
-    """Why `platform` is not a known `os/architecture[/variant]`, or None."""
-    examples = ", ".join(
-        f"{os_name}/{arch}{'/' + variants[-1] if arch == 'arm' else ''}"
-        for os_name, arches in KNOWN_PLATFORMS.items()
-        for arch, variants in arches.items()
-    )
-    parts = platform.split("/")
-    if len(parts) not in (2, 3):
-        return f"is not `os/architecture[/variant]`. Known platforms: {examples}."
-    os_name, arch, variant = parts[0], parts[1], parts[2] if len(parts) == 3 else None
-    if os_name not in KNOWN_PLATFORMS:
-        return f"names an unknown os {os_name!r} (known: {', '.join(KNOWN_PLATFORMS)})."
-    if arch not in KNOWN_PLATFORMS[os_name]:
-        return f"names an unknown architecture {arch!r} for {os_name}. Known platforms: {examples}."
-    variants = KNOWN_PLATFORMS[os_name][arch]
-    if variant is not None and variant not in variants:
-        known = (
-            ", ".join(f"{os_name}/{arch}/{v}" for v in variants) or f"none: use {os_name}/{arch}"
-        )
-        return f"names an unknown variant {variant!r} of {os_name}/{arch} (known: {known})."
-    return None
-
-
 class OciImageStopSignalField(StringField):
     alias = "stop_signal"
     help = help_text(
@@ -378,32 +324,7 @@ class OciImageStopSignalField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if value is None:
-            return None
-        name = value if value.startswith("SIG") else f"SIG{value}"
-        if not (value.isdigit() and 1 <= int(value) <= 64) and name not in _SIGNAL_NAMES:
-            raise _field_error(
-                cls.alias,
-                address,
-                value,
-                'is not a signal: use a name such as "SIGTERM", "SIGQUIT" or '
-                '"SIGRTMIN+3", or a number from 1 to 64.',
-            )
-        return value
-
-
-# Linux's signal names, as `docker stop` and runc accept them (SIGRTMIN+N, SIGRTMAX-N too).
-_LINUX_SIGNALS = (
-    "ABRT ALRM BUS CHLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT "
-    "STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX"
-)
-_SIGNAL_NAMES = frozenset(
-    {
-        *(f"SIG{name}" for name in _LINUX_SIGNALS.split()),
-        *(f"SIGRTMIN+{n}" for n in range(1, 16)),
-        *(f"SIGRTMAX-{n}" for n in range(1, 15)),
-    }
-)
+        return None if value is None else _checked(cls.alias, address, check_stop_signal, value)
 
 
 class OciImagePlatformsField(StringSequenceField):
@@ -425,10 +346,11 @@ class OciImagePlatformsField(StringSequenceField):
         value = super().compute_value(raw_value, address)
         if value is None:
             return None
-        for platform in value:
-            problem = _platform_problem(platform)
-            if problem:
-                raise _field_error(cls.alias, address, platform, problem)
+        # Canonical spellings (`linux/x86_64` is `linux/amd64`), so that each is listed once.
+        value = tuple(
+            "/".join(filter(None, _checked(cls.alias, address, check_platform, platform)))
+            for platform in value
+        )
         twice = sorted({p for p in value if value.count(p) > 1})
         if twice:
             raise _field_error(
@@ -805,15 +727,9 @@ class _IdField(IntField):
     @classmethod
     def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
         value = super().compute_value(raw_value, address)
-        if value is not None and not 0 <= value <= _MAX_ID:
-            raise _field_error(
-                cls.alias, address, value, f"is not an id: use a number from 0 to {_MAX_ID}."
-            )
-        return value
-
-
-# Linux ids are 32-bit; (uid_t)-1 means "no change", so it is not an id.
-_MAX_ID = 2**32 - 2
+        if value is None:
+            return None
+        return _checked(cls.alias, address, lambda id_: check_id(id_, cls.alias), value)
 
 
 class OciLayerUidField(_IdField):

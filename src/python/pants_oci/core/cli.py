@@ -14,13 +14,14 @@ exit status are the command's (errors before the container starts are reported a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Optional
 
@@ -35,12 +36,14 @@ from pants_oci.core.errors import (
     InputFileError,
     InsecureTokenServiceError,
     InvalidReferenceError,
+    InvalidValueError,
     NotFoundError,
     OCIError,
     PlatformNotFoundError,
     TransportError,
     UnauthorizedError,
 )
+from pants_oci.core.validation import check_absolute_path, check_id, check_image_tag
 
 # Every command imports what it needs when it runs (see the handlers): a process pays only for
 # its own command, e.g. `layer build` imports neither pydantic nor httpx nor google-auth. Keep
@@ -160,6 +163,23 @@ def _mode(value: Any, where: str, key: str = "mode") -> int | None:
     return mode
 
 
+@contextlib.contextmanager
+def _input_values(where: str) -> Iterator[None]:
+    """A value that core/validation.py refuses, as an error naming the input it came from."""
+    try:
+        yield
+    except InvalidValueError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+
+
+def _checked_id(data: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = _typed(data, key, int, where, None)
+    if value is None:
+        return None
+    with _input_values(where):
+        return check_id(value, repr(key))
+
+
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
 
@@ -226,8 +246,8 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
     builder = LayerBuilder(
         mtime=epoch,
         follow_symlinks=follow,
-        uid=_or(_typed(spec, "uid", int, where, None), 0),
-        gid=_or(_typed(spec, "gid", int, where, None), 0),
+        uid=_or(_checked_id(spec, "uid", where), 0),
+        gid=_or(_checked_id(spec, "gid", where), 0),
         directory_mode=_or(_mode(spec.get("directory_mode"), where, "directory_mode"), 0o755),
         existing_directories=_string_list(spec, "existing_directories", where) or (),
     )
@@ -236,14 +256,16 @@ def _layer_build(args: argparse.Namespace, _options: TransportOptions) -> None:
         entry = _object(raw_entry, entry_where, _ENTRY_KEYS)
         source = _typed(entry, "source", str, entry_where, None)
         target = _typed(entry, "target", str, entry_where, None)
-        if not source or not target or not target.startswith("/"):
+        if not source or not target:
             raise InputFileError(
                 f"{entry_where}: needs a 'source' path and an absolute 'target' path in the "
                 f"image, got source={source!r} target={target!r}"
             )
         mode = _mode(entry.get("mode"), entry_where)
-        uid = _typed(entry, "uid", int, entry_where, None)
-        gid = _typed(entry, "gid", int, entry_where, None)
+        with _input_values(entry_where):
+            check_absolute_path(target, "'target'")
+        uid = _checked_id(entry, "uid", entry_where)
+        gid = _checked_id(entry, "gid", entry_where)
         _check_source_inside(source, root, follow, entry_where)
         builder.add_files({target: source}, ignore=ignore)
         _set_overrides(
@@ -373,7 +395,7 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
         ImageConfig,
         OCIManifest,
         Platform,
-        platform_matches,
+        require_platform,
     )
     from pants_oci.core.registry import map_bounded, resolve_platform
 
@@ -393,12 +415,7 @@ def _base_pull(args: argparse.Namespace, options: TransportOptions) -> None:
         manifest: OCIManifest | DockerManifest = document
         config_bytes = source.blob(manifest.config.digest, size=manifest.config.size)
         config = ImageConfig.from_bytes(config_bytes)
-        if not platform_matches(platform, config.platform):
-            raise PlatformNotFoundError(
-                f"{reference} is an image for {config.platform}, not {platform}",
-                wanted=str(platform),
-                available=[str(config.platform)],
-            )
+        require_platform(config, platform, str(reference))
         # Built beside --output and renamed into place only when complete (see layout.py).
         with staged_directory(args.output) as staged:
             layout = ImageLayout.create(staged)
@@ -523,6 +540,11 @@ _COMPRESSED = {"gzip": "gzip-compressed", "zstd": "zstd-compressed", "none": "an
 
 
 def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
+    with _input_values(where):
+        _apply_config_values(image, config, where)
+
+
+def _apply_config_values(image: Image, config: Mapping[str, Any], where: str) -> None:
     # Entrypoint before cmd: a new entrypoint drops the inherited cmd, a cmd given here stays.
     entrypoint = _string_list(config, "entrypoint", where)
     if entrypoint is not None:
@@ -745,13 +767,12 @@ def _platform(text: str | None) -> Platform | None:
 
 
 def _tags(tags: Sequence[str]) -> list[str]:
-    """``--tag`` values: ref names in the layout's index.json, never empty."""
+    """``--tag`` values: ref names in the layout's index.json (tags, or names with a tag)."""
     for tag in tags:
-        if not tag.strip() or any(character.isspace() for character in tag):
-            raise InputFileError(
-                f"--tag {tag!r}: a tag must be a non-empty name without spaces, such as "
-                "'latest' or '1.2'"
-            )
+        try:
+            check_image_tag(tag)
+        except InvalidValueError as exc:
+            raise InputFileError(f"--tag {tag!r} {exc.problem}") from None
     return list(tags)
 
 
@@ -822,6 +843,7 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
         ImageConfig,
         OCIIndex,
         OCIManifest,
+        require_platform,
     )
     from pants_oci.core.registry import RegistryClient
 
@@ -832,9 +854,15 @@ def _inspect(args: argparse.Namespace, options: TransportOptions) -> None:
         is_index = isinstance(document, (OCIIndex, DockerManifestList))
         if is_index and (platform is not None or args.config):
             document = client.get_image_manifest(reference.identifier, platform)
+        config_bytes: bytes | None = None
+        if isinstance(document, (OCIManifest, DockerManifest)) and platform is not None:
+            # An image manifest, not an index: it is that image, or it is not (exit non-zero).
+            config_bytes = client.read_blob(document.config.digest, size=document.config.size)
+            require_platform(ImageConfig.from_bytes(config_bytes), platform, str(reference))
         if args.config:
             assert isinstance(document, (OCIManifest, DockerManifest))
-            config_bytes = client.read_blob(document.config.digest, size=document.config.size)
+            if config_bytes is None:
+                config_bytes = client.read_blob(document.config.digest, size=document.config.size)
             if args.raw:
                 _write_raw(config_bytes)
             else:

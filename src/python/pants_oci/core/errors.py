@@ -3,6 +3,8 @@
     OCIError                          base of all of them
     ├── InvalidReferenceError         an image reference that the grammar rejects (ValueError)
     ├── InvalidDigestError            a malformed `algorithm:hex` digest (ValueError)
+    ├── InvalidValueError             a platform, port, path, signal, tag... that
+    │                                     core/validation.py refuses (ValueError)
     ├── DigestMismatchError           bytes whose digest is not the one expected
     ├── SizeMismatchError             a blob whose size is not its descriptor's
     ├── DocumentError                 a manifest, index or config we cannot use
@@ -50,6 +52,17 @@ class InvalidReferenceError(OCIError, ValueError):
 
 class InvalidDigestError(OCIError, ValueError):
     """A digest that is not `algorithm:encoded` with a valid algorithm and encoding."""
+
+
+class InvalidValueError(OCIError, ValueError):
+    """A value describing an image that core/validation.py refuses. `what` names it, `value`
+    is what was given, `problem` finishes a sentence about it (why, and what to write)."""
+
+    def __init__(self, what: str, value: Any, problem: str) -> None:
+        super().__init__(f"{what} {value!r} {problem}")
+        self.what = what
+        self.value = value
+        self.problem = problem
 
 
 class DigestMismatchError(OCIError):

@@ -55,9 +55,9 @@ from pants_oci.core.errors import (
     DocumentError,
     ImageArchiveError,
     ImageBuildError,
+    InvalidValueError,
     OCIError,
     PartialPushError,
-    PlatformNotFoundError,
     RefNotFoundError,
 )
 from pants_oci.core.layer import Compression, LayerBuilder, Source, resolve_source_date_epoch
@@ -76,11 +76,20 @@ from pants_oci.core.models import (
     Platform,
     RootFS,
     parse_manifest,
-    platform_matches,
+    require_platform,
 )
-from pants_oci.core.reference import Reference, parse_reference
+from pants_oci.core.reference import Reference, parse_reference, validate_tag
 from pants_oci.core.tarball import read_docker_archive
 from pants_oci.core.tarball import write_docker_archive as _write_archive
+from pants_oci.core.validation import (
+    check_absolute_path,
+    check_env_name,
+    check_layer_media_type,
+    check_port,
+    check_stop_signal,
+    check_string_map,
+    check_user,
+)
 
 # The registry client, the auth flow and httpx are imported where a registry is reached, so
 # that building from scratch or a local base (`pants-oci image assemble`) does not import them.
@@ -162,14 +171,6 @@ _RUN_CONFIG_KEYS = frozenset(
 )
 
 
-def _port_key(port: str | int) -> str:
-    """``80`` and ``"80"`` mean ``"80/tcp"``, as Docker's EXPOSE does."""
-    text = str(port).strip()
-    if not text:
-        raise ValueError("an exposed port cannot be empty")
-    return text if "/" in text else f"{text}/tcp"
-
-
 def _str_list(value: Iterable[str] | str | None, what: str) -> list[str] | None:
     if value is None:
         return None
@@ -179,6 +180,25 @@ def _str_list(value: Iterable[str] | str | None, what: str) -> list[str] | None:
     if not all(isinstance(item, str) for item in items):
         raise TypeError(f"{what} must be a list of strings, got {items!r}")
     return items
+
+
+def _port_key(port: str | int) -> str:
+    """A port as the config keys it: ``80`` means ``80/tcp``, as Docker's EXPOSE reads it
+    (values set through :class:`Image` are checked; a base's are kept as they are)."""
+    text = str(port)
+    return text if "/" in text else f"{text}/tcp"
+
+
+def _platform_argument(platform: Platform | str | None) -> Platform | None:
+    if platform is None or isinstance(platform, Platform):
+        return platform
+    if isinstance(platform, str):
+        return Platform.parse(platform)
+    raise InvalidValueError(
+        "platform",
+        platform,
+        "is not a platform: give a string such as 'linux/amd64', or a Platform.",
+    )
 
 
 @dataclass
@@ -246,8 +266,9 @@ class RunConfig:
 
     def set_env(self, name: str, value: str) -> None:
         """Set ``name``: in place when it is already set (keeping the order), else appended."""
-        if not name or "=" in name:
-            raise ValueError(f"invalid environment variable name {name!r}")
+        check_env_name(name)
+        if not isinstance(value, str):
+            raise InvalidValueError(f"environment variable {name}", value, "is not a string.")
         prefix, item = f"{name}=", f"{name}={value}"
         for index, existing in enumerate(self.env):
             if existing.startswith(prefix) or existing == name:
@@ -627,15 +648,6 @@ def _layout_ref(layout: ImageLayout, ref: str | None) -> str:
     )
 
 
-def _require_platform(config: ImageConfig, platform: Platform | None, where: str) -> None:
-    if platform is not None and not platform_matches(platform, config.platform):
-        raise PlatformNotFoundError(
-            f"{where} is an image for {config.platform}, not {platform}",
-            wanted=str(platform),
-            available=[str(config.platform)],
-        )
-
-
 # --- Image --------------------------------------------------------------------------------------
 
 
@@ -679,7 +691,7 @@ class Image:
         self.target = (
             parse_reference(target) if isinstance(target, str) else target
         )  # None: only the writers can publish
-        self.platform = Platform.parse(platform) if isinstance(platform, str) else platform
+        self.platform = _platform_argument(platform)
         self.copy_foreign_layers = copy_foreign_layers
         self.epoch = resolve_source_date_epoch(source_date_epoch)
         self.created = created_timestamp(self.epoch)
@@ -753,7 +765,7 @@ class Image:
         config = ImageConfig.from_bytes(
             client.read_blob(document.config.digest, size=document.config.size)
         )
-        _require_platform(config, self.platform, f"base {reference}")
+        require_platform(config, self.platform, f"base {reference}")
         return _Base(
             description=str(reference),
             config=config,
@@ -767,7 +779,7 @@ class Image:
         layout = ImageLayout.open(path)
         name = _layout_ref(layout, ref)
         local = layout.image(name, self.platform)
-        _require_platform(local.config, self.platform, f"base {path}:{name}")
+        require_platform(local.config, self.platform, f"base {path}:{name}")
         annotations = layout.ref_annotations(name)
         recorded = annotations.get(BLOB_SOURCE_ANNOTATION)
         reference = explicit or (parse_reference(recorded) if recorded else None)
@@ -786,7 +798,7 @@ class Image:
     def _archive_base(self, path: Path, repo_tag: str | None) -> _Base:
         layout = ImageLayout.create(self._work_dir() / "docker-archive-base")
         local: LocalImage = read_docker_archive(path, layout, repo_tag=repo_tag)
-        _require_platform(local.config, self.platform, f"base {path}")
+        require_platform(local.config, self.platform, f"base {path}")
         return _Base(
             description=f"docker-archive:{path}",
             config=local.config,
@@ -879,7 +891,7 @@ class Image:
 
     @workdir.setter
     def workdir(self, value: str | None) -> None:
-        self._config.workdir = value
+        self._config.workdir = None if value is None else check_absolute_path(value, "workdir")
 
     @property
     def user(self) -> str | None:
@@ -887,7 +899,7 @@ class Image:
 
     @user.setter
     def user(self, value: str | None) -> None:
-        self._config.user = value
+        self._config.user = None if value is None else check_user(value)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -896,7 +908,7 @@ class Image:
 
     @labels.setter
     def labels(self, value: Mapping[str, str]) -> None:
-        self._config.labels = dict(value)
+        self._config.labels = check_string_map(value, "labels")
 
     @property
     def exposed_ports(self) -> list[str]:
@@ -904,11 +916,11 @@ class Image:
 
     @exposed_ports.setter
     def exposed_ports(self, ports: Iterable[str | int]) -> None:
-        self._config.exposed_ports = list(dict.fromkeys(_port_key(port) for port in ports))
+        self._config.exposed_ports = list(dict.fromkeys(check_port(port) for port in ports))
 
     def expose(self, *ports: str | int) -> None:
         """Add exposed ports (``8080`` means ``8080/tcp``) to those of the base."""
-        self.exposed_ports = [*self.exposed_ports, *(_port_key(port) for port in ports)]
+        self.exposed_ports = [*self.exposed_ports, *(check_port(port) for port in ports)]
 
     @property
     def volumes(self) -> list[str]:
@@ -916,7 +928,9 @@ class Image:
 
     @volumes.setter
     def volumes(self, paths: Iterable[str]) -> None:
-        self._config.volumes = list(dict.fromkeys(paths))
+        self._config.volumes = list(
+            dict.fromkeys(check_absolute_path(path, "volume") for path in paths)
+        )
 
     @property
     def stop_signal(self) -> str | None:
@@ -924,7 +938,7 @@ class Image:
 
     @stop_signal.setter
     def stop_signal(self, value: str | None) -> None:
-        self._config.stop_signal = value
+        self._config.stop_signal = None if value is None else check_stop_signal(value)
 
     @property
     def image_platform(self) -> Platform:
@@ -952,7 +966,7 @@ class Image:
         level: int | None = None,
         follow_symlinks: bool = False,
     ) -> Descriptor:
-        """Build one layer from ``{path in image: source}`` and add it on top.
+        """Build one layer from ``{absolute path in image: source}`` and add it on top.
 
         A directory source puts its contents at the target directory; a file or
         :class:`~pants_oci.core.layer.CustomFile` goes at the target path. ``ignore`` and
@@ -960,6 +974,8 @@ class Image:
         entry is stamped with SOURCE_DATE_EPOCH, owned by 0:0, with normalised modes (see
         :mod:`pants_oci.core.layer`). Returns the new layer's descriptor.
         """
+        for target in files:
+            check_absolute_path(target, "add_files target")
         builder = LayerBuilder(mtime=self.epoch, follow_symlinks=follow_symlinks)
         builder.add_files(files, ignore=ignore, ignore_files=ignore_files)
         directory = self._work_dir() / "layers"
@@ -997,7 +1013,7 @@ class Image:
         download it; registries are not given it unless ``copy_foreign_layers``).
         """
         descriptor = Descriptor(
-            media_type=media_type,
+            media_type=check_layer_media_type(media_type),
             digest=Digest.coerce(digest),
             size=size,
             urls=tuple(urls) if urls else None,
@@ -1119,6 +1135,7 @@ class Image:
             assert self.target is not None
             default = self.target.tag or (None if self.target.digest else DEFAULT_TAG)
             tags = [default] if default else []
+        tags = [validate_tag(tag) for tag in tags]  # before anything is uploaded
         data = self._push_blobs(target, progress)
         return _put_manifest_tags(target, data.manifest.to_bytes(), media_types.OCI_MANIFEST, tags)
 
@@ -1255,11 +1272,12 @@ class ImageIndex:
         if self.target is None:
             raise ImageBuildError("this index has no target; give ImageIndex(images, target)")
         target = self.images[0].client(self.target)
+        if tags is None:
+            tags = [self.target.tag or DEFAULT_TAG]
+        tags = [validate_tag(tag) for tag in tags]  # before anything is uploaded
         for image in self.images:
             data = image._push_blobs(target, progress)
             _put_manifest_tags(target, data.manifest.to_bytes(), media_types.OCI_MANIFEST, [])
-        if tags is None:
-            tags = [self.target.tag or DEFAULT_TAG]
         index = self.get_index()
         return _put_manifest_tags(target, index.to_bytes(), media_types.OCI_INDEX, tags)
 

@@ -71,6 +71,7 @@ import zstandard
 from pants_oci.core import media_types, tar_format
 from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageBuildError, LayerError
+from pants_oci.core.validation import check_id
 
 if TYPE_CHECKING:
     from pants_oci.core.models import Descriptor
@@ -166,6 +167,7 @@ class CustomFile:
             raise ValueError(f"unknown CustomFile kind {self.kind!r}")
         if self.kind != "file" and (self.data is not None or self.stream is not None):
             raise ValueError(f"a CustomFile {self.kind} has no content")
+        _check_ids(self.uid, self.gid)
 
     @property
     def content_size(self) -> int:
@@ -193,6 +195,7 @@ class Override:
     recursive: bool = False
 
     def __post_init__(self) -> None:
+        _check_ids(self.uid, self.gid)
         if self.recursive and self.mode is not None:
             raise ValueError(
                 "a recursive Override cannot set mode (it would apply to files and directories "
@@ -230,6 +233,13 @@ class _Node:
         self.children: dict[str, _Node | _Leaf] = {}
         self.sources: list[_DirSource] = []
         self.custom: CustomFile | None = None
+
+
+def _check_ids(uid: int | None, gid: int | None) -> None:
+    if uid is not None:
+        check_id(uid, "uid")
+    if gid is not None:
+        check_id(gid, "gid")
 
 
 def _split_layer_path(path: str) -> list[str]:
@@ -325,6 +335,7 @@ class LayerBuilder:
         directory_mode: int = 0o755,
         existing_directories: Iterable[str] = (),
     ) -> None:
+        _check_ids(uid, gid)
         self.mtime = mtime
         self.uid = uid
         self.gid = gid

@@ -70,6 +70,7 @@ from pants_oci.core.models import (
     parse_manifest,
     platform_matches,
 )
+from pants_oci.core.validation import check_image_tag
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -416,8 +417,7 @@ class ImageLayout:
         manifests are allowed) in one rewrite of ``index.json``. Other refs, and entries
         without a ref name, are kept in their order; new entries go at the end."""
         for ref_name, descriptors in refs.items():
-            if not ref_name:
-                raise ValueError("a ref name cannot be empty")
+            check_image_tag(ref_name)
             for descriptor in descriptors:
                 if not self.has_blob(descriptor.digest):
                     raise ImageArchiveError(

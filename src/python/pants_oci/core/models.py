@@ -46,7 +46,8 @@ from typing_extensions import Self, TypeAlias
 
 from pants_oci.core import media_types
 from pants_oci.core.digest import Digest, sha256_of_bytes, verify_bytes
-from pants_oci.core.errors import DocumentError, UnsupportedMediaTypeError
+from pants_oci.core.errors import DocumentError, PlatformNotFoundError, UnsupportedMediaTypeError
+from pants_oci.core.validation import check_platform
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -70,6 +71,7 @@ __all__ = [
     "normalize_architecture",
     "parse_manifest",
     "platform_matches",
+    "require_platform",
 ]
 
 
@@ -176,16 +178,10 @@ class Platform(_Model):
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """Parse ``os/architecture[/variant]``, e.g. ``linux/arm64/v8``."""
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(
-                f"invalid platform {text!r}: expected 'os/architecture' or "
-                "'os/architecture/variant', e.g. 'linux/amd64' or 'linux/arm64/v8'"
-            )
-        return cls(
-            os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) == 3 else None
-        )
+        """Parse a known ``os/architecture[/variant]``, e.g. ``linux/arm64/v8`` (see
+        :func:`~pants_oci.core.validation.check_platform`; InvalidValueError otherwise)."""
+        os_name, architecture, variant = check_platform(text)
+        return cls(os=os_name, architecture=architecture, variant=variant)
 
     def __str__(self) -> str:
         base = f"{self.os}/{self.architecture}"
@@ -632,3 +628,14 @@ def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
     if more > 0:
         problems.append(f"and {more} more")
     return "; ".join(problems)
+
+
+def require_platform(config: ImageConfig, platform: Platform | None, where: str) -> None:
+    """Refuse (PlatformNotFoundError) an image whose config is not for ``platform`` (when one
+    is asked for): ``where`` names the image, as in "base r/app:1 is an image for ..."."""
+    if platform is not None and not platform_matches(platform, config.platform):
+        raise PlatformNotFoundError(
+            f"{where} is an image for {config.platform}, not {platform}",
+            wanted=str(platform),
+            available=[str(config.platform)],
+        )

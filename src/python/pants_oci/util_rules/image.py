@@ -44,11 +44,14 @@ from pants.engine.target import (
     WrappedTargetRequest,
 )
 from pants.engine.unions import UnionRule
+from pants.option.errors import OptionsError
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
+from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.reference import parse_reference
+from pants_oci.core.validation import check_platform
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     ImageBase,
@@ -358,7 +361,16 @@ def _is_layer_target(target: Target) -> bool:
 
 
 def image_platforms(target: Target, oci: OciSubsystem) -> Tuple[str, ...]:
-    return target[OciImagePlatformsField].value or (oci.default_platform,)
+    platforms = target[OciImagePlatformsField].value
+    if platforms:
+        return platforms
+    try:
+        return ("/".join(filter(None, check_platform(oci.default_platform))),)
+    except InvalidValueError as exc:
+        raise OptionsError(
+            f"The option `[oci].default_platform` has {oci.default_platform!r}, which "
+            f"{exc.problem} It is the platform of {target.address}, which sets no `platforms`."
+        ) from None
 
 
 async def _image_target(address: Address) -> Target:
