@@ -45,7 +45,7 @@ sys.path[:0] = [str(REPO / "src/python"), str(REPO)]
 from layer_bench import make_big_tree, tree_bytes  # noqa: E402
 
 from pants_oci.core import Image  # noqa: E402
-from pants_oci.core.layer import HAVE_ISAL  # noqa: E402
+from pants_oci.core.compression import HAVE_ISAL  # noqa: E402
 from tests.harness.registry import start_registry  # noqa: E402
 
 PYTHON_LIB = Path("/usr/lib/python3.11")

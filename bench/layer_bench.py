@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src/python"))
 
-from pants_oci.core.layer import HAVE_ISAL, LayerBuilder  # noqa: E402
+from pants_oci.core.compression import HAVE_ISAL  # noqa: E402
+from pants_oci.core.layer import LayerBuilder  # noqa: E402
 
 PYTHON_LIB = Path("/usr/lib/python3.11")
 

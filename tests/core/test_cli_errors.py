@@ -19,6 +19,7 @@ import pytest
 
 from pants_oci.core import cli
 from pants_oci.core._settings import CLI, HINTS_FOR, PANTS, Setting, how_to_set, name_of
+from pants_oci.core.cli.report import report
 from pants_oci.core.errors import TransportError
 from pants_oci.core.registry import RegistryClient
 from pants_oci.core.transport import TransportOptions
@@ -210,7 +211,7 @@ def test_a_cause_with_something_new_to_say_is_still_reported() -> None:
     error = TransportError("pushing app failed", registry="r.io")
     error.__cause__ = middle
     stream = io.StringIO()
-    cli._report(error, None, stream)
+    report(error, None, stream)
     assert stream.getvalue().splitlines() == [
         "pants-oci: error: pushing app failed",
         "pants-oci: caused by: writing blob sha256:ab failed: disk full",  # "disk full": once

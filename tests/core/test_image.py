@@ -13,7 +13,8 @@ from pants_oci.core import media_types
 from pants_oci.core.auth import StaticKeychain
 from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageBuildError, RegistryError
-from pants_oci.core.image import Image, ImageIndex, build_index
+from pants_oci.core.image import Image
+from pants_oci.core.index import ImageIndex, build_index
 from pants_oci.core.layer import CustomFile
 from pants_oci.core.layout import ImageLayout
 from pants_oci.core.models import History, OCIIndex, OCIManifest

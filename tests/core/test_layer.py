@@ -17,17 +17,9 @@ import pytest
 import zstandard
 
 from pants_oci.core import media_types
+from pants_oci.core.compression import GZIP_HEADER, HAVE_ISAL, decompressed
 from pants_oci.core.errors import LayerError
-from pants_oci.core.layer import (
-    GZIP_HEADER,
-    HAVE_ISAL,
-    CustomFile,
-    LayerBlob,
-    LayerBuilder,
-    Override,
-    compress_layer,
-    decompressed,
-)
+from pants_oci.core.layer import CustomFile, LayerBlob, LayerBuilder, Override, compress_layer
 from pants_oci.core.layout import ImageLayout
 from tests.core.images import add_busybox_base, stack_layer, tar_contents, tar_members
 from tests.harness import tools

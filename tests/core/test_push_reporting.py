@@ -10,7 +10,8 @@ import pytest
 
 from pants_oci.core import cli
 from pants_oci.core.errors import DigestMismatchError, ImageBuildError, PartialPushError
-from pants_oci.core.image import Image, push_layout
+from pants_oci.core.image import Image
+from pants_oci.core.remote import push_layout
 from pants_oci.core.transport import TransportOptions
 from tests.core.registry_support import (
     client_for,

@@ -172,15 +172,15 @@ def test_the_defaults_fail_a_registry_that_never_answers_within_a_minute() -> No
 
 
 def test_the_command_line_defaults_are_the_librarys() -> None:
-    from pants_oci.core import cli
+    from pants_oci.core.cli.parser import build_parser, transport_options
 
-    args = cli.build_parser().parse_args(["inspect", "r.io/app:1"])
-    options, defaults = cli._transport_options(args), TransportOptions()
+    args = build_parser().parse_args(["inspect", "r.io/app:1"])
+    options, defaults = transport_options(args), TransportOptions()
     assert (options.connect_timeout, options.read_timeout, options.max_retries) == (
         defaults.connect_timeout, defaults.read_timeout, defaults.max_retries
     )  # fmt: skip
     flags = ["--connect-timeout", "2", "--read-timeout", "3.5", "--retries", "0", "inspect", "x"]
-    options = cli._transport_options(cli.build_parser().parse_args(flags))
+    options = transport_options(build_parser().parse_args(flags))
     assert (options.connect_timeout, options.read_timeout, options.max_retries) == (2, 3.5, 0)
 
 

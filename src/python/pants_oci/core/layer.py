@@ -31,101 +31,49 @@ What goes in the tar, and why it is the same on every machine:
 * Headers are ustar, with PAX records for what ustar cannot hold (long or non-ASCII names,
   large sizes): see :mod:`pants_oci.core.tar_format`.
 
-Compression (``compression=``):
-
-* ``"gzip"`` (``application/vnd.oci.image.layer.v1.tar+gzip``, the default): a fixed 10-byte
-  header (no mtime, no name, XFL 0, OS 255 "unknown"), raw deflate, CRC32 and size trailer.
-  Deflate runs on python-isal at ``level`` 0-3 (default 1). Without python-isal (or with
-  ``gzip_engine="zlib"``) the stdlib's zlib is used at ``max(level, 1)``: equally valid and
-  deterministic, but its bytes, and so the layer digest, differ from isal's (the diff_id
-  does not). Either way the deflate stream is fed exactly 1 MiB at a time, so its bytes
-  depend only on the tar's, never on how files happened to be read. (python-isal's threaded
-  writer was measured and was no faster on two vCPUs; a compression thread of our own does
-  not help either, as isal's ``compressobj`` holds the GIL.)
-* ``"zstd"`` (``...tar+zstd``): zstandard at ``level`` (default 3), one frame, with no
-  checksum, content size or dictionary id in the frame header.
-* ``"none"`` (``application/vnd.oci.image.layer.v1.tar``): the tar itself; digest == diff_id.
-
-Digests are stable for a given compression library version; a different isal, zlib or zstd
-release may compress differently.
+Compression (``compression=``: ``"gzip"``, the default, ``"zstd"`` or ``"none"``) is as
+deterministic as the tar: see :mod:`pants_oci.core.compression`.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import os
 import stat
-import struct
 import tempfile
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Optional, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union
 
 import pathspec
-import zstandard
 
-from pants_oci.core import media_types, tar_format
+from pants_oci.core import tar_format
+from pants_oci.core._layer_tree import DirSource, Leaf, Node, reject_whiteout_name, write_tree
+from pants_oci.core.compression import (
+    BLOCK_SIZE,
+    Compression,
+    GzipEngine,
+    LayerStream,
+    Writable,
+)
 from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageBuildError, LayerError
 from pants_oci.core.validation import check_id
+from pants_oci.core.whiteouts import OPAQUE_WHITEOUT, whiteout_for
 
 if TYPE_CHECKING:
     from pants_oci.core.models import Descriptor
 
-try:
-    from isal import igzip as _igzip
-    from isal import isal_zlib as _isal_zlib
-
-    HAVE_ISAL = True
-except ImportError:  # pragma: no cover - python-isal is a dependency; this is the fallback
-    HAVE_ISAL = False
-
 __all__ = [
-    "HAVE_ISAL",
-    "Compression",
     "CustomFile",
-    "GzipEngine",
     "LayerBlob",
     "LayerBuilder",
     "Override",
     "Source",
     "compress_layer",
-    "compression_of_media_type",
-    "decompressed",
-    "inspect_layer_blob",
-    "media_type_for",
     "member_parts",
     "resolve_source_date_epoch",
 ]
-
-Compression = Literal["gzip", "zstd", "none"]
-GzipEngine = Literal["auto", "isal", "zlib"]
-
-# The compressor's input unit. Part of the output format: changing it changes gzip bytes.
-_BLOCK = 1 << 20
-_OPAQUE_WHITEOUT = ".wh..wh..opq"
-_WHITEOUT_PREFIX = ".wh."
-# Fixed gzip header: magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown).
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-
-_MEDIA_TYPES: dict[str, str] = {
-    "gzip": media_types.OCI_LAYER_GZIP,
-    "zstd": media_types.OCI_LAYER_ZSTD,
-    "none": media_types.OCI_LAYER,
-}
-
-
-def media_type_for(compression: Compression) -> str:
-    """The OCI layer media type of a compression choice."""
-    return _MEDIA_TYPES[compression]
-
-
-class _Writable(Protocol):
-    def write(self, data: bytes, /) -> object: ...
 
 
 # --- What goes in -----------------------------------------------------------------------------
@@ -206,35 +154,6 @@ class Override:
 Source = Union[str, "os.PathLike[str]", CustomFile]
 
 
-@dataclass(frozen=True)
-class _DirSource:
-    """An on-disk directory whose contents go in a layer directory."""
-
-    path: str
-    rel: str  # path from the source root, "" or ending in "/": what ignore patterns see
-    spec: pathspec.PathSpec[Any] | None
-    ancestors: frozenset[tuple[int, int]]  # (dev, inode) of enclosing dirs, to catch loops
-    origin: str  # the source as the caller named it, for messages
-
-
-@dataclass(frozen=True)
-class _Leaf:
-    """A non-directory entry given explicitly: a disk path, a CustomFile, or a whiteout."""
-
-    source: str | CustomFile | None  # None: a whiteout
-
-
-class _Node:
-    """A directory in the layer, as add_files and the whiteout methods built it."""
-
-    __slots__ = ("children", "custom", "sources")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node | _Leaf] = {}
-        self.sources: list[_DirSource] = []
-        self.custom: CustomFile | None = None
-
-
 def _check_ids(uid: int | None, gid: int | None) -> None:
     if uid is not None:
         check_id(uid, "uid")
@@ -247,14 +166,6 @@ def _split_layer_path(path: str) -> list[str]:
     if ".." in parts:
         raise LayerError(f"layer path {path!r} must not contain '..'")
     return parts
-
-
-def _reject_whiteout_name(name: str, origin: str) -> None:
-    if name.startswith(_WHITEOUT_PREFIX):
-        raise LayerError(
-            f"{origin}: names starting with {_WHITEOUT_PREFIX!r} are whiteouts, which delete "
-            "base-image paths; use add_whiteout() for that"
-        )
 
 
 def _read_ignore_file(path: str | os.PathLike[str]) -> list[str]:
@@ -349,13 +260,44 @@ class LayerBuilder:
             "/".join(_split_layer_path(path)) for path in existing_directories
         )
         self._overrides: dict[str, Override] = {}
-        self._root = _Node()
+        self._root = Node()
         for path, override in (overrides or {}).items():
             self.set_override(path, override)
 
     def set_override(self, path: str, override: Override) -> None:
         """Set the ownership/mode override of a layer path (see :class:`Override`)."""
         self._overrides["/".join(_split_layer_path(path))] = override
+
+    def set_source_overrides(
+        self,
+        target: str,
+        source: str | os.PathLike[str],
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> None:
+        """Give what ``source``, added at ``target``, puts in the layer this mode and
+        ownership. For a directory source, uid/gid apply to everything under it and mode to
+        every regular file under it (directories keep 0755)."""
+        if mode is None and uid is None and gid is None:
+            return
+        if not os.path.isdir(source):
+            self.set_override(target, Override(mode=mode, uid=uid, gid=gid))
+            return
+        if uid is not None or gid is not None:
+            self.set_override(target, Override(uid=uid, gid=gid, recursive=True))
+        if mode is None:
+            return
+        follow_symlinks = self.follow_symlinks
+        for root, _dirs, files in os.walk(source, followlinks=follow_symlinks):
+            for name in files:
+                path = os.path.join(root, name)
+                if os.path.isfile(path) and (follow_symlinks or not os.path.islink(path)):
+                    relative = os.path.relpath(path, source).replace(os.sep, "/")
+                    self.set_override(
+                        f"{target.rstrip('/')}/{relative}", Override(mode=mode, uid=uid, gid=gid)
+                    )
 
     def add_files(
         self,
@@ -398,13 +340,13 @@ class LayerBuilder:
         parts = _split_layer_path(path)
         if not parts:
             raise LayerError("cannot white out the layer root; use add_opaque_whiteout('/')")
-        _reject_whiteout_name(parts[-1], f"whiteout of {path!r}")
-        self._put_leaf(parts[:-1], _WHITEOUT_PREFIX + parts[-1], _Leaf(None), path)
+        reject_whiteout_name(parts[-1], f"whiteout of {path!r}")
+        self._put_leaf(parts[:-1], whiteout_for(parts[-1]), Leaf(None), path)
 
     def add_opaque_whiteout(self, directory: str) -> None:
         """Hide everything the layers below have in ``directory``; this layer's own entries
         in it stay."""
-        self._put_leaf(_split_layer_path(directory), _OPAQUE_WHITEOUT, _Leaf(None), directory)
+        self._put_leaf(_split_layer_path(directory), OPAQUE_WHITEOUT, Leaf(None), directory)
 
     def _add_one(self, target: str, source: Source, spec: pathspec.PathSpec[Any] | None) -> None:
         parts = _split_layer_path(target)
@@ -415,8 +357,8 @@ class LayerBuilder:
                 return
             if not parts:
                 raise LayerError(f"a CustomFile {source.kind} needs a path, not the layer root")
-            _reject_whiteout_name(parts[-1], f"target {target!r}")
-            self._put_leaf(parts[:-1], parts[-1], _Leaf(source), target)
+            reject_whiteout_name(parts[-1], f"target {target!r}")
+            self._put_leaf(parts[:-1], parts[-1], Leaf(source), target)
             return
         path = os.fspath(source)
         try:
@@ -426,26 +368,26 @@ class LayerBuilder:
         if stat.S_ISDIR(st.st_mode):
             ancestors = frozenset({(st.st_dev, st.st_ino)}) if self.follow_symlinks else frozenset()
             node = self._directory(parts)
-            node.sources.append(_DirSource(path, "", spec, ancestors, path))
+            node.sources.append(DirSource(path, "", spec, ancestors, path))
             return
         if into_directory:
             parts = [*parts, os.path.basename(os.path.normpath(path))]
-        _reject_whiteout_name(parts[-1], f"source {path!r}")
-        self._put_leaf(parts[:-1], parts[-1], _Leaf(path), target)
+        reject_whiteout_name(parts[-1], f"source {path!r}")
+        self._put_leaf(parts[:-1], parts[-1], Leaf(path), target)
 
-    def _directory(self, parts: Sequence[str]) -> _Node:
+    def _directory(self, parts: Sequence[str]) -> Node:
         node = self._root
         for depth, part in enumerate(parts):
             child = node.children.get(part)
             if child is None:
-                child = node.children[part] = _Node()
-            elif isinstance(child, _Leaf):
+                child = node.children[part] = Node()
+            elif isinstance(child, Leaf):
                 where = "/".join(parts[: depth + 1])
                 raise LayerError(f"{where!r} is both a directory and a file in this layer")
             node = child
         return node
 
-    def _put_leaf(self, parent: Sequence[str], name: str, leaf: _Leaf, target: str) -> None:
+    def _put_leaf(self, parent: Sequence[str], name: str, leaf: Leaf, target: str) -> None:
         node = self._directory(parent)
         if name in node.children:
             where = "/".join([*parent, name])
@@ -456,27 +398,18 @@ class LayerBuilder:
 
     def write(
         self,
-        sink: _Writable,
+        sink: Writable,
         *,
         compression: Compression = "gzip",
         level: int | None = None,
         gzip_engine: GzipEngine = "auto",
     ) -> LayerBlob:
         """Stream the layer blob into ``sink`` (anything with ``write(bytes)``)."""
-        compressor = _make_compressor(compression, level, gzip_engine)
-        stream = _LayerStream(compressor, sink)
-        walker = _Walker(self, stream)
-        walker.walk(self._root, list(self._root.sources), "", _NO_INHERITED)
+        stream = LayerStream(sink, compression=compression, level=level, gzip_engine=gzip_engine)
+        entry_count = write_tree(self, self._root, self._overrides, stream)
         stream.write(tar_format.END_OF_ARCHIVE)
         stream.finish()
-        return LayerBlob(
-            digest=Digest("sha256", stream.blob_hash.hexdigest()),
-            diff_id=Digest("sha256", stream.tar_hash.hexdigest()),
-            size=stream.blob_size,
-            uncompressed_size=stream.tar_size,
-            media_type=_MEDIA_TYPES[compression],
-            entry_count=walker.entry_count,
-        )
+        return _layer_blob(stream, entry_count)
 
     def write_file(
         self,
@@ -507,7 +440,7 @@ class LayerBuilder:
 
 def compress_layer(
     tar_stream: BinaryIO,
-    sink: _Writable,
+    sink: Writable,
     *,
     compression: Compression = "gzip",
     level: int | None = None,
@@ -515,49 +448,23 @@ def compress_layer(
 ) -> LayerBlob:
     """Compress an existing layer tar (read from ``tar_stream`` to its end) exactly as
     :meth:`LayerBuilder.write` compresses the tars it makes: same bytes for the same tar."""
-    stream = _LayerStream(_make_compressor(compression, level, gzip_engine), sink)
-    while chunk := tar_stream.read(_BLOCK):
+    stream = LayerStream(sink, compression=compression, level=level, gzip_engine=gzip_engine)
+    while chunk := tar_stream.read(BLOCK_SIZE):
         stream.write(chunk)
     stream.finish()
+    return _layer_blob(stream)
+
+
+def _layer_blob(stream: LayerStream, entry_count: int | None = None) -> LayerBlob:
+    """What a finished stream wrote."""
     return LayerBlob(
-        digest=Digest("sha256", stream.blob_hash.hexdigest()),
-        diff_id=Digest("sha256", stream.tar_hash.hexdigest()),
+        digest=stream.digest,
+        diff_id=stream.diff_id,
         size=stream.blob_size,
         uncompressed_size=stream.tar_size,
-        media_type=_MEDIA_TYPES[compression],
+        media_type=stream.media_type,
+        entry_count=entry_count,
     )
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class _Prefixed(io.RawIOBase):
-    """A stream with bytes already read from it put back in front."""
-
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
-        super().__init__()
-        self._prefix = prefix
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._prefix:
-            return self._rest.read(size)
-        if size < 0:
-            data, self._prefix = self._prefix + self._rest.read(), b""
-            return data
-        data, self._prefix = self._prefix[:size], self._prefix[size:]
-        if len(data) < size:
-            data += self._rest.read(size - len(data))
-        return data
 
 
 def member_parts(name: str) -> tuple[str, ...] | None:
@@ -568,558 +475,3 @@ def member_parts(name: str) -> tuple[str, ...] | None:
     refused, never resolved as if the root were `/`."""
     parts = tuple(part for part in name.split("/") if part not in ("", "."))
     return None if ".." in parts else parts
-
-
-def decompressed(blob: BinaryIO) -> BinaryIO:
-    """The layer tar inside a layer blob: gzip and zstd are recognised by their magic bytes
-    (media types are not always right), anything else is taken to be a tar already."""
-    magic = blob.read(4)
-    stream: Any = _Prefixed(magic, blob)
-    if magic.startswith(_GZIP_MAGIC):
-        reader: Any = (
-            _igzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[no-untyped-call]
-            if HAVE_ISAL
-            else gzip.GzipFile(fileobj=stream, mode="rb")
-        )
-        return cast(BinaryIO, reader)
-    if magic == _ZSTD_MAGIC:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return cast(BinaryIO, reader)
-    return cast(BinaryIO, stream)
-
-
-@dataclass(frozen=True)
-class LayerFacts:
-    """What a layer blob file is, measured: its digest and size, the diff_id of the tar in
-    it, and its compression as its magic bytes say."""
-
-    digest: Digest
-    size: int
-    diff_id: Digest
-    compression: Compression
-
-
-def inspect_layer_blob(path: str | os.PathLike[str]) -> LayerFacts:
-    """Measure a layer blob in one pass: hash the bytes read from the file and, as they are
-    decompressed, the tar inside."""
-    from pants_oci.core.digest import HashingReader
-
-    with open(path, "rb") as handle:
-        raw = HashingReader(handle)
-        magic = raw.read(4)
-        compression: Compression = (
-            "gzip" if magic.startswith(_GZIP_MAGIC) else "zstd" if magic == _ZSTD_MAGIC else "none"
-        )
-        tar = decompressed(cast(BinaryIO, _Prefixed(magic, cast(BinaryIO, raw))))
-        uncompressed = hashlib.sha256()
-        while chunk := tar.read(_BLOCK):
-            uncompressed.update(chunk)
-        while raw.read(_BLOCK):  # anything after the compressed stream is in the blob too
-            pass
-    return LayerFacts(
-        digest=raw.digest(),
-        size=raw.size,
-        diff_id=Digest("sha256", uncompressed.hexdigest()),
-        compression=compression,
-    )
-
-
-def compression_of_media_type(media_type: str) -> Compression | None:
-    """The compression a layer media type says its blob has; None for no layer type."""
-    base = media_types.base_media_type(media_type)
-    if not media_types.is_layer(base):
-        return None
-    if base.endswith(("+gzip", ".tar.gzip")):
-        return "gzip"
-    if base.endswith("+zstd"):
-        return "zstd"
-    if base.endswith(".tar"):
-        return "none"
-    return None
-
-
-# --- Compression --------------------------------------------------------------------------------
-
-
-class _Compressor(Protocol):
-    def start(self) -> bytes: ...
-
-    def compress(self, block: memoryview | bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
-
-
-class _Uncompressed:
-    def start(self) -> bytes:
-        return b""
-
-    def compress(self, block: memoryview | bytes) -> bytes:
-        return bytes(block)
-
-    def finish(self) -> bytes:
-        return b""
-
-
-class _Gzip:
-    """A gzip member with a fixed header around one raw deflate stream."""
-
-    def __init__(self, level: int, engine: GzipEngine) -> None:
-        if not 0 <= level <= 3:
-            raise ValueError(f"gzip level must be 0-3 (isal's levels), got {level}")
-        use_isal = engine == "isal" or (engine == "auto" and HAVE_ISAL)
-        if use_isal:
-            if not HAVE_ISAL:
-                raise LayerError("gzip_engine='isal' needs python-isal, which is not installed")
-            self._deflate: Any = _isal_zlib.compressobj(level, _isal_zlib.DEFLATED, -15)
-            self._crc32: Any = _isal_zlib.crc32
-        else:
-            self._deflate = zlib.compressobj(max(level, 1), zlib.DEFLATED, -15)
-            self._crc32 = zlib.crc32
-        self._crc = 0
-        self._size = 0
-
-    def start(self) -> bytes:
-        return GZIP_HEADER
-
-    def compress(self, block: memoryview | bytes) -> bytes:
-        self._crc = self._crc32(block, self._crc)
-        self._size += len(block)
-        return bytes(self._deflate.compress(block))
-
-    def finish(self) -> bytes:
-        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
-        return bytes(self._deflate.flush()) + trailer
-
-
-class _Zstd:
-    def __init__(self, level: int) -> None:
-        compressor = zstandard.ZstdCompressor(
-            level=level, write_checksum=False, write_content_size=False, write_dict_id=False
-        )
-        self._compressor: Any = compressor.compressobj()
-
-    def start(self) -> bytes:
-        return b""
-
-    def compress(self, block: memoryview | bytes) -> bytes:
-        return bytes(self._compressor.compress(block))
-
-    def finish(self) -> bytes:
-        return bytes(self._compressor.flush())
-
-
-def _make_compressor(
-    compression: Compression, level: int | None, engine: GzipEngine
-) -> _Compressor:
-    if compression == "gzip":
-        return _Gzip(1 if level is None else level, engine)
-    if compression == "zstd":
-        return _Zstd(3 if level is None else level)
-    if compression == "none":
-        return _Uncompressed()
-    raise ValueError(f"unknown compression {compression!r}; use 'gzip', 'zstd' or 'none'")
-
-
-class _LayerStream:
-    """Tar bytes in; their sha256 (diff_id), compression in fixed 1 MiB blocks, the sha256 of
-    the compressed bytes (digest), and the sink out."""
-
-    def __init__(self, compressor: _Compressor, sink: _Writable) -> None:
-        self._compressor = compressor
-        self._sink = sink
-        self._pending = bytearray()
-        self.tar_hash = hashlib.sha256()
-        self.tar_size = 0
-        self.blob_hash = hashlib.sha256()
-        self.blob_size = 0
-        self._emit(compressor.start())
-
-    def write(self, data: bytes) -> None:
-        self._pending += data
-        if len(self._pending) >= _BLOCK:
-            self._drain()
-
-    def write_entry(self, header: bytes, data: bytes, padding: bytes) -> None:
-        """``write`` of three pieces in one call: the hot path for small files."""
-        pending = self._pending
-        pending += header
-        pending += data
-        pending += padding
-        if len(pending) >= _BLOCK:
-            self._drain()
-
-    def _drain(self) -> None:
-        pending = self._pending
-        whole = len(pending) - len(pending) % _BLOCK
-        with memoryview(pending) as view:
-            for start in range(0, whole, _BLOCK):
-                self._block(view[start : start + _BLOCK])
-        del pending[:whole]
-
-    def _block(self, block: memoryview | bytes) -> None:
-        self.tar_hash.update(block)
-        self.tar_size += len(block)
-        self._emit(self._compressor.compress(block))
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self.blob_hash.update(data)
-            self.blob_size += len(data)
-            self._sink.write(data)
-
-    def finish(self) -> None:
-        self._drain()
-        if self._pending:
-            self._block(bytes(self._pending))
-            self._pending.clear()
-        self._emit(self._compressor.finish())
-
-
-# --- Walking ----------------------------------------------------------------------------------
-
-# Inherited (uid, gid, uname, gname) from recursive overrides; None means "not set".
-_Inherited = tuple[Optional[int], Optional[int], Optional[str], Optional[str]]
-_NO_INHERITED: _Inherited = (None, None, None, None)
-
-# What a directory listing says a non-directory is (from d_type: no stat needed).
-_FILE, _SYMLINK, _SPECIAL = 0, 1, 2
-# O_NONBLOCK: a file that turned into a FIFO since it was listed must not hang the build.
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def _sort_key(name: str) -> tuple[bool, str]:
-    # The opaque whiteout first, so no reader applies it after this layer's own entries.
-    return (name != _OPAQUE_WHITEOUT, name)
-
-
-class _Walker:
-    """Walks the builder's tree and the directories it names, writing entries in order."""
-
-    def __init__(self, builder: LayerBuilder, stream: _LayerStream) -> None:
-        self.builder = builder
-        self.stream = stream
-        self.follow = builder.follow_symlinks
-        self.open_flags = _OPEN_FLAGS if self.follow else _OPEN_FLAGS | os.O_NOFOLLOW
-        self.overrides = builder._overrides
-        self.links: dict[tuple[int, int], str] = {}  # (dev, inode) -> first path in the layer
-        self.entry_count = 0
-        self.plain = not self.overrides  # no override anywhere: no per-path look-ups
-        self.formatter = tar_format.HeaderFormatter(
-            uid=builder.uid,
-            gid=builder.gid,
-            mtime=builder.mtime,
-            uname=builder.uname,
-            gname=builder.gname,
-        )
-
-    def walk(
-        self, node: _Node | None, sources: list[_DirSource], prefix: str, inherited: _Inherited
-    ) -> None:
-        """Write the entries inside one layer directory (``prefix`` is its path plus "/")."""
-        explicit = node.children if node is not None else {}
-        found_dirs: dict[str, list[_DirSource]] = {}
-        found_leaves: dict[str, tuple[str, str, int]] = {}  # name -> (disk path, origin, kind)
-        for source in sources:
-            self._scan(source, explicit, found_dirs, found_leaves)
-
-        names = sorted({*explicit, *found_dirs, *found_leaves}, key=_sort_key)
-        for name in names:
-            if name.startswith(_WHITEOUT_PREFIX) and name != _OPAQUE_WHITEOUT:
-                deleted = name[len(_WHITEOUT_PREFIX) :]
-                if deleted in explicit or deleted in found_dirs or deleted in found_leaves:
-                    raise LayerError(
-                        f"{prefix}{deleted} is both added and whited out in this layer"
-                    )
-            path = prefix + name
-            child = explicit.get(name)
-            if isinstance(child, _Leaf):
-                self._leaf(path, child, self._inherit(path, inherited))
-            elif child is not None or name in found_dirs:
-                child_inherited = self._inherit(path, inherited)
-                custom = child.custom if child is not None else None
-                mode = self.builder.directory_mode
-                if custom is not None and custom.mode is not None:
-                    mode = custom.mode & 0o7777
-                if custom is not None or path not in self.builder.existing_directories:
-                    self._emit(path, tar_format.DIRECTORY, mode, child_inherited, custom)
-                child_sources = [
-                    *(child.sources if child is not None else ()),
-                    *found_dirs.get(name, ()),
-                ]
-                self.walk(child, child_sources, path + "/", child_inherited)
-            else:
-                disk_path, origin, kind = found_leaves[name]
-                inherited_here = self._inherit(path, inherited) if self.overrides else inherited
-                self._disk_leaf(path, disk_path, origin, kind, inherited_here)
-
-    def _scan(
-        self,
-        source: _DirSource,
-        explicit: Mapping[str, _Node | _Leaf],
-        found_dirs: dict[str, list[_DirSource]],
-        found_leaves: dict[str, tuple[str, str, int]],
-    ) -> None:
-        try:
-            entries = os.scandir(source.path)
-        except OSError as exc:
-            raise LayerError(f"cannot list {source.path}: {exc.strerror}") from None
-        follow = self.follow
-        spec = source.spec
-        with entries:
-            for entry in entries:
-                name = entry.name
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=follow)
-                    if is_dir:
-                        kind = -1
-                    elif not follow and entry.is_symlink():
-                        kind = _SYMLINK
-                    elif entry.is_file(follow_symlinks=follow):
-                        kind = _FILE
-                    elif follow and entry.is_symlink():
-                        raise LayerError(f"{entry.path} is a dangling symlink")
-                    else:
-                        kind = _SPECIAL
-                except OSError as exc:
-                    raise LayerError(f"cannot stat {entry.path}: {exc.strerror}") from None
-                if spec is not None:
-                    rel = source.rel + name
-                    if spec.match_file(rel + "/" if is_dir else rel):
-                        continue
-                explicit_child = explicit.get(name)
-                if explicit_child is not None and not (
-                    is_dir and isinstance(explicit_child, _Node)
-                ):
-                    continue  # the more specific target wins
-                if name in found_leaves or (not is_dir and name in found_dirs):
-                    other = found_leaves[name][1] if name in found_leaves else "another source"
-                    raise LayerError(
-                        f"{source.rel}{name} comes from both {other} and {source.origin}; "
-                        "map them to different paths or ignore one"
-                    )
-                if is_dir:
-                    ancestors = source.ancestors
-                    if follow:
-                        st = entry.stat()
-                        key = (st.st_dev, st.st_ino)
-                        if key in ancestors:
-                            raise LayerError(f"symlink loop: {entry.path} contains itself")
-                        ancestors = ancestors | {key}
-                    rel_dir = f"{source.rel}{name}/"
-                    child = _DirSource(entry.path, rel_dir, spec, ancestors, source.origin)
-                    found_dirs.setdefault(name, []).append(child)
-                else:
-                    if name.startswith(_WHITEOUT_PREFIX):
-                        _reject_whiteout_name(name, entry.path)
-                    found_leaves[name] = (entry.path, source.origin, kind)
-
-    def _inherit(self, path: str, inherited: _Inherited) -> _Inherited:
-        if not self.overrides:
-            return inherited
-        override = self.overrides.get(path)
-        if override is None or not override.recursive:
-            return inherited
-        uid, gid, uname, gname = inherited
-        return (
-            override.uid if override.uid is not None else uid,
-            override.gid if override.gid is not None else gid,
-            override.uname if override.uname is not None else uname,
-            override.gname if override.gname is not None else gname,
-        )
-
-    def _emit(
-        self,
-        path: str,
-        typeflag: bytes,
-        mode: int,
-        inherited: _Inherited,
-        custom: CustomFile | None = None,
-        *,
-        size: int = 0,
-        linkname: str = "",
-    ) -> None:
-        self.stream.write(self._header(path, typeflag, mode, inherited, custom, size, linkname))
-
-    def _header(  # noqa: PLR0917 - positional: called once per entry
-        self,
-        path: str,
-        typeflag: bytes,
-        mode: int,
-        inherited: _Inherited,
-        custom: CustomFile | None,
-        size: int,
-        linkname: str,
-    ) -> bytes:
-        name = path + "/" if typeflag == tar_format.DIRECTORY else path
-        self.entry_count += 1
-        if (
-            inherited is _NO_INHERITED
-            and custom is None
-            and not linkname
-            and not (self.overrides and path in self.overrides)
-        ):
-            try:
-                return self.formatter.header(name, typeflag, mode, size)
-            except UnicodeEncodeError:
-                raise LayerError(f"{path!r} is not valid UTF-8") from None
-        builder = self.builder
-        uid, gid, uname, gname = builder.uid, builder.gid, builder.uname, builder.gname
-        mtime = builder.mtime
-        # Precedence, lowest first: builder defaults, recursive overrides, the CustomFile,
-        # an override of this exact path.
-        if inherited is not _NO_INHERITED:
-            uid = uid if inherited[0] is None else inherited[0]
-            gid = gid if inherited[1] is None else inherited[1]
-            uname = uname if inherited[2] is None else inherited[2]
-            gname = gname if inherited[3] is None else inherited[3]
-        if custom is not None:
-            uid = uid if custom.uid is None else custom.uid
-            gid = gid if custom.gid is None else custom.gid
-            mtime = mtime if custom.mtime is None else custom.mtime
-        exact = self.overrides.get(path) if self.overrides else None
-        if exact is not None:
-            mode = mode if exact.mode is None else exact.mode & 0o7777
-            uid = uid if exact.uid is None else exact.uid
-            gid = gid if exact.gid is None else exact.gid
-            uname = uname if exact.uname is None else exact.uname
-            gname = gname if exact.gname is None else exact.gname
-        try:
-            return tar_format.header(
-                name,
-                typeflag,
-                mode,
-                size,
-                uid=uid,
-                gid=gid,
-                mtime=mtime,
-                linkname=linkname,
-                uname=uname,
-                gname=gname,
-            )
-        except UnicodeEncodeError:
-            raise LayerError(f"{path!r} (or its link target) is not valid UTF-8") from None
-
-    def _leaf(self, path: str, leaf: _Leaf, inherited: _Inherited) -> None:
-        source = leaf.source
-        if source is None:  # a whiteout: an empty regular file
-            self._emit(path, tar_format.REGULAR, 0o644, inherited)
-        elif isinstance(source, CustomFile):
-            self._custom(path, source, inherited)
-        else:
-            try:
-                st = os.stat(source) if self.follow else os.lstat(source)
-            except OSError as exc:
-                raise LayerError(f"cannot stat {source}: {exc.strerror}") from None
-            if stat.S_ISREG(st.st_mode):
-                kind = _FILE
-            elif stat.S_ISLNK(st.st_mode):
-                kind = _SYMLINK
-            else:
-                kind = _SPECIAL
-            self._disk_leaf(path, source, source, kind, inherited)
-
-    def _custom(self, path: str, custom: CustomFile, inherited: _Inherited) -> None:
-        if custom.kind == "symlink":
-            mode = 0o777 if custom.mode is None else custom.mode & 0o7777
-            assert custom.link_target is not None
-            self._emit(
-                path, tar_format.SYMLINK, mode, inherited, custom, linkname=custom.link_target
-            )
-            return
-        mode = 0o644 if custom.mode is None else custom.mode & 0o7777
-        size = custom.content_size
-        self._emit(path, tar_format.REGULAR, mode, inherited, custom, size=size)
-        if custom.data is not None:
-            self.stream.write(custom.data)
-        else:
-            assert custom.stream is not None
-            remaining = size
-            while remaining:
-                chunk = custom.stream.read(min(remaining, _BLOCK))
-                if not chunk:
-                    raise LayerError(f"the stream for {path} ended {remaining} bytes early")
-                self.stream.write(chunk)
-                remaining -= len(chunk)
-        self.stream.write(tar_format.padding(size))
-
-    def _disk_leaf(
-        self, path: str, disk_path: str, origin: str, kind: int, inherited: _Inherited
-    ) -> None:
-        if kind == _SYMLINK:
-            try:
-                target = os.readlink(disk_path)
-            except OSError as exc:
-                raise LayerError(f"cannot read symlink {disk_path}: {exc.strerror}") from None
-            self._emit(path, tar_format.SYMLINK, 0o777, inherited, linkname=target)
-        elif kind == _FILE:
-            self._regular_file(path, disk_path, origin, inherited)
-        else:
-            raise LayerError(
-                f"{disk_path} (from {origin}) is a socket, FIFO or device; layers hold only "
-                "files, directories and links"
-            )
-
-    def _regular_file(self, path: str, disk_path: str, origin: str, inherited: _Inherited) -> None:
-        # open + fstat rather than stat + open: one path lookup fewer per file.
-        try:
-            fd = os.open(disk_path, self.open_flags)
-        except OSError as exc:
-            raise LayerError(f"cannot open {disk_path} (from {origin}): {exc.strerror}") from None
-        try:
-            st = os.fstat(fd)
-            size = st.st_size
-            # The hot path: a small file with default ownership, not hardlinked.
-            if (
-                self.plain
-                and inherited is _NO_INHERITED
-                and size < _BLOCK
-                and st.st_nlink == 1
-                and stat.S_ISREG(st.st_mode)
-            ):
-                data = os.read(fd, size + 1)
-                if len(data) != size:
-                    raise _changed(disk_path)
-                mode = 0o755 if st.st_mode & 0o111 else 0o644
-                try:
-                    header = self.formatter.header(path, tar_format.REGULAR, mode, size)
-                except UnicodeEncodeError:
-                    raise LayerError(f"{path!r} is not valid UTF-8") from None
-                self.entry_count += 1
-                self.stream.write_entry(header, data, tar_format.padding(size))
-                return
-            if not stat.S_ISREG(st.st_mode):
-                raise _changed(disk_path)
-            mode = 0o755 if st.st_mode & 0o111 else 0o644
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = self.links.get(key)
-                if first is not None:
-                    self._emit(path, tar_format.HARDLINK, mode, inherited, linkname=first)
-                    return
-                self.links[key] = path
-            if size < _BLOCK:
-                # Reading one byte more than expected also tells us if the file grew.
-                data = os.read(fd, size + 1)
-                if len(data) != size:
-                    raise _changed(disk_path)
-                header = self._header(path, tar_format.REGULAR, mode, inherited, None, size, "")
-                self.stream.write_entry(header, data, tar_format.padding(size))
-                return
-            else:
-                self._emit(path, tar_format.REGULAR, mode, inherited, size=size)
-                remaining = size
-                while remaining:
-                    chunk = os.read(fd, min(remaining, _BLOCK))
-                    if not chunk:
-                        raise _changed(disk_path)
-                    self.stream.write(chunk)
-                    remaining -= len(chunk)
-                if os.read(fd, 1):
-                    raise _changed(disk_path)
-        finally:
-            os.close(fd)
-        self.stream.write(tar_format.padding(size))
-
-
-def _changed(disk_path: str) -> LayerError:
-    return LayerError(f"{disk_path} changed while the layer was being built; build again")

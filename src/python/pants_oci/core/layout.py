@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from pants_oci.core import media_types
+from pants_oci.core.compression import Compression, GzipEngine
 from pants_oci.core.digest import Digest, HashingWriter, sha256_of_bytes
 from pants_oci.core.errors import (
     DigestMismatchError,
@@ -57,7 +58,7 @@ from pants_oci.core.errors import (
     PlatformNotFoundError,
     RefNotFoundError,
 )
-from pants_oci.core.layer import Compression, GzipEngine, LayerBlob, LayerBuilder
+from pants_oci.core.layer import LayerBlob, LayerBuilder
 from pants_oci.core.models import (
     MAX_INDEX_DEPTH,
     Descriptor,
@@ -73,6 +74,10 @@ from pants_oci.core.models import (
 from pants_oci.core.validation import check_image_tag
 
 __all__ = [
+    "BASE_DIGEST_ANNOTATION",
+    "BASE_NAME_ANNOTATION",
+    "BASE_REF_NAME",
+    "BLOB_SOURCE_ANNOTATION",
     "LAYOUT_VERSION",
     "REF_NAME_ANNOTATION",
     "ImageLayout",
@@ -92,6 +97,14 @@ _WithDigest = TypeVar("_WithDigest", bound=_HasDigest)
 
 LAYOUT_VERSION = "1.0.0"
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+# OCI's pre-defined annotations for the image an image was built on.
+BASE_NAME_ANNOTATION = "org.opencontainers.image.base.name"
+BASE_DIGEST_ANNOTATION = "org.opencontainers.image.base.digest"
+# On an index.json entry of a layout we wrote: the registry repository (pinned by digest)
+# that has the blobs the layout leaves out, so a push can copy them registry to registry.
+BLOB_SOURCE_ANNOTATION = "dev.pants-oci.blob-source"
+# The ref name `base pull` gives the image in its layout.
+BASE_REF_NAME = "base"
 _OCI_LAYOUT_FILE = "oci-layout"
 _INDEX_FILE = "index.json"
 # Blob files are readable by everyone, as any tool would leave them; mkstemp makes 0600.
@@ -399,6 +412,47 @@ class ImageLayout:
             (entry.annotations or {}).get(REF_NAME_ANNOTATION) for entry in self.index().manifests
         }
         return sorted(name for name in names if name)
+
+    def _images(self) -> dict[Digest, Descriptor]:
+        """The ``index.json`` entries by digest: one per image (or index), however many ref
+        names it has."""
+        return {entry.digest: entry for entry in self.index().manifests}
+
+    def only_image(self, needs: str) -> Descriptor:
+        """The ``index.json`` entry of the layout's one image (or index). ImageArchiveError
+        when it holds several, or none (the message ends with ``needs``, saying what needs
+        one)."""
+        images = self._images()
+        if len(images) != 1:
+            raise ImageArchiveError(
+                f"{self.root} holds {len(images)} images ({', '.join(self.refs()) or 'unnamed'}); "
+                f"{needs}"
+            )
+        return next(iter(images.values()))
+
+    def default_ref(
+        self, ref: str | None = None, *, prefer: str | None = None, how_to_choose: str
+    ) -> str:
+        """``ref``, or when none is given the ref that names the layout's image: its only ref
+        name; else ``prefer``, when it is one of its ref names; else the digest of its only
+        image. RefNotFoundError when the layout holds several images and none of these
+        chooses one (the message ends with ``how_to_choose``, saying how to name one)."""
+        if ref is not None:
+            return ref
+        refs = self.refs()
+        if len(refs) == 1:
+            return refs[0]
+        if prefer is not None and prefer in refs:
+            return prefer
+        images = self._images()
+        if len(images) == 1:
+            return str(next(iter(images)))
+        raise RefNotFoundError(
+            f"{self.root} holds {len(images)} images ({', '.join(refs) or 'none named'}); "
+            f"{how_to_choose}",
+            wanted="",
+            available=refs,
+        )
 
     def ref_annotations(self, ref: str) -> dict[str, str]:
         """The annotations of the ``index.json`` entry named ``ref`` (a ref name or digest)."""

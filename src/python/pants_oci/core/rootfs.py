@@ -9,19 +9,18 @@ large base costs one streaming read of its layers and little memory.
 from __future__ import annotations
 
 import os
-import posixpath
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pants_oci.core.compression import decompressed
+from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageArchiveError
-from pants_oci.core.layer import decompressed, member_parts
+from pants_oci.core.layer import member_parts
 from pants_oci.core.layout import ImageLayout
+from pants_oci.core.whiteouts import Whiteout, lower_entries_left, parse_whiteout
 
 __all__ = ["RootfsEntry", "directory_paths", "rootfs_entries"]
-
-_WHITEOUT = ".wh."
-_OPAQUE = ".wh..wh..opq"
 
 
 @dataclass(frozen=True)
@@ -45,25 +44,16 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "file" if member.isfile() else "other"
 
 
-def _under(path: str, top: str) -> bool:
-    return top in ("", path) or path.startswith(top + "/")
-
-
 def rootfs_entries(
     layout_dir: str | os.PathLike[str], keep: Callable[[str], bool], ref: str | None = None
 ) -> dict[str, RootfsEntry]:
     """The entries whose paths ``keep`` accepts, as the image's layers leave them: of image
     ``ref`` of an OCI layout, or of its only image. The layout must hold the layers."""
     layout = ImageLayout.open(layout_dir)
-    if ref is not None:
-        manifest = layout.manifest(ref)
-    else:
-        digests = sorted({str(entry.digest) for entry in layout.index().manifests})
-        if len(digests) != 1:
-            raise ImageArchiveError(
-                f"{layout.root}: expected one image to read the filesystem of, found {len(digests)}"
-            )
-        manifest = layout.manifest(digests[0])
+    if ref is None:
+        needs = "reading the filesystem of an image needs a ref naming it, or a layout of one image"
+        ref = str(layout.only_image(needs).digest)
+    manifest = layout.manifest(ref)
     found: dict[str, RootfsEntry] = {}
     for descriptor in manifest.layers:
         if not layout.has_blob(descriptor.digest):
@@ -71,38 +61,44 @@ def rootfs_entries(
                 f"{layout.root}: layer {descriptor.digest} is missing; an image's filesystem "
                 "can only be read when all its layers are present"
             )
-        hidden: list[str] = []  # paths whose lower-layer content (and all below) goes
-        added: dict[str, RootfsEntry] = {}
-        with (
-            layout.open_blob(descriptor.digest) as blob,
-            decompressed(blob) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
-            for member in tar:
-                parts = member_parts(member.name)
-                if parts is None:
-                    raise ImageArchiveError(
-                        f"{layout.root}: layer {descriptor.digest} has a member {member.name!r} "
-                        "with a '..' component, which would leave the root filesystem; "
-                        "refusing to read the image"
-                    )
-                name = "/".join(parts)
-                directory, base = posixpath.split(name)
-                if base == _OPAQUE:
-                    hidden.append(directory)
-                elif base.startswith(_WHITEOUT):
-                    hidden.append(posixpath.join(directory, base[len(_WHITEOUT) :]))
-                elif name and keep(name):
-                    added[name] = RootfsEntry(
-                        kind=_kind(member),
-                        mode=member.mode & 0o7777,
-                        uid=member.uid,
-                        gid=member.gid,
-                        executable=bool(member.mode & 0o111) and not member.isdir(),
-                    )
-        found = {p: e for p, e in found.items() if not any(_under(p, top) for top in hidden)}
+        whiteouts, added = _read_layer(layout, descriptor.digest, keep)
+        found = lower_entries_left(found, whiteouts)
         found.update(added)
     return found
+
+
+def _read_layer(
+    layout: ImageLayout, digest: Digest, keep: Callable[[str], bool]
+) -> tuple[list[Whiteout], dict[str, RootfsEntry]]:
+    """One layer's whiteouts, and the entries it adds whose paths ``keep`` accepts."""
+    whiteouts: list[Whiteout] = []
+    added: dict[str, RootfsEntry] = {}
+    with (
+        layout.open_blob(digest) as blob,
+        decompressed(blob) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        for member in tar:
+            parts = member_parts(member.name)
+            if parts is None:
+                raise ImageArchiveError(
+                    f"{layout.root}: layer {digest} has a member {member.name!r} "
+                    "with a '..' component, which would leave the root filesystem; "
+                    "refusing to read the image"
+                )
+            name = "/".join(parts)
+            whiteout = parse_whiteout(parts)
+            if whiteout is not None:
+                whiteouts.append(whiteout)
+            elif name and keep(name):
+                added[name] = RootfsEntry(
+                    kind=_kind(member),
+                    mode=member.mode & 0o7777,
+                    uid=member.uid,
+                    gid=member.gid,
+                    executable=bool(member.mode & 0o111) and not member.isdir(),
+                )
+    return whiteouts, added
 
 
 def directory_paths(layout_dir: str | os.PathLike[str], ref: str | None = None) -> list[str]:

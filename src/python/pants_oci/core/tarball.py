@@ -38,6 +38,7 @@ from typing import BinaryIO, cast
 
 from pants_oci.core import media_types, tar_format
 from pants_oci.core._compat import zip_strict
+from pants_oci.core.compression import Compression, GzipEngine, decompressed
 from pants_oci.core.digest import Digest, HashingWriter
 from pants_oci.core.errors import (
     DigestMismatchError,
@@ -45,9 +46,10 @@ from pants_oci.core.errors import (
     ImageArchiveError,
     RefNotFoundError,
 )
-from pants_oci.core.layer import Compression, GzipEngine, compress_layer, decompressed
+from pants_oci.core.layer import compress_layer
 from pants_oci.core.layout import ImageLayout, LocalImage
 from pants_oci.core.models import Descriptor, ImageConfig, OCIManifest
+from pants_oci.core.reference import DEFAULT_TAG
 
 __all__ = [
     "ArchiveImage",
@@ -134,7 +136,7 @@ def _repositories(
 def _split_repo_tag(repo_tag: str) -> tuple[str, str]:
     repository, colon, tag = repo_tag.rpartition(":")
     if not colon or "/" in tag:  # "host:5000/app" has no tag
-        return repo_tag, "latest"
+        return repo_tag, DEFAULT_TAG
     return repository, tag
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.resources
 import re
 from dataclasses import dataclass
+from importlib.abc import Traversable
 from typing import Iterable, Tuple
 
 from pants.backend.python.target_types import EntryPoint
@@ -144,12 +145,18 @@ class OciToolRequest:
 
 
 def _core_package_files() -> Iterable[FileContent]:
-    """The core library's modules, read from this plugin's own installation."""
+    """The core library's modules, its subpackages' too, read from this plugin's own
+    installation."""
     yield FileContent("pants_oci/__init__.py", b"")
-    core = importlib.resources.files("pants_oci.core")
-    for entry in sorted(core.iterdir(), key=lambda e: e.name):
+    yield from _package_files(importlib.resources.files("pants_oci.core"), "pants_oci/core")
+
+
+def _package_files(package: Traversable, path: str) -> Iterable[FileContent]:
+    for entry in sorted(package.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".py"):
-            yield FileContent(f"pants_oci/core/{entry.name}", entry.read_bytes())
+            yield FileContent(f"{path}/{entry.name}", entry.read_bytes())
+        elif entry.is_dir() and entry.joinpath("__init__.py").is_file():
+            yield from _package_files(entry, f"{path}/{entry.name}")
 
 
 class OciToolInterpreterNotFound(Exception):

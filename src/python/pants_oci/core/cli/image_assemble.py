@@ -1,0 +1,277 @@
+"""``pants-oci image assemble``: an image of a base (scratch or a local OCI layout) and layer
+blobs that ``layer build`` wrote, configured from a JSON image config, written as an OCI layout
+and, with ``--docker-archive``, as a ``docker load``-able tar too. Every layer blob is checked
+against its metadata first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pants_oci.core._compat import zip_strict
+from pants_oci.core._transport_options import TransportOptions
+from pants_oci.core.base_spec import SCRATCH
+from pants_oci.core.cli.inputs import (
+    input_values,
+    json_object,
+    read_json,
+    string_list,
+    string_map,
+    tag_arguments,
+    typed,
+)
+from pants_oci.core.cli.output import emit
+from pants_oci.core.errors import InputFileError, InvalidReferenceError
+
+if TYPE_CHECKING:
+    from pants_oci.core.image import Image
+    from pants_oci.core.models import Platform
+
+__all__ = ["image_assemble_command"]
+
+_CONFIG_KEYS = (
+    "entrypoint",
+    "cmd",
+    "env",
+    "workdir",
+    "user",
+    "labels",
+    "annotations",
+    "exposed_ports",
+    "volumes",
+    "stop_signal",
+    "platform",
+)
+_META_KEYS = ("digest", "diff_id", "size", "media_type", "uncompressed_size")
+
+
+def image_assemble_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    # The image builder imports the registry stack only for a registry base (or missing base
+    # layers): assembling on scratch or a complete local layout stays off the network code.
+    from pants_oci.core.image import Image
+    from pants_oci.core.reference import DEFAULT_TAG
+
+    tags = tag_arguments(args.tag) or [DEFAULT_TAG]
+    archive_names = _archive_names(args, tags)  # checked before anything is built
+    where = f"image config {args.config}"
+    config = json_object(read_json(args.config, "image config"), where, _CONFIG_KEYS)
+    platform = _config_platform(config, where)
+    base: str | Path = SCRATCH if args.base == SCRATCH else Path(args.base)
+    layers = [_checked_layer(spec) for spec in args.layer]
+    with Image(
+        base,
+        options=options,
+        platform=platform,
+        base_reference=args.base_reference,
+        source_date_epoch=args.source_date_epoch,
+    ) as image:
+        for blob, meta in layers:
+            image.add_layer(
+                meta["digest"],
+                meta["diff_id"],
+                meta["size"],
+                media_type=meta["media_type"],
+                blob=blob,
+            )
+        _apply_config(image, config, where)
+        _write_outputs(image, args, tags, archive_names)
+        emit(_summary(image, tags))
+
+
+def _config_platform(config: Mapping[str, Any], where: str) -> Platform | None:
+    from pants_oci.core.models import Platform
+
+    platform_text = typed(config, "platform", str, where, None)
+    try:
+        return Platform.parse(platform_text) if platform_text else None
+    except ValueError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+
+
+def _checked_layer(spec: str) -> tuple[str, dict[str, Any]]:
+    """``--layer BLOB_PATH=META_JSON_PATH``: the blob's path and its metadata, checked."""
+    blob, equals, meta_path = spec.partition("=")
+    if not equals or not blob or not meta_path:
+        raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH")
+    meta = _read_layer_meta(meta_path)
+    _check_layer(blob, meta, meta_path)
+    return blob, meta
+
+
+def _read_layer_meta(path: str) -> dict[str, Any]:
+    where = f"layer metadata {path}"
+    meta = json_object(read_json(path, "layer metadata"), where, _META_KEYS)
+    for key, kind in (("digest", str), ("diff_id", str), ("size", int), ("media_type", str)):
+        if not isinstance(meta.get(key), kind):
+            raise InputFileError(
+                f"{where}: {key!r} must be a {kind.__name__} (it is `layer build`'s output)"
+            )
+    return meta
+
+
+def _check_layer(blob: str, meta: Mapping[str, Any], meta_path: str) -> None:
+    """Refuse a layer whose metadata disagrees with its blob: the image's manifest and config
+    are made from the metadata, so a wrong digest, size, diff_id or media type would make an
+    image that names blobs it does not have. One pass over the blob measures all of them."""
+    import zlib
+
+    import zstandard
+
+    from pants_oci.core.compression import compression_of_media_type, inspect_layer_blob
+    from pants_oci.core.digest import Digest
+    from pants_oci.core.errors import InvalidDigestError
+
+    where = f"--layer {blob}={meta_path}"
+    expected = compression_of_media_type(meta["media_type"])
+    if expected is None:
+        raise InputFileError(
+            f"{where}: media_type {meta['media_type']!r} is not a layer media type"
+        )
+    try:
+        digest, diff_id = Digest.parse(meta["digest"]), Digest.parse(meta["diff_id"])
+    except InvalidDigestError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+    try:
+        facts = inspect_layer_blob(blob)
+    except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as exc:
+        raise InputFileError(f"{where}: the layer blob cannot be read: {exc}") from None
+    problems = []
+    if facts.size != meta["size"]:
+        problems.append(f"the blob is {facts.size} bytes, the metadata says size {meta['size']}")
+    if facts.digest != digest:
+        problems.append(f"the blob's digest is {facts.digest}, the metadata says {digest}")
+    if facts.compression != expected:
+        problems.append(
+            f"the blob is {_COMPRESSED[facts.compression]}, the metadata says media_type "
+            f"{meta['media_type']} ({_COMPRESSED[expected]})"
+        )
+    if facts.diff_id != diff_id:
+        problems.append(
+            f"the tar in the blob has diff_id {facts.diff_id}, the metadata says {diff_id}"
+        )
+    if problems:
+        raise InputFileError(
+            f"{where}: the layer metadata does not match the blob: " + "; ".join(problems)
+        )
+
+
+_COMPRESSED = {"gzip": "gzip-compressed", "zstd": "zstd-compressed", "none": "an uncompressed tar"}
+
+
+def _apply_config(image: Image, config: Mapping[str, Any], where: str) -> None:
+    with input_values(where):
+        _apply_config_values(image, config, where)
+
+
+def _apply_config_values(image: Image, config: Mapping[str, Any], where: str) -> None:
+    # Entrypoint before cmd: a new entrypoint drops the inherited cmd, a cmd given here stays.
+    entrypoint = string_list(config, "entrypoint", where)
+    if entrypoint is not None:
+        image.entrypoint = entrypoint
+    cmd = string_list(config, "cmd", where)
+    if cmd is not None:
+        image.cmd = cmd
+    for name, value in string_map(config, "env", where).items():
+        image.set_env(name, value)
+    workdir = typed(config, "workdir", str, where, None)
+    if workdir is not None:
+        image.workdir = workdir
+    user = typed(config, "user", str, where, None)
+    if user is not None:
+        image.user = user
+    image.labels.update(string_map(config, "labels", where))
+    image.annotations.update(string_map(config, "annotations", where))
+    image.expose(*(string_list(config, "exposed_ports", where) or ()))
+    image.volumes = [*image.volumes, *(string_list(config, "volumes", where) or ())]
+    stop_signal = typed(config, "stop_signal", str, where, None)
+    if stop_signal is not None:
+        image.stop_signal = stop_signal
+
+
+def _archive_names(args: argparse.Namespace, tags: Sequence[str]) -> list[str]:
+    """The RepoTags of `--docker-archive`: each `--archive-name` NAME:TAG, checked and written
+    as given (podman reads `app:1` as `localhost/app:1`, `docker.io/library/app:1` as itself);
+    without any, the `--tag`s that are full names (as `example.com/app:1.2`)."""
+    from pants_oci.core.reference import parse_reference
+
+    if not args.archive_name:
+        return [tag for tag in tags if ":" in tag or "/" in tag]
+    if not args.docker_archive:
+        raise InputFileError(
+            "--archive-name names the image in a docker-archive; give --docker-archive TAR_PATH"
+        )
+    names: list[str] = []
+    for text in args.archive_name:
+        try:
+            reference = parse_reference(text)
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(f"--archive-name {text!r}: {exc}") from None
+        if reference.digest is not None or reference.tag is None:
+            raise InvalidReferenceError(
+                f"--archive-name {text!r}: expected NAME:TAG, such as "
+                f"'{reference.familiar_name}:latest' (a docker-archive names images by tag, "
+                "never by digest)"
+            )
+        if text not in names:
+            names.append(text)
+    return names
+
+
+def _write_outputs(
+    image: Image, args: argparse.Namespace, tags: Sequence[str], archive_names: Sequence[str]
+) -> None:
+    """The layout at ``--output`` and the ``--docker-archive``: both or neither."""
+    from pants_oci.core.layout import staged_directory
+
+    # The layout is built beside --output, the archive (itself written to a temporary file and
+    # renamed) next, and only then is the layout renamed into place (see
+    # layout.staged_directory); should that fail, the archive is removed.
+    archive_done = False
+    try:
+        with staged_directory(args.output) as staged:
+            image.write_layout(
+                staged, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
+            )
+            if args.docker_archive:
+                image.write_docker_archive(
+                    args.docker_archive,
+                    archive_names,
+                    fetch_missing=False,
+                    repositories=bool(archive_names),
+                )
+                archive_done = True
+    except BaseException:
+        if archive_done:
+            Path(args.docker_archive).unlink(missing_ok=True)
+        raise
+
+
+def _summary(image: Image, tags: Sequence[str]) -> dict[str, Any]:
+    """The command's JSON output: the image's digests, layers, tags and base."""
+    from pants_oci.core import media_types
+
+    data = image.get_image_data()
+    base_ref = image.base_reference
+    base_digest = image.base_manifest_digest
+    return {
+        "manifest_digest": str(data.manifest_digest),
+        "config_digest": str(data.config_digest),
+        "media_type": media_types.OCI_MANIFEST,
+        "layers": [
+            {
+                "digest": str(layer.digest),
+                "diff_id": str(diff_id),
+                "size": layer.size,
+                "media_type": layer.media_type,
+            }
+            for layer, diff_id in zip_strict(data.manifest.layers, data.config.rootfs.diff_ids)
+        ],
+        "tags": list(tags),
+        "base": {
+            "reference": str(base_ref) if base_ref else None,
+            "manifest_digest": str(base_digest) if base_digest else None,
+        },
+    }

@@ -1,0 +1,45 @@
+"""What ``pants-oci`` writes: one JSON object per command on stdout, raw document bytes for
+``inspect --raw``, and progress lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+__all__ = ["PROGRAM", "Progress", "emit", "write_raw"]
+
+PROGRAM = "pants-oci"
+_MIB = 1024 * 1024
+_PROGRESS_INTERVAL = 1.0  # seconds between progress lines
+
+
+def emit(document: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class Progress:
+    """A ProgressCallback printing ``label: done/total MiB`` to stderr, at most once a second."""
+
+    def __init__(self, label: str, stream: IO[str]) -> None:
+        self._label = label
+        self._stream = stream
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        of_total = f"/{total / _MIB:.1f}" if total is not None else ""
+        self._stream.write(f"{PROGRAM}: {self._label}: {done / _MIB:.1f}{of_total} MiB\n")
+        self._stream.flush()
+
+
+def write_raw(data: bytes) -> None:
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.flush()

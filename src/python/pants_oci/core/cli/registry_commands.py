@@ -1,0 +1,162 @@
+"""The ``pants-oci`` commands that reach registries: ``base pull``, ``push``, ``copy`` and
+``inspect``, each over a function of :mod:`pants_oci.core.remote`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from pants_oci.core._transport_options import TransportOptions
+from pants_oci.core.cli.inputs import platform_argument, reference_argument
+from pants_oci.core.cli.output import emit, write_raw
+from pants_oci.core.errors import DocumentError, PartialPushError
+
+if TYPE_CHECKING:
+    from pants_oci.core.models import AnyManifest
+    from pants_oci.core.reference import Reference
+
+__all__ = ["base_pull_command", "copy_command", "inspect_command", "push_command"]
+
+
+def base_pull_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.remote import pull_image
+
+    reference = reference_argument(args.reference)
+    pulled = pull_image(
+        reference,
+        args.output,
+        platform=platform_argument(args.platform),
+        with_layers=args.with_layers,
+        blob_cache=args.blob_cache,
+        options=options,
+        progress=args.progress(f"pulling {reference}"),
+    )
+    manifest = pulled.manifest
+    emit(
+        {
+            "reference": str(reference),
+            "index_digest": str(pulled.index_digest) if pulled.index_digest else None,
+            "manifest_digest": str(manifest.digest),
+            "config_digest": str(manifest.config.digest),
+            "platform": str(pulled.config.platform),
+            "layers": [
+                {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
+                for layer in manifest.layers
+            ],
+        }
+    )
+
+
+def _displayed(reference: Reference) -> str:
+    """A pushed reference as the output names it: with its tag (``latest`` if none)."""
+    from pants_oci.core.reference import DEFAULT_TAG
+
+    if reference.tag is None and reference.digest is None:
+        return str(reference.with_tag(DEFAULT_TAG))
+    return str(reference)
+
+
+def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.remote import push_layout
+
+    references = [reference_argument(text, "--to") for text in args.to]
+    try:
+        pushed = push_layout(
+            args.layout,
+            references,
+            base_reference=args.base_reference,
+            options=options,
+            progress=args.progress(f"pushing {', '.join(map(_displayed, references))}"),
+        )
+    except PartialPushError as error:
+        # So that CI can act on it: which tags moved, which did not (the error says why).
+        emit({"pushed": [], "updated": list(error.updated), "not_updated": list(error.not_updated)})
+        raise
+    emit(
+        {
+            "pushed": [
+                {"reference": _displayed(reference), "digest": str(digest)}
+                for reference, digest in pushed
+            ]
+        }
+    )
+
+
+def copy_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.remote import copy_image
+
+    source, destination = reference_argument(args.source), reference_argument(args.destination)
+    digest = copy_image(
+        source,
+        destination,
+        options=options,
+        progress=args.progress(f"copying {source} to {destination}"),
+    )
+    emit(
+        {
+            "source": str(source),
+            "destination": _displayed(destination),
+            "digest": str(digest),
+        }
+    )
+
+
+def inspect_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.remote import read_document
+
+    reference = reference_argument(args.reference)
+    document, config = read_document(
+        reference,
+        platform=platform_argument(args.platform),
+        image_only=args.config,
+        read_config=args.config or not args.raw,
+        options=options,
+    )
+    if args.config:
+        assert config is not None
+        write_raw(config if args.raw else _pretty_config(config, f"{reference}: image config"))
+    elif args.raw:
+        write_raw(document.to_bytes())
+    else:
+        emit(_summary(reference, document, config))
+
+
+def _summary(reference: Reference, document: AnyManifest, config: bytes | None) -> dict[str, Any]:
+    """What ``inspect`` prints of a manifest (with its config) or an index."""
+    from pants_oci.core.models import DockerManifestList, ImageConfig, OCIIndex
+
+    summary: dict[str, Any] = {
+        "reference": str(reference),
+        "digest": str(document.digest),
+        "media_type": document.media_type or type(document).default_media_type,
+    }
+    if isinstance(document, (OCIIndex, DockerManifestList)):
+        summary["manifests"] = [
+            {
+                "digest": str(entry.digest),
+                "media_type": entry.media_type,
+                "size": entry.size,
+                "platform": str(entry.platform) if entry.platform else None,
+            }
+            for entry in document.manifests
+        ]
+    else:
+        assert config is not None
+        summary["config_digest"] = str(document.config.digest)
+        summary["platform"] = str(ImageConfig.from_bytes(config).platform)
+        summary["layers"] = [
+            {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
+            for layer in document.layers
+        ]
+    return summary
+
+
+def _pretty_config(raw: bytes, what: str) -> bytes:
+    try:
+        return json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    except ValueError as exc:
+        raise DocumentError(
+            f"{what} is not valid JSON ({exc}); `inspect --config --raw` prints its bytes"
+        ) from None

@@ -1,0 +1,79 @@
+"""Errors as ``pants-oci`` reports them on stderr: the error, each cause that says something new,
+and a hint at the fix, naming settings as the front end spells them (``--hints-for``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import IO
+
+from pants_oci.core._settings import CLI, Setting, how_to_set, name_of
+from pants_oci.core.cli.output import PROGRAM
+from pants_oci.core.errors import (
+    CredentialError,
+    DeniedError,
+    ImageArchiveError,
+    InsecureTokenServiceError,
+    NotFoundError,
+    PlatformNotFoundError,
+    TransportError,
+    UnauthorizedError,
+)
+
+__all__ = ["hint", "report"]
+
+_CREDENTIAL_SOURCES = (
+    "pants-oci reads credentials only from $DOCKER_CONFIG/config.json (default "
+    "~/.docker/config.json), its credential helpers, and Google application default credentials"
+)
+
+
+def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
+    hints_for = getattr(args, "hints_for", CLI)
+    if isinstance(error, InsecureTokenServiceError):
+        return None  # its message names the fix: logging in again would not help
+    if isinstance(error, UnauthorizedError):
+        return f"log in to {error.registry} (e.g. `docker login {error.registry}`); " + (
+            _CREDENTIAL_SOURCES
+        )
+    if isinstance(error, DeniedError):
+        where = f"{error.registry}/{error.repository}" if error.repository else error.registry
+        return f"the credentials used for {where} lack permission for this; {_CREDENTIAL_SOURCES}"
+    if isinstance(error, NotFoundError):
+        where = f"{error.registry}/{error.repository}" if error.repository else error.registry
+        return f"check the reference: does {where} exist, with that tag or digest?"
+    if isinstance(error, TransportError):
+        if error.tls:  # its message says how to trust the CA, or to use plain HTTP
+            return None
+        if error.timeout:  # its message names the setting that waits longer
+            return f"check that {error.registry} is up and answering requests"
+        return (
+            f"check that {error.registry} is up and reachable; for a registry that only speaks "
+            f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "
+            f"for a private CA {how_to_set(Setting.CA_BUNDLE, hints_for)}"
+        )
+    if isinstance(error, PlatformNotFoundError):
+        return f"choose one of the available platforms with {name_of(Setting.PLATFORM, hints_for)}"
+    if isinstance(error, CredentialError):
+        return _CREDENTIAL_SOURCES
+    if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
+        return "push takes the output directory of `image assemble`"
+    return None
+
+
+def report(error: BaseException, args: argparse.Namespace | None, stream: IO[str]) -> None:
+    lines = [f"{PROGRAM}: error: {error}"]
+    said = [" ".join(str(error).split())]
+    cause = error.__cause__
+    while cause is not None:
+        # A cause says something new, or nothing: httpx wraps httpcore's error, which wraps
+        # the OSError, all three "[Errno 111] Connection refused", already in the message.
+        text = " ".join(str(cause).split())
+        if text and not any(text in earlier for earlier in said):
+            lines.append(f"{PROGRAM}: caused by: {text}")
+            said.append(text)
+        cause = cause.__cause__
+    advice = hint(error, args)
+    if advice:
+        lines.append(f"{PROGRAM}: hint: {advice}")
+    stream.write("\n".join(" ".join(line.split()) for line in lines) + "\n")
+    stream.flush()
