@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 # Core modules that need nothing beyond the stdlib and run on Python 3.9: the only part of the
 # core the backend may import.
 STDLIB_CORE_MODULES = frozenset(
-    {"base_spec", "reference", "digest", "media_types", "errors", "validation"}
+    {"base_spec", "reference", "digest", "media_types", "errors", "platforms", "validation"}
 )
 
 

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from pants_oci.core._www_authenticate import Challenge, parse_challenges
 from pants_oci.core.auth import (
     SCOPES_EXTENSION,
     Credential,
@@ -24,6 +23,7 @@ from pants_oci.core.auth import (
     StaticKeychain,
     repository_scope,
 )
+from pants_oci.core.auth._www_authenticate import Challenge, parse_challenges
 from pants_oci.core.errors import DeniedError, RegistryError, UnauthorizedError
 from tests.core.auth_helpers import FakeClock
 from tests.harness.json_handler import JsonHandler

@@ -420,7 +420,7 @@ def test_missing_default_store_means_no_credentials_with_one_warning(
     config_dir, env = helper_env
     write_config(config_dir, {"credsStore": "nonexistent", "auths": {"a.io": {}}})
     keychain = DockerConfigKeychain(env)
-    with caplog.at_level(logging.WARNING, logger="pants_oci.core._docker_config"):
+    with caplog.at_level(logging.WARNING, logger="pants_oci.core.auth._docker_config"):
         assert [keychain.resolve(r, "x/y") for r in ("a.io", "b.io", "docker.io")] == [None] * 3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1

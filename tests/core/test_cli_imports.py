@@ -36,16 +36,19 @@ with open(report, "w") as stream:
     json.dump({"status": status, "modules": sorted(sys.modules)}, stream)
 """
 
-# The HTTP and Google auth stacks, and our modules that import them.
+# The HTTP and Google auth stacks, and our modules that import them. (The rest of
+# pants_oci.core.auth, keychains and docker config, is the standard library only: the image
+# builder imports it on any base.)
 REGISTRY_STACK = (
     "httpx",
     "httpcore",
     "certifi",
     "pants_oci.core.transport",
     "pants_oci.core.registry",
-    "pants_oci.core.auth",
+    "pants_oci.core.auth._handshake",
+    "pants_oci.core.auth._token_service",
 )
-GOOGLE_STACK = ("google", "cryptography", "pants_oci.core._google")
+GOOGLE_STACK = ("google", "cryptography", "pants_oci.core.auth._google")
 # pydantic, and the modules whose classes are pydantic models or use them.
 MODELS = (
     "pydantic",
@@ -200,10 +203,10 @@ def test_google_auth_is_imported_only_for_a_google_registry() -> None:
         "from pants_oci.core.auth import default_keychain\n"
         "assert default_keychain(env={}).resolve('gcr.io', 'p/app') is None"
     )
-    assert "pants_oci.core._google" in google
+    assert "pants_oci.core.auth._google" in google
     # The public name still is the class itself.
     _python(
         "from pants_oci.core import GoogleKeychain\n"
-        "from pants_oci.core._google import GoogleKeychain as Defined\n"
+        "from pants_oci.core.auth._google import GoogleKeychain as Defined\n"
         "assert GoogleKeychain is Defined"
     )

@@ -28,10 +28,9 @@ from pants_oci.core.models import (
     OCIManifest,
     Platform,
     RootFS,
-    normalize_architecture,
     parse_manifest,
-    platform_matches,
 )
+from pants_oci.core.platforms import normalize_architecture, platform_matches
 
 CONFIG_DIGEST = "sha256:" + "c" * 64
 LAYER1_DIGEST = "sha256:" + "1" * 64

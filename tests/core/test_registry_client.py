@@ -25,8 +25,9 @@ from pants_oci.core.models import (
     Platform,
     parse_manifest,
 )
+from pants_oci.core.platforms import resolve_platform
 from pants_oci.core.reference import Reference
-from pants_oci.core.registry import RegistryClient, resolve_platform
+from pants_oci.core.registry import RegistryClient
 from tests.core.registry_support import MODE_FIXTURES, client_for, image_manifest
 from tests.harness.busybox import PushedImage
 from tests.harness.registry import Registry

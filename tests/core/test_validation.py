@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pants_oci.core import media_types, validation
+from pants_oci.core import media_types, platforms, validation
 from pants_oci.core.errors import InvalidReferenceError, InvalidValueError
 from pants_oci.core.image import Image
 from pants_oci.core.layer import CustomFile, LayerBuilder, Override
@@ -36,9 +36,9 @@ ZERO = "sha256:" + "0" * 64
         (validation.check_image_tag, "1.2", "1.2"),
         (validation.check_image_tag, "example.com/app:1.2", "example.com/app:1.2"),
         (validation.check_layer_media_type, media_types.DOCKER_LAYER, media_types.DOCKER_LAYER),
-        (validation.check_platform, "linux/x86_64", ("linux", "amd64", None)),
-        (validation.check_platform, "linux/arm64/8", ("linux", "arm64", "v8")),
-        (validation.check_platform, "linux/arm64/v8.2", ("linux", "arm64", "v8.2")),
+        (platforms.check_platform, "linux/x86_64", ("linux", "amd64", None)),
+        (platforms.check_platform, "linux/arm64/8", ("linux", "arm64", "v8")),
+        (platforms.check_platform, "linux/arm64/v8.2", ("linux", "arm64", "v8.2")),
     ],
 )
 def test_good_values_are_kept_or_normalised(
@@ -50,10 +50,10 @@ def test_good_values_are_kept_or_normalised(
 @pytest.mark.parametrize(
     ("check", "bad", "words"),
     [
-        (validation.check_platform, "linux/amd65", "unknown architecture 'amd65'"),
-        (validation.check_platform, "", "is not `os/architecture[/variant]`"),
-        (validation.check_platform, "linux/arm/v9", "known: linux/arm/v5"),
-        (validation.check_platform, 5, "give a string"),
+        (platforms.check_platform, "linux/amd65", "unknown architecture 'amd65'"),
+        (platforms.check_platform, "", "is not `os/architecture[/variant]`"),
+        (platforms.check_platform, "linux/arm/v9", "known: linux/arm/v5"),
+        (platforms.check_platform, 5, "give a string"),
         (validation.check_port, "99999/tcp", "1 to 65535"),
         (validation.check_port, "80/sctpx", "tcp, udp or sctp"),
         (validation.check_port, 0, "1 to 65535"),

@@ -36,6 +36,7 @@ from pants_oci.core.base_spec import (
     parse_base,
 )
 from pants_oci.core.errors import InvalidValueError
+from pants_oci.core.platforms import check_platform
 from pants_oci.core.reference import (
     InvalidReferenceError,
     parse_repository,
@@ -45,7 +46,6 @@ from pants_oci.core.validation import (
     check_absolute_path,
     check_env_name,
     check_id,
-    check_platform,
     check_port,
     check_stop_signal,
     check_user,
@@ -68,7 +68,8 @@ def _field_error(
 
 
 def _checked(alias: str, address: Address, check: Callable[[Any], T], value: Any) -> T:
-    """`check(value)` from core/validation.py, its refusal as this field's error."""
+    """`check(value)` from core/validation.py (or core/platforms.py), its refusal as this field's
+    error."""
     try:
         return check(value)
     except InvalidValueError as exc:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         UnauthorizedError,
         UnsupportedMediaTypeError,
     )
+    from pants_oci.core.platforms import platform_matches
     from pants_oci.core.reference import Reference, parse_reference, parse_repository
 
 # Exported name -> the submodule that defines it.
@@ -113,7 +114,7 @@ _EXPORTS: Dict[str, str] = {
     "Platform": "models",
     "RootFS": "models",
     "parse_manifest": "models",
-    "platform_matches": "models",
+    "platform_matches": "platforms",
 }
 
 __all__ = [

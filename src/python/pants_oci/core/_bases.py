@@ -15,18 +15,15 @@ from pants_oci.core._clients import Clients
 from pants_oci.core._transfer import Blob
 from pants_oci.core.base_spec import SCRATCH, BaseKind, parse_base
 from pants_oci.core.digest import Digest
-from pants_oci.core.errors import DocumentError, ImageArchiveError
+from pants_oci.core.errors import ImageArchiveError
 from pants_oci.core.layout import BASE_REF_NAME, BLOB_SOURCE_ANNOTATION, ImageLayout, LocalImage
 from pants_oci.core.models import (
-    MAX_INDEX_DEPTH,
     Descriptor,
-    DockerManifest,
     ImageConfig,
-    OCIManifest,
     Platform,
     RootFS,
-    require_platform,
 )
+from pants_oci.core.platforms import require_platform
 from pants_oci.core.reference import Reference, parse_reference
 from pants_oci.core.tarball import read_docker_archive
 
@@ -108,17 +105,15 @@ class BaseLoader:
         return self._registry_base(spec.reference)
 
     def _registry_base(self, reference: Reference) -> Base:
-        from pants_oci.core.registry import resolve_platform
+        from pants_oci.core.registry import walk_to_image_manifest
 
         client = self._clients.get(reference)
-        document = client.get_manifest(reference.identifier)
-        for _depth in range(MAX_INDEX_DEPTH):
-            if isinstance(document, (OCIManifest, DockerManifest)):
-                break
-            entry = resolve_platform(document, self.platform)
-            document = client.get_manifest(entry.digest, size=entry.size)
-        if not isinstance(document, (OCIManifest, DockerManifest)):
-            raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+        document = walk_to_image_manifest(
+            client.get_manifest(reference.identifier),
+            self.platform,
+            lambda entry: client.get_manifest(entry.digest, size=entry.size),
+            str(reference),
+        )
         config = ImageConfig.from_bytes(
             client.read_blob(document.config.digest, size=document.config.size)
         )

@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from pants_oci.core._credentials import Keychain
-from pants_oci.core._keychains import default_keychain
 from pants_oci.core._transport_options import TransportOptions
+from pants_oci.core.auth import Keychain, default_keychain
 from pants_oci.core.reference import Reference, parse_reference
 
 # The registry client, the auth flow and httpx are imported with the first client.

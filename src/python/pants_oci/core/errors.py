@@ -4,7 +4,7 @@
     ├── InvalidReferenceError         an image reference that the grammar rejects (ValueError)
     ├── InvalidDigestError            a malformed `algorithm:hex` digest (ValueError)
     ├── InvalidValueError             a platform, port, path, signal, tag... that
-    │                                     core/validation.py refuses (ValueError)
+    │                                     core/validation.py or platforms.py refuses (ValueError)
     ├── DigestMismatchError           bytes whose digest is not the one expected
     ├── SizeMismatchError             a blob whose size is not its descriptor's
     ├── DocumentError                 a manifest, index or config we cannot use
@@ -55,8 +55,9 @@ class InvalidDigestError(OCIError, ValueError):
 
 
 class InvalidValueError(OCIError, ValueError):
-    """A value describing an image that core/validation.py refuses. `what` names it, `value`
-    is what was given, `problem` finishes a sentence about it (why, and what to write)."""
+    """A value describing an image that core/validation.py (or core/platforms.py) refuses.
+    `what` names it, `value` is what was given, `problem` finishes a sentence about it (why,
+    and what to write)."""
 
     def __init__(self, what: str, value: Any, problem: str) -> None:
         super().__init__(f"{what} {value!r} {problem}")

@@ -46,9 +46,9 @@ from pants_oci.core import media_types
 from pants_oci.core._bases import Base, BaseLoader
 from pants_oci.core._clients import Clients
 from pants_oci.core._compat import zip_strict
-from pants_oci.core._credentials import Keychain
 from pants_oci.core._transfer import Blob, place_blob, transfer_blobs
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
+from pants_oci.core.auth import Keychain
 from pants_oci.core.base_spec import SCRATCH
 from pants_oci.core.compression import Compression
 from pants_oci.core.digest import Digest, sha256_of_bytes

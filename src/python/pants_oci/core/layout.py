@@ -60,7 +60,6 @@ from pants_oci.core.errors import (
 )
 from pants_oci.core.layer import LayerBlob, LayerBuilder
 from pants_oci.core.models import (
-    MAX_INDEX_DEPTH,
     Descriptor,
     DockerManifest,
     DockerManifestList,
@@ -69,8 +68,8 @@ from pants_oci.core.models import (
     OCIManifest,
     Platform,
     parse_manifest,
-    platform_matches,
 )
+from pants_oci.core.platforms import MAX_INDEX_DEPTH, matching_entries
 from pants_oci.core.validation import check_image_tag
 
 __all__ = [
@@ -552,11 +551,7 @@ class ImageLayout:
     def _require_platform(
         self, ref: str, candidates: list[Descriptor], wanted: Platform
     ) -> Descriptor:
-        matching = [
-            entry
-            for entry in candidates
-            if entry.platform is not None and platform_matches(wanted, entry.platform)
-        ]
+        matching = matching_entries(candidates, wanted)
         if not matching:
             available = [str(entry.platform) for entry in candidates if entry.platform is not None]
             raise PlatformNotFoundError(

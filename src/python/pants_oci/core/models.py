@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import platform as stdlib_platform
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
@@ -46,13 +45,12 @@ from typing_extensions import Self, TypeAlias
 
 from pants_oci.core import media_types
 from pants_oci.core.digest import Digest, sha256_of_bytes, verify_bytes
-from pants_oci.core.errors import DocumentError, PlatformNotFoundError, UnsupportedMediaTypeError
-from pants_oci.core.validation import check_platform
+from pants_oci.core.errors import DocumentError, UnsupportedMediaTypeError
+from pants_oci.core.platforms import PlatformParts, check_platform, host_linux, matching_entries
 
 __all__ = [
     "MAX_CONFIG_SIZE",
     "MAX_DESCRIPTOR_SIZE",
-    "MAX_INDEX_DEPTH",
     "MAX_MANIFEST_SIZE",
     "AnyManifest",
     "ContainerConfig",
@@ -68,10 +66,7 @@ __all__ = [
     "Platform",
     "RootFS",
     "UnsupportedMediaTypeError",
-    "normalize_architecture",
     "parse_manifest",
-    "platform_matches",
-    "require_platform",
 ]
 
 
@@ -107,59 +102,10 @@ class _Model(BaseModel):
 
 # --- Platforms ------------------------------------------------------------------------------
 
-# What `platform.machine()` (uname -m) reports, mapped to GOARCH names and variants.
-_MACHINE_ARCHITECTURES: dict[str, tuple[str, str | None]] = {
-    "x86_64": ("amd64", None),
-    "amd64": ("amd64", None),
-    "x64": ("amd64", None),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v6"),
-    "i386": ("386", None),
-    "i486": ("386", None),
-    "i586": ("386", None),
-    "i686": ("386", None),
-    "x86": ("386", None),
-    "386": ("386", None),
-    "ppc64le": ("ppc64le", None),
-    "ppc64": ("ppc64", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-    "mips64": ("mips64", None),
-    "mips64el": ("mips64le", None),
-    "mips64le": ("mips64le", None),
-    "loongarch64": ("loong64", None),
-    "loong64": ("loong64", None),
-}
-
-# The variant an architecture means when none is given (as containerd normalises them).
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
-
-
-def normalize_architecture(machine: str) -> tuple[str, str | None]:
-    """Map a ``uname -m`` style name to a GOARCH name and variant.
-
-    ``x86_64`` gives ``("amd64", None)``, ``aarch64`` gives ``("arm64", "v8")``,
-    ``armv7l`` gives ``("arm", "v7")``; names we do not know are returned lowercased.
-    """
-    name = machine.strip().lower()
-    if name in _MACHINE_ARCHITECTURES:
-        return _MACHINE_ARCHITECTURES[name]
-    # armv5tel, armv6l, armv7l, armv8l: a 32-bit ARM userland of that generation.
-    if name.startswith("armv") and name[4:5].isdigit():
-        return "arm", f"v{name[4]}"
-    return name, None
-
-
-def _normalize_variant(architecture: str, variant: str | None) -> str | None:
-    if variant and variant.isdigit():
-        variant = f"v{variant}"  # containerd accepts "8" for "v8"
-    return variant or _DEFAULT_VARIANTS.get(architecture)
-
 
 class Platform(_Model):
-    """The platform an image runs on (``linux/arm64/v8``)."""
+    """The platform an image runs on (``linux/arm64/v8``). Reading, matching and choosing
+    platforms is :mod:`pants_oci.core.platforms`' job."""
 
     architecture: str
     os: str
@@ -173,39 +119,18 @@ class Platform(_Model):
     @classmethod
     def host_linux(cls) -> Platform:
         """Linux on this machine's CPU: what a container built here would run as."""
-        architecture, variant = normalize_architecture(stdlib_platform.machine())
-        return cls(architecture=architecture, os="linux", variant=variant)
+        host = host_linux()
+        return cls(architecture=host.architecture, os=host.os, variant=host.variant)
 
     @classmethod
     def parse(cls, text: str) -> Platform:
         """Parse a known ``os/architecture[/variant]``, e.g. ``linux/arm64/v8`` (see
-        :func:`~pants_oci.core.validation.check_platform`; InvalidValueError otherwise)."""
+        :func:`~pants_oci.core.platforms.check_platform`; InvalidValueError otherwise)."""
         os_name, architecture, variant = check_platform(text)
         return cls(os=os_name, architecture=architecture, variant=variant)
 
     def __str__(self) -> str:
-        base = f"{self.os}/{self.architecture}"
-        return f"{base}/{self.variant}" if self.variant else base
-
-
-def platform_matches(want: Platform, have: Platform) -> bool:
-    """Whether an image for ``have`` satisfies a request for ``want``.
-
-    OS and architecture must be equal (``x86_64``/``amd64`` style aliases are the same);
-    the variant only counts when ``want`` names one, and a missing variant means the
-    architecture's default (``arm64`` is ``v8``, ``arm`` is ``v7``).
-    """
-    if want.os != have.os:
-        return False
-    want_arch = normalize_architecture(want.architecture)[0]
-    have_arch = normalize_architecture(have.architecture)[0]
-    if want_arch != have_arch:
-        return False
-    if not want.variant:
-        return True
-    return _normalize_variant(want_arch, want.variant) == _normalize_variant(
-        have_arch, have.variant
-    )
+        return str(PlatformParts(self.os, self.architecture, self.variant))
 
 
 # --- Size limits ----------------------------------------------------------------------------
@@ -395,18 +320,6 @@ class _VersionedDocument(_Document):
         return value
 
 
-# How deep an index of indexes of ... may go before a reader gives up.
-MAX_INDEX_DEPTH = 4
-
-
-def _entries_for(manifests: tuple[Descriptor, ...], platform: Platform) -> list[Descriptor]:
-    return [
-        entry
-        for entry in manifests
-        if entry.platform is not None and platform_matches(platform, entry.platform)
-    ]
-
-
 class OCIManifest(_VersionedDocument):
     """An OCI image manifest: a config and an ordered list of layers."""
 
@@ -436,8 +349,9 @@ class OCIIndex(_VersionedDocument):
     annotations: Optional[dict[str, str]] = Field(default=None, exclude_if=_is_none)
 
     def manifests_for(self, platform: Platform) -> list[Descriptor]:
-        """The entries whose platform satisfies ``platform`` (see :func:`platform_matches`)."""
-        return _entries_for(self.manifests, platform)
+        """The entries whose platform satisfies ``platform`` (see
+        :func:`~pants_oci.core.platforms.platform_matches`)."""
+        return matching_entries(self.manifests, platform)
 
 
 class DockerManifest(_VersionedDocument):
@@ -463,8 +377,9 @@ class DockerManifestList(_VersionedDocument):
     manifests: tuple[Descriptor, ...]
 
     def manifests_for(self, platform: Platform) -> list[Descriptor]:
-        """The entries whose platform satisfies ``platform`` (see :func:`platform_matches`)."""
-        return _entries_for(self.manifests, platform)
+        """The entries whose platform satisfies ``platform`` (see
+        :func:`~pants_oci.core.platforms.platform_matches`)."""
+        return matching_entries(self.manifests, platform)
 
 
 # --- Image configuration --------------------------------------------------------------------
@@ -628,14 +543,3 @@ def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
     if more > 0:
         problems.append(f"and {more} more")
     return "; ".join(problems)
-
-
-def require_platform(config: ImageConfig, platform: Platform | None, where: str) -> None:
-    """Refuse (PlatformNotFoundError) an image whose config is not for ``platform`` (when one
-    is asked for): ``where`` names the image, as in "base r/app:1 is an image for ..."."""
-    if platform is not None and not platform_matches(platform, config.platform):
-        raise PlatformNotFoundError(
-            f"{where} is an image for {config.platform}, not {platform}",
-            wanted=str(platform),
-            available=[str(config.platform)],
-        )

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pants_oci.core._clients import Clients
-from pants_oci.core._credentials import Keychain
 from pants_oci.core._transfer import Blob, transfer_blobs
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
+from pants_oci.core.auth import Keychain
 from pants_oci.core.digest import Digest, sha256_of_bytes
 from pants_oci.core.errors import DocumentError, ImageBuildError, OCIError, PartialPushError
 from pants_oci.core.layout import (
@@ -28,7 +28,6 @@ from pants_oci.core.layout import (
     staged_directory,
 )
 from pants_oci.core.models import (
-    MAX_INDEX_DEPTH,
     AnyManifest,
     Descriptor,
     DockerManifest,
@@ -38,8 +37,8 @@ from pants_oci.core.models import (
     OCIManifest,
     Platform,
     parse_manifest,
-    require_platform,
 )
+from pants_oci.core.platforms import MAX_INDEX_DEPTH, require_platform
 from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference
 
 # The registry client and httpx are imported where a registry is reached.
@@ -147,19 +146,17 @@ def _image_manifest(
 ) -> tuple[OCIManifest | DockerManifest, Digest | None]:
     """The image manifest ``reference`` names for ``platform``, and the digest of the index
     it was chosen from, if any."""
-    from pants_oci.core.registry import resolve_platform
+    from pants_oci.core.registry import walk_to_image_manifest
 
     document = source.manifest(reference.identifier)
-    index_digest: Digest | None = None
-    for _depth in range(MAX_INDEX_DEPTH):
-        if isinstance(document, (OCIManifest, DockerManifest)):
-            break
-        index_digest = index_digest or document.digest
-        entry = resolve_platform(document, platform)
-        document = source.manifest(entry.digest, size=entry.size)
-    else:
-        raise DocumentError(f"{reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
-    manifest: OCIManifest | DockerManifest = document
+    is_image = isinstance(document, (OCIManifest, DockerManifest))
+    index_digest: Digest | None = None if is_image else document.digest
+    manifest = walk_to_image_manifest(
+        document,
+        platform,
+        lambda entry: source.manifest(entry.digest, size=entry.size),
+        str(reference),
+    )
     return manifest, index_digest
 
 

@@ -1,8 +1,9 @@
 """The rules for the values that describe an image, in one place.
 
 BUILD fields (the Pants backend), the CLI's JSON inputs and the :class:`~pants_oci.core.image.Image`
-API all check platforms, ports, paths, signals, users, ids, labels, tags and layer media types
-here, so a value is accepted or refused the same way wherever it is written.
+API all check ports, paths, signals, users, ids, labels, tags and layer media types here, so a
+value is accepted or refused the same way wherever it is written. Platforms are checked the same
+way by :func:`pants_oci.core.platforms.check_platform`, beside the rest of the platform logic.
 
 Each ``check_*`` returns the value (normalised where noted) or raises
 :class:`~pants_oci.core.errors.InvalidValueError`, whose ``problem`` finishes a sentence about
@@ -15,97 +16,11 @@ Stdlib only, and valid on Python 3.9: the Pants backend imports this module.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping
 
 from pants_oci.core import media_types
 from pants_oci.core.errors import InvalidReferenceError, InvalidValueError
 from pants_oci.core.reference import parse_reference, validate_tag
-
-# --- Platforms --------------------------------------------------------------------------------
-
-# The platforms images are built for: GOOS -> GOARCH -> variants (as `docker`, `crane` and the
-# OCI image index spell them). Architectures without variants list none.
-KNOWN_PLATFORMS: Dict[str, Dict[str, Tuple[str, ...]]] = {
-    "linux": {
-        "amd64": ("v1", "v2", "v3", "v4"),
-        # Armv8/9 and their extensions, as `docker buildx` and containerd name them.
-        "arm64": (
-            "v8",
-            *(f"v8.{n}" for n in range(10)),
-            "v9",
-            *(f"v9.{n}" for n in range(6)),
-        ),
-        "arm": ("v5", "v6", "v7"),
-        "386": (),
-        "ppc64le": (),
-        "s390x": (),
-        "riscv64": (),
-        "mips64le": (),
-        "loong64": (),
-    },
-    "windows": {"amd64": (), "arm64": ()},
-}
-
-# Other spellings of architectures (uname -m's, Debian's), as `docker --platform` takes them.
-_ARCHITECTURE_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
-
-
-def _platform_examples() -> str:
-    return ", ".join(
-        f"{os_name}/{arch}{'/' + variants[-1] if arch == 'arm' else ''}"
-        for os_name, arches in KNOWN_PLATFORMS.items()
-        for arch, variants in arches.items()
-    )
-
-
-def check_platform(value: Any) -> Tuple[str, str, Optional[str]]:
-    """``(os, architecture, variant)`` of a known ``os/architecture[/variant]`` platform.
-
-    Architecture aliases (``x86_64``, ``aarch64``) give the GOARCH name, and a bare variant
-    number (``8``) its ``v`` form, as containerd reads them.
-    """
-    if not isinstance(value, str):
-        raise InvalidValueError(
-            "platform",
-            value,
-            "is not a platform: give a string `os/architecture[/variant]`, such as 'linux/amd64'.",
-        )
-    parts = value.split("/")
-    if len(parts) not in (2, 3):
-        raise InvalidValueError(
-            "platform",
-            value,
-            f"is not `os/architecture[/variant]`. Known platforms: {_platform_examples()}.",
-        )
-    os_name, arch = parts[0], _ARCHITECTURE_ALIASES.get(parts[1], parts[1])
-    variant = parts[2] if len(parts) == 3 else None
-    if variant is not None and variant.isdigit():
-        variant = f"v{variant}"
-    if os_name not in KNOWN_PLATFORMS:
-        raise InvalidValueError(
-            "platform",
-            value,
-            f"names an unknown os {os_name!r} (known: {', '.join(KNOWN_PLATFORMS)}).",
-        )
-    if arch not in KNOWN_PLATFORMS[os_name]:
-        raise InvalidValueError(
-            "platform",
-            value,
-            f"names an unknown architecture {parts[1]!r} for {os_name}. "
-            f"Known platforms: {_platform_examples()}.",
-        )
-    variants = KNOWN_PLATFORMS[os_name][arch]
-    if variant is not None and variant not in variants:
-        known = (
-            ", ".join(f"{os_name}/{arch}/{v}" for v in variants) or f"none: use {os_name}/{arch}"
-        )
-        raise InvalidValueError(
-            "platform",
-            value,
-            f"names an unknown variant {parts[2]!r} of {os_name}/{arch} (known: {known}).",
-        )
-    return os_name, arch, variant
-
 
 # --- The run configuration --------------------------------------------------------------------
 

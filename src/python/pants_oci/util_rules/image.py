@@ -50,8 +50,8 @@ from pants.util.strutil import softwrap
 
 from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidValueError
+from pants_oci.core.platforms import check_platform
 from pants_oci.core.reference import parse_reference
-from pants_oci.core.validation import check_platform
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     ImageBase,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 from pants.engine.addresses import Address
 from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
@@ -30,6 +30,7 @@ from pants.engine.target import InvalidFieldException
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core.platforms import PlatformParts, platform_matches
 from pants_oci.core.reference import Reference
 from pants_oci.subsystems.oci import OciSubsystem
 
@@ -135,31 +136,15 @@ async def read_base_lockfile(_: BaseLockfileRequest, oci: OciSubsystem) -> BaseL
         return BaseLockfile(oci.lockfile, True, FrozenDict(), error=str(e))
 
 
-def _platform_parts(platform: str) -> Tuple[str, str, Optional[str]]:
-    os_, arch, *variant = platform.split("/")
-    return os_, arch, (variant[0] if variant else None)
-
-
-# The variant an architecture means when none is given, as containerd (and core/models.py).
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
-
-
 def choose_platform(platforms: Mapping[str, str], wanted: str) -> Optional[str]:
-    """The locked platform that `wanted` means: an exact match, else the one entry with the
-    same os/architecture and, when `wanted` names one, the same variant (a missing variant
-    is the architecture's default: `linux/arm64/v8` is `linux/arm64`)."""
+    """The locked platform that `wanted` means: an exact match, else the one entry that
+    satisfies it as an image of an index would (see `platform_matches`: the same os and
+    architecture and, when `wanted` names one, the same variant; a missing variant is the
+    architecture's default: `linux/arm64/v8` is `linux/arm64`)."""
     if wanted in platforms:
         return wanted
-    os_, arch, variant = _platform_parts(wanted)
-
-    def fits(name: str) -> bool:
-        other_os, other_arch, other_variant = _platform_parts(name)
-        if (other_os, other_arch) != (os_, arch):
-            return False
-        default = _DEFAULT_VARIANTS.get(arch)
-        return variant is None or (other_variant or default) == (variant or default)
-
-    same = [name for name in platforms if fits(name)]
+    want = PlatformParts.split(wanted)
+    same = [name for name in platforms if platform_matches(want, PlatformParts.split(name))]
     return same[0] if len(same) == 1 else None
 
 

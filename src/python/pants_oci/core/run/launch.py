@@ -12,7 +12,8 @@ from pathlib import Path
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.errors import RunError
 from pants_oci.core.layout import ImageLayout, LocalImage
-from pants_oci.core.models import Platform, platform_matches
+from pants_oci.core.models import Platform
+from pants_oci.core.platforms import platform_matches
 from pants_oci.core.run.bundle import make_bundle
 from pants_oci.core.run.runtime_spec import image_command
 from pants_oci.core.run.runtimes import choose_runtime, run_podman, run_runc

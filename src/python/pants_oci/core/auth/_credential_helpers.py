@@ -26,7 +26,7 @@ import signal
 import subprocess
 from collections.abc import Mapping
 
-from pants_oci.core._credentials import IDENTITY_TOKEN_USERNAME, Credential
+from pants_oci.core.auth._credentials import IDENTITY_TOKEN_USERNAME, Credential
 from pants_oci.core.errors import CredentialHelperError
 
 DEFAULT_HELPER_TIMEOUT = 30.0

@@ -42,7 +42,7 @@ import google.auth.transport
 import google.oauth2.service_account
 import httpx
 
-from pants_oci.core._credentials import Credential, is_google_registry
+from pants_oci.core.auth._credentials import Credential, is_google_registry
 from pants_oci.core.errors import CredentialError
 from pants_oci.core.transport import TransportOptions, proxy_for_url, tls_context
 

@@ -36,13 +36,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pants_oci.core._credential_helpers import (
+from pants_oci.core.auth._credential_helpers import (
     DEFAULT_HELPER_TIMEOUT,
     get_credential,
     helper_binary,
     helper_installed,
 )
-from pants_oci.core._credentials import Credential, helper_server_url, normalize_registry
+from pants_oci.core.auth._credentials import Credential, helper_server_url, normalize_registry
 from pants_oci.core.errors import CredentialError
 
 _log = logging.getLogger(__name__)

@@ -16,18 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pants_oci.core._credentials import (
+from pants_oci.core.auth._credentials import (
     Credential,
     Keychain,
     is_google_registry,
     normalize_registry,
 )
-from pants_oci.core._docker_config import DockerConfigKeychain
+from pants_oci.core.auth._docker_config import DockerConfigKeychain
 from pants_oci.core.errors import CredentialError
 
 if TYPE_CHECKING:
-    from pants_oci.core._google import GoogleKeychain, GoogleTokenSource, HttpxGoogleRequest
     from pants_oci.core._transport_options import TransportOptions
+    from pants_oci.core.auth._google import GoogleKeychain, GoogleTokenSource, HttpxGoogleRequest
 
 StaticOptions = Mapping[str, Any]
 
@@ -60,7 +60,7 @@ class StaticKeychain:
 
     Values are ``{"username": ..., "password": ...}``, ``{"token": ...}`` (a bearer token
     sent to the registry as is), ``{"identitytoken": ...}``, or a :class:`Credential`. For a
-    Google registry, the options of :mod:`pants_oci.core._google` apply instead:
+    Google registry, the options of :mod:`pants_oci.core.auth._google` apply instead:
     ``{"service_account_info": {...}}``, ``{"service_account_file": PATH}`` or
     ``{"token": ACCESS_TOKEN}``, the last sent as user ``oauth2accesstoken``. Anything else
     raises CredentialError naming the key (never the values). Google token requests honour
@@ -79,7 +79,7 @@ class StaticKeychain:
         def request() -> HttpxGoogleRequest:
             # One for every Google entry, made (and google-auth imported) by the first of them.
             if not requests:
-                from pants_oci.core._google import HttpxGoogleRequest
+                from pants_oci.core.auth._google import HttpxGoogleRequest
 
                 requests.append(HttpxGoogleRequest(options, env))
             return requests[0]
@@ -114,7 +114,7 @@ def _parse_entry(
         raise CredentialError(f"{where}: expected a dict of options or a Credential")
     source = f"explicit credentials for {key}"
     if is_google_registry(registry) and set(value) != {"username", "password"}:
-        from pants_oci.core._google import GOOGLE_USERNAME, token_source_from_options
+        from pants_oci.core.auth._google import GOOGLE_USERNAME, token_source_from_options
 
         google = token_source_from_options(value, where, request())
         if isinstance(google, str):
@@ -170,7 +170,7 @@ class _LazyGoogleKeychain:
     def _google(self) -> GoogleKeychain:
         with self._lock:
             if self._keychain is None:
-                from pants_oci.core._google import GoogleKeychain
+                from pants_oci.core.auth._google import GoogleKeychain
 
                 keychain = GoogleKeychain(self._env, options=self._options)
                 keychain._env = self._snapshot  # what the environment held when this was made
