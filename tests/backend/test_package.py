@@ -113,10 +113,16 @@ oci_image(name="defaulted", base="scratch", dependencies=[":scripts"])
     run_pants("package", "svc:api", cwd=repo)
     info = json.loads((repo / "dist/svc/api/image-info.json").read_text())
     assert pushed[f"{target.host}/team/svc-api:1.0"] == info["manifest_digest"]
-    # `publish --output` records each name with the digest it now points at.
-    [api_record] = [r for r in json.loads(record.read_text()) if r["target"] == "svc:api"]
-    assert api_record["digest"] == info["manifest_digest"]
-    assert f"{target.host}/team/svc-api@{info['manifest_digest']}" in api_record["pinned"]
+    # `publish --output` records each name (each its own push) with the digest it now
+    # points at.
+    api_records = [r for r in json.loads(record.read_text()) if r["target"] == "svc:api"]
+    assert [(r["names"], r["published"]) for r in api_records] == [
+        ([f"{target.host}/team/svc-api:1.0"], True),
+        ([f"{target.host}/team/svc-api:latest"], True),
+    ]
+    for api_record in api_records:
+        assert api_record["digest"] == info["manifest_digest"]
+        assert api_record["pinned"] == [f"{target.host}/team/svc-api@{info['manifest_digest']}"]
     for tag in ("1.0", "latest"):
         ref = f"{target.host}/team/svc-api:{tag}"
         inspected = skopeo_inspect(f"docker://{ref}", registry=target)

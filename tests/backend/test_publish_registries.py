@@ -117,31 +117,35 @@ skip_push = true
         published.setdefault(entry["target"], []).append(entry)
 
     # No `registries`: the default registry, with its extra tag resolved like `image_tags`.
-    [defaulted] = published["svc:defaulted"]
-    assert defaulted["status"] == "published", defaulted
-    [public_names] = defaulted["registries"]
-    assert (public_names["alias"], public_names["address"]) == ("public", public.host)
-    assert public_names["repository"] == f"{unique}/defaulted"
-    extra = public_names["tags"][1]
-    assert public_names["tags"] == ["1.0", extra] and re.fullmatch(r"beta-[0-9a-f]{12}", extra)
-    for tag in ("1.0", extra):
+    # One record per name pushed (each its own push, published or failed on its own).
+    defaulted = published["svc:defaulted"]
+    assert [d["status"] for d in defaulted] == ["published", "published"], defaulted
+    public_names = [names for d in defaulted for names in d["registries"]]
+    assert {(n["alias"], n["address"]) for n in public_names} == {("public", public.host)}
+    assert {n["repository"] for n in public_names} == {f"{unique}/defaulted"}
+    [[first], [extra]] = [n["tags"] for n in public_names]
+    assert first == "1.0" and re.fullmatch(r"beta-[0-9a-f]{12}", extra), public_names
+    for record_, tag in zip(defaulted, ("1.0", extra), strict=True):
+        assert record_["names"] == [f"{public.host}/{unique}/defaulted:{tag}"], record_
+        assert record_["pinned"] == [f"{public.host}/{unique}/defaulted@{record_['digest']}"]
         digest = _manifest_digest(public, f"{unique}/defaulted", tag)
-        assert digest == defaulted["digest"], tag
+        assert digest == record_["digest"], tag
 
     # `@private`: its own repository and extra tag, with the helper's credentials; `@attic`
     # (`skip_push`) is listed as skipped, and nothing goes there.
-    pushed, skipped = sorted(published["svc:aliased"], key=lambda e: e["status"] != "published")
-    assert pushed["status"] == "published", pushed
-    [private_names] = pushed["registries"]
-    assert private_names["alias"] == "private"
-    assert private_names["repository"] == f"mirror/{unique}/aliased"
-    assert pushed["names"] == [
-        f"{private.host}/mirror/{unique}/aliased:1.0",
-        f"{private.host}/mirror/{unique}/aliased:mirrored",
+    *pushed, skipped = sorted(published["svc:aliased"], key=lambda e: e["status"] != "published")
+    assert [p["status"] for p in pushed] == ["published", "published"], pushed
+    assert {r["alias"] for p in pushed for r in p["registries"]} == {"private"}
+    assert {r["repository"] for p in pushed for r in p["registries"]} == {
+        f"mirror/{unique}/aliased"
+    }
+    assert [p["names"] for p in pushed] == [
+        [f"{private.host}/mirror/{unique}/aliased:1.0"],
+        [f"{private.host}/mirror/{unique}/aliased:mirrored"],
     ]
-    for tag in ("1.0", "mirrored"):
+    for record_, tag in zip(pushed, ("1.0", "mirrored"), strict=True):
         digest = _manifest_digest(private, f"mirror/{unique}/aliased", tag)
-        assert digest == pushed["digest"], tag
+        assert digest == record_["digest"], tag
     assert "skip_push" in skipped["status"] and "'attic'" in skipped["status"], skipped
     assert [r["alias"] for r in skipped["registries"]] == ["attic"]
     assert skipped["names"] == [f"{public.host}/attic/{unique}/aliased:1.0"]

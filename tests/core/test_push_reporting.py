@@ -75,6 +75,22 @@ def test_the_cli_prints_which_tags_moved_as_json(
     assert f"{refs[0]} had moved" in err and "Traceback" not in err
 
 
+def test_a_failed_push_names_its_destinations(
+    tmp_path: Path, proxy: FaultProxy, unique_repo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `pants publish` runs one push per name, their output one after the other: each error
+    # says which push it ended.
+    layout, _digest = _layout(tmp_path)
+    proxy.cut("*", r"/blobs/uploads/[^?]+", after_bytes=0, times=None)
+    ref = f"{proxy.host}/{unique_repo}:v1"
+    status = cli.main(["--retries", "0", "push", str(layout), "--to", ref])
+    out, err = capsys.readouterr()
+    assert status == 1 and out == ""
+    [error] = [line for line in err.splitlines() if line.startswith("pants-oci: error:")]
+    assert error.startswith(f"pants-oci: error: pushing {ref}: cannot reach registry "), err
+    assert "Traceback" not in err
+
+
 def test_a_pinned_destination_of_another_image_is_refused_before_anything_is_sent(
     tmp_path: Path, proxy: FaultProxy, unique_repo: str
 ) -> None:

@@ -9,6 +9,8 @@ registry's Location headers point back at the proxy) unless a rule matches it fi
     proxy.rewrite_body("GET", r"/manifests/", lambda path, body: (new_body, {"Content-Type": ...}))
     proxy.cut_response("GET", r"/blobs/", after_bytes=65536)   # headers, some body, then RST
     proxy.gzip("GET", r"/blobs/")      # gzip answers whose request accepts gzip, as CDNs do
+    proxy.stall("*", r"/v2/app/")      # take the request, never answer (until the client hangs up)
+    proxy.clear()                      # no more faults: forward everything
 
 Every request is recorded (`proxy.requests`, `proxy.seen(method, pattern)`). Rules match
 on the method and a regex searched in the path (query included) and fire `times` times
@@ -30,6 +32,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import re
+import select
 import socket
 import struct
 import threading
@@ -67,7 +70,8 @@ class SeenRequest:
 class Rule:
     method: str
     pattern: str
-    action: str  # "respond" | "cut" | "cut_response" | "add_headers" | "rewrite_body" | "gzip"
+    # "respond" | "cut" | "cut_response" | "add_headers" | "rewrite_body" | "gzip" | "stall"
+    action: str
     times: int | None = 1
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
@@ -77,6 +81,7 @@ class Rule:
     skip: int = 0  # matching requests to let through untouched before firing
     hits: int = 0
     skipped: int = 0
+    fired: threading.Event = field(default_factory=threading.Event)  # set at the first hit
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -130,6 +135,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         body = self._read_body()
         seen.body_length = len(body)
+        if any(r.action == "stall" for r in rules):
+            self._stall()
+            return
         respond = next((r for r in rules if r.action == "respond"), None)
         if respond is not None:
             self._send(respond.status, respond.headers, respond.body)
@@ -160,6 +168,24 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             _reset(self.connection)
             return
         self._send_raw(status, upstream_headers, data)
+
+    def _stall(self) -> None:
+        """Answer nothing: hold the connection, discarding anything more the client sends,
+        until the client hangs up or the proxy stops (which shuts the connection down)."""
+        self.close_connection = True
+        proxy = self.server.proxy
+        if not proxy.hold(self.connection):  # stopping already
+            return
+        try:
+            while True:
+                select.select([self.connection], [], [])
+                try:
+                    if not self.connection.recv(65536):
+                        return
+                except OSError:
+                    return
+        finally:
+            proxy.release(self.connection)
 
     def _send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self._send_raw(status, [*headers.items(), ("Content-Length", str(len(body)))], body)
@@ -250,6 +276,8 @@ class FaultProxy(_LoopbackServer):
         self.relative_locations = relative_locations
         self.forward_for = frozenset(host.lower() for host in forward_for)
         self.rules: list[Rule] = []
+        self._held: set[socket.socket] = set()  # stalled connections
+        self._stopping = False
         server = _ProxyServer((LOOPBACK, 0), _ProxyHandler)
         server.proxy = self
         super().__init__(server)
@@ -337,6 +365,16 @@ class FaultProxy(_LoopbackServer):
         """Replace the registry's answer: rewrite(path, body) -> (new body, headers to set)."""
         return self._add(Rule(method, pattern, "rewrite_body", times, rewrite=rewrite))
 
+    def stall(self, method: str, pattern: str, *, times: int | None = 1, skip: int = 0) -> Rule:
+        """Take matching requests (the whole body) and never answer them, as a registry that
+        hangs does: the connection stays open until the client gives up on it."""
+        return self._add(Rule(method, pattern, "stall", times, skip=skip))
+
+    def clear(self) -> None:
+        """Drop every rule: from now on every request is forwarded as it is."""
+        with self._lock:
+            self.rules.clear()
+
     def take_rules(self, method: str, path: str) -> list[Rule]:
         with self._lock:
             fired = []
@@ -347,10 +385,32 @@ class FaultProxy(_LoopbackServer):
                     rule.skipped += 1
                     continue
                 rule.hits += 1
+                rule.fired.set()
                 fired.append(rule)
             return fired
 
     # --- traffic ------------------------------------------------------------------------------
+
+    def hold(self, connection: socket.socket) -> bool:
+        """Keep a stalled connection for stop() to shut down; False once stopping."""
+        with self._lock:
+            if self._stopping:
+                return False
+            self._held.add(connection)
+            return True
+
+    def release(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._held.discard(connection)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            held = list(self._held)
+        for connection in held:  # their handlers see the end of input and return
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        super().stop()
 
     def upstream_path(self, target: str) -> str | None:
         """The origin-form path to send upstream for a request-target; None when a forward

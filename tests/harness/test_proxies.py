@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import socket
 
 import httpx
+import pytest
 
 from tests.harness.fixtures import RegistryFactory
 from tests.harness.proxies import FaultProxy
+from tests.harness.registry import Registry
 
 NAME = "europe-docker.pkg.dev"
 
@@ -42,3 +45,55 @@ def test_forward_proxy_serves_the_registry_under_its_host_name_only(
     # The blob really is in the registry behind the proxy.
     with registry.httpx_client() as direct:
         assert direct.get(f"/v2/{unique_repo}/blobs/{digest}").content == data
+
+
+def test_a_stalled_request_gets_no_answer_and_reaches_no_registry(
+    registry_anonymous: Registry, unique_repo: str
+) -> None:
+    data = secrets.token_bytes(1000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    # Connecting and sending work; no byte of an answer comes.
+    timeout = httpx.Timeout(10.0, read=0.5)
+    with (
+        FaultProxy(registry_anonymous.url) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=timeout) as client,
+    ):
+        rule = proxy.stall("PUT", r"/blobs/uploads/")
+        started = client.post(f"/v2/{unique_repo}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        upload = httpx.URL(started.headers["Location"]).copy_merge_params({"digest": digest})
+        with pytest.raises(httpx.ReadTimeout):
+            client.put(upload, content=data)
+        assert rule.hits == 1
+        # The proxy took the whole body and kept it: the registry has no such blob.
+        assert [(r.method, r.body_length) for r in proxy.seen("PUT")] == [("PUT", 1000)]
+        with registry_anonymous.httpx_client() as direct:
+            assert direct.head(f"/v2/{unique_repo}/blobs/{digest}").status_code == 404
+        # `times` spent (1 by default): the same upload now goes through.
+        assert client.put(upload, content=data).status_code == 201
+        # A rule for ever, then clear(): forwarded again.
+        proxy.stall("GET", r"/blobs/sha256:", times=None)
+        for _ in range(2):
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(f"/v2/{unique_repo}/blobs/{digest}")
+        proxy.clear()
+        assert client.get(f"/v2/{unique_repo}/blobs/{digest}").content == data
+
+
+def test_stopping_the_proxy_ends_a_stalled_connection(
+    registry_anonymous: Registry, unique_repo: str
+) -> None:
+    proxy = FaultProxy(registry_anonymous.url)
+    rule = proxy.stall("GET", r"/tags/list")
+    # A client that would wait a minute for the answer: the proxy's stop ends its wait.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as client:
+        client.sendall(
+            f"GET /v2/{unique_repo}/tags/list HTTP/1.1\r\nHost: {proxy.host}\r\n\r\n".encode()
+        )
+        assert rule.fired.wait(timeout=30)
+        # Meanwhile the proxy answers other connections.
+        with httpx.Client(base_url=proxy.url) as other:
+            assert other.get("/v2/").status_code == 200
+        proxy.stop()
+        assert client.recv(1) == b""  # end of stream, and no answer
+    assert rule.hits == 1

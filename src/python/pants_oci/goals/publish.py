@@ -1,8 +1,17 @@
-"""`pants publish` for `oci_image`: push every tag to every registry in one process per image.
+"""`pants publish` for `oci_image`: push each of an image's names (every tag in every registry)
+in a process of its own, so that each is reported published or failed.
 
 Where the image goes is decided by the build (`image-info.json` "registries": each registry's
 repository and tags, `extra_image_tags` included, see util_rules/registries.py); publish pushes
 those names, except a registry's with `skip_push`, which it lists as skipped.
+
+Pants' publish goal knows of each process only its exit status, and reports all the names of a
+process by it: a push of several names that failed after some moved could only say that all of
+them failed. So each name gets a push of its own (as each tag gets a `docker push` in Pants'
+docker backend), and the goal tries every one of them, whatever failed before. What that costs:
+a process per name, and a `HEAD` per blob for each name after an image's first in a repository;
+two repositories of one registry no longer mount the image's blobs from each other (base layers
+still come from the base's repository).
 
 The push runs the image tool as an interactive (never cached) process, so it can see the
 user's docker config, credential helpers and Google credentials; they are resolved inside that
@@ -26,7 +35,7 @@ from pants.core.goals.publish import (
 from pants.engine.env_vars import EnvironmentVars
 from pants.engine.fs import DigestContents, DigestSubset, PathGlobs
 from pants.engine.process import InteractiveProcess, Process
-from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
@@ -141,40 +150,48 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
     pushed = [entry for entry in entries if not entry["skip_push"]]
     if not pushed:
         return PublishProcesses(skipped)
-    references = _names(pushed)
+    # One push per name, as Pants' docker backend runs one `docker push` per tag: Pants can
+    # then report each name published or failed on its own (a push that fails after some
+    # tags moved could only report all of them failed), and goes on with the others.
+    named = [
+        (entry, tag, reference)
+        for entry in pushed
+        for tag, reference in zip(entry["tags"], entry["references"])
+    ]
     layout_dir = image_output_path(field_set.output_path)
     env = await Get(EnvironmentVars, RegistryEnvRequest())
-    argv = ["push", layout_dir]
-    for reference in references:
-        argv += ["--to", reference]
-    process = await Get(
-        Process,
-        OciToolRequest(
-            argv=tuple(argv),
-            description=f"Push {field_set.address}",
-            input_digest=package.digest,
-            uncached_env=FrozenDict(env),
-        ),
+    processes = await MultiGet(
+        Get(
+            Process,
+            OciToolRequest(
+                argv=("push", layout_dir, "--to", reference),
+                description=f"Push {field_set.address} to {reference}",
+                input_digest=package.digest,
+                uncached_env=FrozenDict(env),
+            ),
+        )
+        for _entry, _tag, reference in named
     )
     digest = image_info["manifest_digest"]
     return PublishProcesses(
         [
-            PublishPackages(
-                names=tuple(references),
-                process=InteractiveProcess.from_process(process),
-                # Recorded by `publish --output=FILE`: what each name points at, and where.
-                data=PublishOutputData(
-                    {
-                        "digest": digest,
-                        "pinned": tuple(
-                            dict.fromkeys(
-                                f"{reference.rsplit(':', 1)[0]}@{digest}"
-                                for reference in references
-                            )
-                        ),
-                        **_registries_data(pushed),
-                    }
-                ),
+            *(
+                PublishPackages(
+                    names=(reference,),
+                    process=InteractiveProcess.from_process(process),
+                    # Recorded by `publish --output=FILE`: what the name points at once
+                    # published, and where it is.
+                    data=PublishOutputData(
+                        {
+                            "digest": digest,
+                            "pinned": (f"{reference.rsplit(':', 1)[0]}@{digest}",),
+                            **_registries_data(
+                                [{**entry, "tags": [tag], "references": [reference]}]
+                            ),
+                        }
+                    ),
+                )
+                for (entry, tag, reference), process in zip(named, processes)
             ),
             *skipped,
         ]

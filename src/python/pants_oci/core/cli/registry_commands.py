@@ -62,15 +62,20 @@ def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.remote import push_layout
 
     references = [reference_argument(text, "--to") for text in args.to]
+    doing = f"pushing {', '.join(map(_displayed, references))}"
+    # An error names the push it ended (see report.py): under `pants publish` the output of
+    # every push of every image comes one after the other.
+    args.doing = doing
     try:
         pushed = push_layout(
             args.layout,
             references,
             base_reference=args.base_reference,
             options=options,
-            progress=args.progress(f"pushing {', '.join(map(_displayed, references))}"),
+            progress=args.progress(doing),
         )
     except PartialPushError as error:
+        args.doing = None  # its message names every destination, moved or not
         # So that CI can act on it: which tags moved, which did not (the error says why).
         emit({"pushed": [], "updated": list(error.updated), "not_updated": list(error.not_updated)})
         raise

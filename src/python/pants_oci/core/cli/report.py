@@ -61,7 +61,8 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
 
 
 def report(error: BaseException, args: argparse.Namespace | None, stream: IO[str]) -> None:
-    lines = [f"{PROGRAM}: error: {error}"]
+    doing = getattr(args, "doing", None)  # what the command was doing, when it says
+    lines = [f"{PROGRAM}: error: {doing}: {error}" if doing else f"{PROGRAM}: error: {error}"]
     said = [" ".join(str(error).split())]
     cause = error.__cause__
     while cause is not None:
