@@ -1,5 +1,30 @@
 """pants_oci.core: a Pants-free library for building and moving OCI container images.
 
+The public API, by job (everything else is importable from its module, but may change):
+
+* Building images -- what the npm package container-image-builder offers, in Python:
+  :class:`Image` (a base, layers added with ``add_files``/``add_layer``, the run
+  configuration, then ``save`` to a registry or ``write_layout``/``write_docker_archive``),
+  :class:`CustomFile` (in-memory files for ``add_files``), :class:`RunConfig`,
+  :class:`ImageData`, :class:`ImageIndex`/:func:`build_index` (multi-platform images),
+  :class:`LayerBuilder` (deterministic layers on their own).
+* Moving images: :func:`pull_image` (registry to layout), :func:`push_layout` (layout to
+  registries), :func:`copy_image` (registry to registry), :class:`RegistryClient` (the OCI
+  distribution API), :class:`ImageLayout` (OCI image layouts), :class:`TransportOptions`
+  (timeouts, retries, TLS, insecure registries).
+* Credentials: :func:`default_keychain` (docker's ``config.json``, credential helpers, then
+  Google's application default credentials), :class:`DockerConfigKeychain`,
+  :class:`GoogleKeychain`, :class:`StaticKeychain`, :class:`ChainKeychain`,
+  :class:`Credential`, :class:`RegistryAuth` (the 401 -> token -> retry handshake).
+* Names and documents: :class:`Reference`/:func:`parse_reference`/:func:`parse_repository`,
+  :class:`Digest`, :class:`BaseSpec`/:func:`parse_base` (what a ``base`` names), the OCI and
+  Docker models (:class:`OCIManifest`, :class:`OCIIndex`, :class:`ImageConfig`,
+  :class:`Descriptor`, :class:`Platform`..., :func:`parse_manifest`), :func:`platform_matches`.
+* Errors: every exception class of :mod:`pants_oci.core.errors`, whose docstring draws the
+  tree; catch :class:`OCIError` for all of them.
+
+tests/core/test_public_api.py lists this API: a name added or dropped is a decision.
+
 Names are re-exported lazily (PEP 562), so that ``import pants_oci.core.reference`` from
 the Pants backend, on Python 3.9, does not import pydantic or anything else it has not
 asked for. This module itself imports only the standard library.
@@ -16,31 +41,32 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:
     from pants_oci.core.base_spec import BaseKind, BaseSpec, parse_base
-    from pants_oci.core.digest import (
-        Digest,
-        HashingReader,
-        HashingWriter,
-        sha256_of_bytes,
-        sha256_of_file,
-    )
+    from pants_oci.core.digest import Digest
     from pants_oci.core.errors import (
         CredentialError,
+        CredentialHelperError,
         DeniedError,
         DigestMismatchError,
         DocumentError,
         ImageArchiveError,
         ImageBuildError,
         InputFileError,
+        InsecureTokenServiceError,
         InvalidDigestError,
         InvalidReferenceError,
         InvalidValueError,
         LayerError,
         NotFoundError,
         OCIError,
+        PartialPushError,
         PlatformNotFoundError,
+        RangeError,
         RefNotFoundError,
         RegistryError,
+        RunError,
+        RuntimeNotFoundError,
         SizeMismatchError,
+        TooManyRequestsError,
         TransportError,
         UnauthorizedError,
         UnsupportedMediaTypeError,
@@ -57,10 +83,6 @@ _EXPORTS: Dict[str, str] = {
     "BaseSpec": "base_spec",
     "parse_base": "base_spec",
     "Digest": "digest",
-    "HashingReader": "digest",
-    "HashingWriter": "digest",
-    "sha256_of_bytes": "digest",
-    "sha256_of_file": "digest",
     "OCIError": "errors",
     "InvalidReferenceError": "errors",
     "InvalidDigestError": "errors",
@@ -74,13 +96,20 @@ _EXPORTS: Dict[str, str] = {
     "ImageArchiveError": "errors",
     "RefNotFoundError": "errors",
     "ImageBuildError": "errors",
+    "PartialPushError": "errors",
     "InputFileError": "errors",
+    "RunError": "errors",
+    "RuntimeNotFoundError": "errors",
     "CredentialError": "errors",
+    "CredentialHelperError": "errors",
     "TransportError": "errors",
     "RegistryError": "errors",
     "UnauthorizedError": "errors",
+    "InsecureTokenServiceError": "errors",
     "DeniedError": "errors",
     "NotFoundError": "errors",
+    "RangeError": "errors",
+    "TooManyRequestsError": "errors",
     # The image builder and the command line's building blocks.
     "Image": "image",
     "ImageData": "image",
@@ -125,6 +154,7 @@ __all__ = [
     "ContainerConfig",
     "Credential",
     "CredentialError",
+    "CredentialHelperError",
     "CustomFile",
     "DeniedError",
     "Descriptor",
@@ -135,8 +165,6 @@ __all__ = [
     "DockerManifestList",
     "DocumentError",
     "GoogleKeychain",
-    "HashingReader",
-    "HashingWriter",
     "History",
     "Image",
     "ImageArchiveError",
@@ -146,6 +174,7 @@ __all__ = [
     "ImageIndex",
     "ImageLayout",
     "InputFileError",
+    "InsecureTokenServiceError",
     "InvalidDigestError",
     "InvalidReferenceError",
     "InvalidValueError",
@@ -155,8 +184,10 @@ __all__ = [
     "OCIError",
     "OCIIndex",
     "OCIManifest",
+    "PartialPushError",
     "Platform",
     "PlatformNotFoundError",
+    "RangeError",
     "RefNotFoundError",
     "Reference",
     "RegistryAuth",
@@ -164,8 +195,11 @@ __all__ = [
     "RegistryError",
     "RootFS",
     "RunConfig",
+    "RunError",
+    "RuntimeNotFoundError",
     "SizeMismatchError",
     "StaticKeychain",
+    "TooManyRequestsError",
     "TransportError",
     "TransportOptions",
     "UnauthorizedError",
@@ -180,8 +214,6 @@ __all__ = [
     "platform_matches",
     "pull_image",
     "push_layout",
-    "sha256_of_bytes",
-    "sha256_of_file",
 ]
 
 
