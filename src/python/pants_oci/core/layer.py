@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,7 @@ from pants_oci.core.compression import (
 )
 from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageBuildError, LayerError
+from pants_oci.core.outputs import replacing
 from pants_oci.core.validation import check_id
 from pants_oci.core.whiteouts import OPAQUE_WHITEOUT, whiteout_for
 
@@ -421,21 +421,8 @@ class LayerBuilder:
     ) -> LayerBlob:
         """Write the layer blob to ``path``: to a temporary file beside it, renamed on success,
         so ``path`` is never seen half-written."""
-        target = Path(path)
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-        )
-        try:
-            with handle:
-                result = self.write(
-                    handle, compression=compression, level=level, gzip_engine=gzip_engine
-                )
-                os.fchmod(handle.fileno(), 0o644)  # not the temporary file's 0600
-            os.replace(handle.name, target)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
-        return result
+        with replacing(path) as handle:
+            return self.write(handle, compression=compression, level=level, gzip_engine=gzip_engine)
 
 
 def compress_layer(

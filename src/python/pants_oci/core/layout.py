@@ -28,27 +28,24 @@ A tag may point at an image index (the usual form for multi-platform images) or,
 tools write, be given to several per-platform manifests listed in ``index.json`` itself;
 both are read.
 
-Whole outputs are published atomically: :func:`staged_directory` builds a layout in a
-temporary sibling directory and swaps it into place only once it is complete, so a failed
-write leaves no output (and any previous one untouched), and of concurrent writers to one
-path the last to finish wins while each leaves a complete layout there.
+Whole outputs are published atomically (see :mod:`pants_oci.core.outputs`):
+:func:`staged_directory` builds a layout in a temporary sibling directory and swaps it into
+place only once it is complete, so a failed write leaves no output (and any previous one
+untouched), and of concurrent writers to one path the last to finish wins while each leaves a
+complete layout there.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
-from pants_oci.core import media_types
+from pants_oci.core import media_types, outputs
 from pants_oci.core.compression import Compression, GzipEngine
 from pants_oci.core.digest import Digest, HashingWriter, sha256_of_bytes
 from pants_oci.core.errors import (
@@ -81,8 +78,6 @@ __all__ = [
     "REF_NAME_ANNOTATION",
     "ImageLayout",
     "LocalImage",
-    "atomic_write",
-    "publish_directory",
     "staged_directory",
 ]
 
@@ -106,46 +101,6 @@ BLOB_SOURCE_ANNOTATION = "dev.pants-oci.blob-source"
 BASE_REF_NAME = "base"
 _OCI_LAYOUT_FILE = "oci-layout"
 _INDEX_FILE = "index.json"
-# Blob files are readable by everyone, as any tool would leave them; mkstemp makes 0600.
-_FILE_MODE = 0o644
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it and a rename."""
-    target = Path(path)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            os.fchmod(handle.fileno(), _FILE_MODE)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-_DIRECTORY_MODE = 0o755  # mkdtemp makes 0700; a layout is readable by everyone
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system
-    or the filesystem cannot, for the caller to fall back."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    path, fd = ctypes.c_char_p, ctypes.c_int
-    renameat2.argtypes = [fd, path, fd, path, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    flags = _RENAME_EXCHANGE
-    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), flags) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(second))
 
 
 def _check_replaceable(target: Path) -> None:
@@ -155,53 +110,11 @@ def _check_replaceable(target: Path) -> None:
         )
 
 
-def publish_directory(staged: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Move the complete directory ``staged`` to ``target`` (a sibling), replacing the OCI
-    layout that may be there.
-
-    A rename cannot land on a non-empty directory (ENOTEMPTY), so the two are swapped
-    atomically with RENAME_EXCHANGE and the old one, now at ``staged``, is removed; where
-    that is not available the old one is renamed aside first and the rename retried (a
-    reader may then briefly find no output). Concurrent publishers each put a complete
-    layout in place: the last one wins."""
-    staged, target = Path(staged), Path(target)
-    while True:
-        try:
-            os.rename(staged, target)  # target absent, or an empty directory
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-        _check_replaceable(target)
-        if _exchange(staged, target):
-            shutil.rmtree(staged, ignore_errors=True)  # the old layout
-            return
-        trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-        try:
-            os.rename(target, trash)  # onto the empty trash directory
-        except FileNotFoundError:  # another publisher moved it; try again
-            pass
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-
-
-@contextmanager
-def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A new empty directory beside ``target`` to build an output in; when the block
-    completes it is published at ``target`` (:func:`publish_directory`), and when it fails
-    it is removed, leaving ``target`` as it was."""
-    final = Path(target)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.is_dir() and any(final.iterdir()):
-        _check_replaceable(final)  # before any work: never replace something else
-    temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        yield temp
-        os.chmod(temp, _DIRECTORY_MODE)
-        publish_directory(temp, final)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+def staged_directory(target: str | os.PathLike[str]) -> AbstractContextManager[Path]:
+    """A new empty directory beside ``target`` to build a layout in, swapped into place when
+    the block completes and removed when it fails (see :mod:`pants_oci.core.outputs`); what
+    it replaces must be an OCI layout."""
+    return outputs.staged_directory(target, _check_replaceable)
 
 
 @dataclass(frozen=True)
@@ -249,7 +162,9 @@ class ImageLayout:
         if marker.exists():
             layout._check_version()
         else:
-            atomic_write(marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+            outputs.atomic_write(
+                marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
+            )
         return layout
 
     @classmethod
@@ -306,26 +221,19 @@ class ImageLayout:
         digest = sha256_of_bytes(data)
         path = self.blob_path(digest)
         if not (path.is_file() and path.stat().st_size == len(data)):
-            atomic_write(path, data)
+            outputs.atomic_write(path, data)
         return digest
 
     @contextmanager
     def ingest(self, expected: Digest | str | None = None) -> Iterator[HashingWriter]:
         """Stream a blob in: write to the yielded writer; on leaving the block the blob is
         renamed into place under its digest (checked against ``expected`` if given)."""
-        blobs = self.root / "blobs" / "sha256"
-        fd, temp = tempfile.mkstemp(dir=blobs, prefix=".ingest-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                writer = HashingWriter(handle)
-                yield writer
-                os.fchmod(handle.fileno(), _FILE_MODE)
+        with outputs.staged_file(self.root / "blobs" / "sha256", ".ingest-") as staged:
+            writer = HashingWriter(staged.file)
+            yield writer
             if expected is not None:
                 writer.verify(expected, subject="blob written to the layout")
-            os.replace(temp, self.blob_path(writer.digest()))
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+            staged.commit(self.blob_path(writer.digest()))
 
     def add_blob_file(
         self,
@@ -340,7 +248,7 @@ class ImageLayout:
         source = Path(path)
         if digest is not None and move:
             target = self.blob_path(digest)
-            os.chmod(source, _FILE_MODE)
+            os.chmod(source, 0o644)  # as outputs.py leaves files: readable by everyone
             os.replace(source, target)
             return Digest.coerce(digest), target.stat().st_size
         with source.open("rb") as handle, self.ingest(digest) as writer:
@@ -354,16 +262,9 @@ class ImageLayout:
         """Have ``write`` stream a blob into a temporary file in the layout and return
         something with its ``digest`` (a Descriptor, a LayerBlob); the file is then renamed
         into place under that digest. For writers that hash as they go, like layers."""
-        blobs = self.root / "blobs" / "sha256"
-        fd, temp = tempfile.mkstemp(dir=blobs, prefix=".blob-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                result = write(handle)
-                os.fchmod(handle.fileno(), _FILE_MODE)
-            os.replace(temp, self.blob_path(result.digest))
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with outputs.staged_file(self.root / "blobs" / "sha256", ".blob-") as staged:
+            result = write(staged.file)
+            staged.commit(self.blob_path(result.digest))
         return result
 
     def write_layer(
@@ -487,7 +388,9 @@ class ImageLayout:
             for ref_name, descriptors in refs.items()
             for descriptor in descriptors
         ]
-        atomic_write(self.root / _INDEX_FILE, index.replace(manifests=(*kept, *added)).to_bytes())
+        outputs.atomic_write(
+            self.root / _INDEX_FILE, index.replace(manifests=(*kept, *added)).to_bytes()
+        )
 
     # --- Reading images -----------------------------------------------------------------------
 

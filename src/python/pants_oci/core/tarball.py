@@ -30,10 +30,8 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, cast
 
 from pants_oci.core import media_types, tar_format
@@ -49,6 +47,7 @@ from pants_oci.core.errors import (
 from pants_oci.core.layer import compress_layer
 from pants_oci.core.layout import ImageLayout, LocalImage
 from pants_oci.core.models import Descriptor, ImageConfig, OCIManifest
+from pants_oci.core.outputs import replacing
 from pants_oci.core.reference import DEFAULT_TAG
 
 __all__ = [
@@ -93,25 +92,17 @@ def write_docker_archive(
     if repositories:
         small_files[_REPOSITORIES_FILE] = _json_bytes(_repositories(repo_tags, diff_ids))
 
-    target = Path(path)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for name in sorted({*small_files, *layers}):
-                if name in small_files:
-                    data = small_files[name]
-                    out.write(_file_header(name, len(data)))
-                    out.write(data)
-                    out.write(tar_format.padding(len(data)))
-                else:
-                    descriptor, diff_id = layers[name]
-                    _write_layer(out, name, image, descriptor, diff_id)
-            out.write(tar_format.END_OF_ARCHIVE)
-            os.fchmod(out.fileno(), 0o644)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as out:
+        for name in sorted({*small_files, *layers}):
+            if name in small_files:
+                data = small_files[name]
+                out.write(_file_header(name, len(data)))
+                out.write(data)
+                out.write(tar_format.padding(len(data)))
+            else:
+                descriptor, diff_id = layers[name]
+                _write_layer(out, name, image, descriptor, diff_id)
+        out.write(tar_format.END_OF_ARCHIVE)
 
 
 def _json_bytes(value: object) -> bytes:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
 
 from pants_oci.core.digest import Digest, new_hasher
 from pants_oci.core.errors import DigestMismatchError, DocumentError, OCIError, RegistryError
+from pants_oci.core.outputs import replacing
 from pants_oci.core.registry._http import content_length, content_range_start
 from pants_oci.core.registry._session import RepositorySession
 from pants_oci.core.transport import ProgressCallback
@@ -212,18 +211,8 @@ def download_to(
     path is written via a temporary file beside it, renamed into place once verified."""
     if not isinstance(destination, (str, os.PathLike)):
         return _download_into(client, digest, destination, size, progress)
-    path = Path(destination)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed on success
-        dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
-    )
-    try:
-        with handle:
-            received = _download_into(client, digest, handle, size, progress)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return received
+    with replacing(destination) as handle:
+        return _download_into(client, digest, handle, size, progress)
 
 
 def _download_into(
