@@ -23,7 +23,16 @@ BIN = Path(sys.executable).parent
 # Core modules that need nothing beyond the stdlib and run on Python 3.9: the only part of the
 # core the backend may import.
 STDLIB_CORE_MODULES = frozenset(
-    {"base_spec", "reference", "digest", "media_types", "errors", "platforms", "validation"}
+    {
+        "base_spec",
+        "reference",
+        "digest",
+        "media_types",
+        "errors",
+        "platforms",
+        "validation",
+        "wire",
+    }
 )
 
 
@@ -285,3 +294,55 @@ def test_mypy_strict_on_core_and_clean_on_backend() -> None:
         sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null", "src/python"
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A module holds one job; past this it is holding several (split it, as core/registry/ is).
+MAX_MODULE_LINES = 700
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    long = {
+        str(path.relative_to(PACKAGE.parent)): lines
+        for path in _modules(PACKAGE)
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+# Inside the core, dependencies point down: the command line sits on everything and nothing
+# imports it; the registry, auth and document layers know nothing of images being built.
+_CORE_TOP = ("cli",)
+_CORE_BUILDING = ("image", "index", "remote", "_bases", "_transfer", "_clients", "run")
+_CORE_FOUNDATION = (
+    "registry",
+    "auth",
+    "transport",
+    "models",
+    "platforms",
+    "validation",
+    "reference",
+    "digest",
+    "errors",
+    "media_types",
+    "base_spec",
+)
+
+
+def _core_part(path: Path) -> str:
+    return path.relative_to(CORE).parts[0].removesuffix(".py")
+
+
+def test_core_dependencies_point_down() -> None:
+    wrong = []
+    for path in _modules(CORE):
+        part = _core_part(path)
+        if part == "__main__":  # `python -m pants_oci.core` is the command line
+            continue
+        forbidden = _CORE_TOP + (_CORE_BUILDING if part in _CORE_FOUNDATION else ())
+        for line, module in _imports(ast.parse(path.read_text())):
+            names = module.split(".")
+            if names[:2] != ["pants_oci", "core"] or len(names) < 3:
+                continue
+            if names[2] in forbidden and names[2] != part:
+                wrong.append(f"{path.relative_to(CORE)}:{line} imports {module}")
+    assert wrong == []

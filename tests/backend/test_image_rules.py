@@ -95,7 +95,7 @@ oci_image(
         }
     )
     built = rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
-    info = json.loads(built.info)
+    info = built.image_info()
     contents = rule_runner.request(DigestContents, [built.layout])
     index = json.loads(next(c.content for c in contents if c.path == "index.json"))
     [entry] = index["manifests"]
@@ -143,14 +143,14 @@ oci_image(name="plain", image_tags=["latest"])
         "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']",
         env={"GIT_COMMIT": "0a1b2c3"},
     )
-    tags = json.loads(rule_runner.request(BuiltImage, [image]).info)["tags"]
+    tags = rule_runner.request(BuiltImage, [image]).image_info()["tags"]
     assert tags[0] == "0a1b2c3"
     assert re.fullmatch(r"beta-[0-9a-f]{12}", tags[1]), tags
     # Another value is another tag (the tag is part of the build).
     configure(
         rule_runner, "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']", env={"GIT_COMMIT": "d4"}
     )
-    assert json.loads(rule_runner.request(BuiltImage, [image]).info)["tags"][0] == "d4"
+    assert rule_runner.request(BuiltImage, [image]).image_info()["tags"][0] == "d4"
     with engine_error(
         InvalidFieldException, contains="uses 'tag_vars.BUILD_ID', which is not declared"
     ):
@@ -160,7 +160,7 @@ oci_image(name="plain", image_tags=["latest"])
     configure(rule_runner, "--oci-tag-vars=['GIT_COMMIT', 'CHANNEL=beta']")
     # Unset where no tag uses it: nothing to complain about.
     plain = BuildImageRequest(Address("img", target_name="plain"))
-    assert json.loads(rule_runner.request(BuiltImage, [plain]).info)["tags"] == ["latest"]
+    assert rule_runner.request(BuiltImage, [plain]).image_info()["tags"] == ["latest"]
     with engine_error(
         TagVarNotSetError, contains="reads GIT_COMMIT from the environment, but it is not set"
     ):
@@ -305,7 +305,7 @@ oci_image(
         "--oci-tag-vars=['GIT_COMMIT=c0ffee']",
     )
     built = rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name="img"))])
-    info = json.loads(built.info)
+    info = built.image_info()
     content_hash = info["tags"][1]
     assert info["tags"] == ["1.0", content_hash]
     # No `registries` on the target: the defaults, `default = true` and
@@ -333,11 +333,9 @@ oci_image(
         [entry] = json.loads(manifest_file.read())
     assert entry["RepoTags"] == [n for r in info["registries"] for n in r["references"]]
 
-    aliased = json.loads(
-        rule_runner.request(
-            BuiltImage, [BuildImageRequest(Address("img", target_name="aliased"))]
-        ).info
-    )
+    aliased = rule_runner.request(
+        BuiltImage, [BuildImageRequest(Address("img", target_name="aliased"))]
+    ).image_info()
     [mirror] = aliased["registries"]
     # The registry's repository, over the target's; `{hash}` is this image's.
     assert mirror["repository"] == "mirror/team/aliased"
@@ -346,11 +344,9 @@ oci_image(
     assert mirror["tags"][1] != f"c0ffee-{content_hash}"
     assert (mirror["alias"], mirror["skip_push"]) == ("mirror", True)
     # An index: its extra tags, with the index's `{hash}`, are recorded the same way.
-    multi = json.loads(
-        rule_runner.request(
-            BuiltImage, [BuildImageRequest(Address("img", target_name="multi"))]
-        ).info
-    )
+    multi = rule_runner.request(
+        BuiltImage, [BuildImageRequest(Address("img", target_name="multi"))]
+    ).image_info()
     [index_names] = multi["registries"]
     assert multi["tags"] == ["1"] and index_names["tags"][0] == "1"
     assert index_names["references"] == [

@@ -13,8 +13,7 @@ from pants.version import PANTS_SEMVER
 
 from pants_oci import __version__
 from pants_oci import target_types as oci_target_types
-from pants_oci.goals import lockfile as lockfile_goal
-from pants_oci.goals import package, publish, run
+from pants_oci.goals import generate_lockfile, package, publish, run
 from pants_oci.util_rules import image, layers, lockfile, python, tool
 
 logger = logging.getLogger(__name__)
@@ -58,5 +57,5 @@ def rules() -> Iterable[Union[Rule, UnionRule]]:
         *package.rules(),
         *publish.rules(),
         *run.rules(),
-        *lockfile_goal.rules(),
+        *generate_lockfile.rules(),
     ]

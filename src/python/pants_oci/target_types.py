@@ -1,4 +1,4 @@
-"""The `oci_image` target and its fields.
+"""The `oci_image` target and its fields; and `oci_layer` (layer_target_types.py).
 
 Pants imports this module itself (on its own Python 3.9 in real repos), so it may import only
 the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
@@ -6,9 +6,8 @@ the standard library, Pants, and the stdlib-only parts of `pants_oci.core`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.run import RestartableField
@@ -18,7 +17,6 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     DictStringToStringField,
-    IntField,
     InvalidFieldException,
     StringField,
     StringSequenceField,
@@ -35,7 +33,6 @@ from pants_oci.core.base_spec import (
     BaseSpec,
     parse_base,
 )
-from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.platforms import check_platform
 from pants_oci.core.reference import (
     InvalidReferenceError,
@@ -43,41 +40,13 @@ from pants_oci.core.reference import (
     validate_tag,
 )
 from pants_oci.core.validation import (
-    check_absolute_path,
     check_env_name,
-    check_id,
     check_port,
     check_stop_signal,
     check_user,
 )
-
-T = TypeVar("T")
-
-
-def _field_error(
-    alias: str, address: Address, value: object, problem: str
-) -> InvalidFieldException:
-    """The one shape of a bad-field message: where, which field, what value, what to do."""
-    return InvalidFieldException(
-        softwrap(
-            f"""
-            The `{alias}` field in target {address} has {value!r}, which {problem}
-            """
-        )
-    )
-
-
-def _checked(alias: str, address: Address, check: Callable[[Any], T], value: Any) -> T:
-    """`check(value)` from core/validation.py (or core/platforms.py), its refusal as this field's
-    error."""
-    try:
-        return check(value)
-    except InvalidValueError as exc:
-        raise _field_error(alias, address, value, exc.problem) from None
-
-
-def _absolute_path(alias: str, value: str, address: Address) -> str:
-    return _checked(alias, address, lambda path: check_absolute_path(path, alias), value)
+from pants_oci.field_checks import absolute_path, checked, field_error
+from pants_oci.layer_target_types import OciLayerTarget
 
 
 class OciImageBaseField(StringField):
@@ -119,7 +88,7 @@ class OciImageBaseField(StringField):
         try:
             base = ImageBase.parse(value)
         except InvalidReferenceError as e:
-            raise _field_error(
+            raise field_error(
                 cls.alias,
                 address,
                 value,
@@ -131,7 +100,7 @@ class OciImageBaseField(StringField):
         if base.local_path is not None:
             path = base.local_path
             if path.startswith("/") or ".." in path.split("/"):
-                raise _field_error(
+                raise field_error(
                     cls.alias,
                     address,
                     value,
@@ -219,7 +188,7 @@ class OciImageEnvField(DictStringToStringField):
     def compute_value(cls, raw_value: Optional[dict[str, Any]], address: Address) -> Optional[Any]:
         value = super().compute_value(raw_value, address)
         for name in value or ():
-            _checked(cls.alias, address, check_env_name, name)
+            checked(cls.alias, address, check_env_name, name)
         return value
 
 
@@ -235,7 +204,7 @@ class OciImageWorkdirField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        return None if value is None else _absolute_path(cls.alias, value, address)
+        return None if value is None else absolute_path(cls.alias, value, address)
 
 
 class OciImageUserField(StringField):
@@ -251,7 +220,7 @@ class OciImageUserField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        return None if value is None else _checked(cls.alias, address, check_user, value)
+        return None if value is None else checked(cls.alias, address, check_user, value)
 
 
 class OciImageLabelsField(DictStringToStringField):
@@ -289,7 +258,7 @@ class OciImageExposedPortsField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for port in value or ():
-            _checked(cls.alias, address, check_port, port)
+            checked(cls.alias, address, check_port, port)
         return value
 
 
@@ -307,7 +276,7 @@ class OciImageVolumesField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for path in value or ():
-            _absolute_path(cls.alias, path, address)
+            absolute_path(cls.alias, path, address)
         return value
 
 
@@ -325,7 +294,7 @@ class OciImageStopSignalField(StringField):
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        return None if value is None else _checked(cls.alias, address, check_stop_signal, value)
+        return None if value is None else checked(cls.alias, address, check_stop_signal, value)
 
 
 class OciImagePlatformsField(StringSequenceField):
@@ -349,12 +318,12 @@ class OciImagePlatformsField(StringSequenceField):
             return None
         # Canonical spellings (`linux/x86_64` is `linux/amd64`), so that each is listed once.
         value = tuple(
-            "/".join(filter(None, _checked(cls.alias, address, check_platform, platform)))
+            "/".join(filter(None, checked(cls.alias, address, check_platform, platform)))
             for platform in value
         )
         twice = sorted({p for p in value if value.count(p) > 1})
         if twice:
-            raise _field_error(
+            raise field_error(
                 cls.alias, address, twice[0], "is listed twice: list each platform once."
             )
         return value
@@ -389,7 +358,7 @@ class OciImageTagsField(StringSequenceField):
             try:
                 validate_tag(resolved)
             except InvalidReferenceError as e:
-                raise _field_error(cls.alias, address, tag, f"is not a valid tag: {e}.") from e
+                raise field_error(cls.alias, address, tag, f"is not a valid tag: {e}.") from e
         return value
 
 
@@ -549,7 +518,7 @@ class OciImageRepositoryField(StringField):
             parse_repository(f"registry.invalid/{resolved}")
         except InvalidReferenceError as e:
             reason = str(e).split(": ", 1)[-1]
-            raise _field_error(
+            raise field_error(
                 cls.alias,
                 address,
                 value,
@@ -592,7 +561,7 @@ class OciImageRegistriesField(StringSequenceField):
             else:
                 problem = registry_problem(registry)
             if problem:
-                raise _field_error(cls.alias, address, registry, problem)
+                raise field_error(cls.alias, address, registry, problem)
         return value
 
 
@@ -662,110 +631,6 @@ class OciImageDependenciesField(Dependencies):
     )
 
 
-class OciLayerDestinationField(StringField):
-    alias = "destination"
-    value: str
-    default = "/"
-    help = help_text(
-        """
-        The absolute directory in the image under which this layer's files go. A file
-        `src/app/main.py` with destination `"/opt"` lands at `/opt/src/app/main.py`.
-        """
-    )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        assert value is not None  # the field has a default
-        return _absolute_path(cls.alias, value, address)
-
-
-class OciLayerModeField(StringField):
-    alias = "mode"
-    help = help_text(
-        """
-        Permission bits for every file of this layer, as an octal string such as `"0644"` or
-        `"0755"`. Unset: executables get 0755 and other files 0644, whatever the checkout's
-        umask. Directories: see `directory_mode`.
-        """
-    )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        return _octal_mode(cls.alias, value, address)
-
-
-def _octal_mode(alias: str, value: Optional[str], address: Address) -> Optional[str]:
-    if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
-        raise _field_error(
-            alias,
-            address,
-            value,
-            'is not octal permission bits: use a string such as "0644" or "0755".',
-        )
-    return value
-
-
-class OciLayerDirectoryModeField(StringField):
-    alias = "directory_mode"
-    help = help_text(
-        """
-        Permission bits of the directories this layer creates, as an octal string such as
-        `"0755"` (the default) or `"0750"`. Directories that the base image or a lower layer
-        already has are left as they are: the layer writes no entry for them, so `/tmp` stays
-        sticky, a home directory keeps its owner, and `/var/run` stays a symlink.
-        """
-    )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        return _octal_mode(cls.alias, value, address)
-
-
-class _IdField(IntField):
-    @classmethod
-    def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
-        value = super().compute_value(raw_value, address)
-        if value is None:
-            return None
-        return _checked(cls.alias, address, lambda id_: check_id(id_, cls.alias), value)
-
-
-class OciLayerUidField(_IdField):
-    alias = "uid"
-    help = help_text(
-        """
-        The owner (user id) of every file of this layer and of the directories it creates
-        (not of those the base already has). Unset: 0 (root).
-        """
-    )
-
-
-class OciLayerGidField(_IdField):
-    alias = "gid"
-    help = help_text(
-        """
-        The group id of every file of this layer and of the directories it creates (not of
-        those the base already has). Unset: 0 (root).
-        """
-    )
-
-
-class OciLayerDependenciesField(Dependencies):
-    help = help_text(
-        """
-        What makes up this layer, under its `destination`: sources (`files`, `resources`,
-        `python_sources`, `shell_sources`, ...) at the path Pants gives them elsewhere (within
-        their source root for Python code and `resources`, from the build root for `files` and
-        `shell_sources`), and what `pants package` builds of other targets (`pex_binary`,
-        `archive`, ...) at its output path. A dependency with nothing to put in a layer
-        (`python_requirement`, a bare `target`) is an error.
-        """
-    )
-
-
 class OciImageTarget(Target):
     alias = "oci_image"
     core_fields = (
@@ -809,34 +674,6 @@ class OciImageTarget(Target):
                 env={"PORT": "8080"},
                 workdir="/app",
             )
-        """
-    )
-
-
-class OciLayerTarget(Target):
-    alias = "oci_layer"
-    core_fields = (
-        *COMMON_TARGET_FIELDS,
-        OciLayerDependenciesField,
-        OciLayerDestinationField,
-        OciLayerModeField,
-        OciLayerDirectoryModeField,
-        OciLayerUidField,
-        OciLayerGidField,
-    )
-    help = help_text(
-        """
-        One layer of an `oci_image`: a group of files, resources and packages placed under a
-        destination directory.
-
-        Split content into layers by how often it changes: an image pulled or pushed again
-        after a change moves only the layers whose content changed. Put third-party
-        dependencies in one layer and your own code in another.
-
-        Example:
-
-            oci_layer(name="assets", dependencies=[":static"], destination="/srv")
-            oci_image(name="web", dependencies=[":assets", ":server"])
         """
     )
 

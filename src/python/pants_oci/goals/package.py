@@ -8,6 +8,7 @@
 
 `output_path` is Pants' own field, by default `<path.with.dots>/<name>` as for every package.
 `skopeo copy oci:dist/<output_path>:<tag> ...` and `umoci unpack` read the layout directly.
+The package's `BuiltOciImage` artifact (package_types.py) is what `publish` and `run` read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeD
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 
+from pants_oci.package_types import BuiltOciImage
 from pants_oci.target_types import OciImageBaseField, OciImageTagsField, image_output_path
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 
@@ -50,36 +52,30 @@ class OciImageFieldSet(PackageFieldSet):
 @rule(desc="Package OCI image")
 async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     image = await Get(BuiltImage, BuildImageRequest(field_set.address))
-    info = json.loads(image.info)
-    info_file = await Get(
-        Digest,
-        CreateDigest(
-            [FileContent(IMAGE_INFO, json.dumps(info, indent=2, sort_keys=True).encode())]
-        ),
-    )
+    info = json.dumps(image.image_info(), indent=2, sort_keys=True).encode()
+    info_file = await Get(Digest, CreateDigest([FileContent(IMAGE_INFO, info)]))
     contents = await Get(Digest, MergeDigests([image.layout, info_file]))
     digests = [await Get(Digest, AddPrefix(contents, field_set.output_dir))]
     artifacts: List[BuiltPackageArtifact] = []
+    archive = None
     if image.docker_archive:
         # The archive is `<basename of output_path>.tar` at its digest's root.
         directory = os.path.dirname(field_set.output_dir)
         digests.append(await Get(Digest, AddPrefix(image.docker_archive, directory or ".")))
-        artifacts.append(BuiltPackageArtifact(relpath=f"{field_set.output_dir}.tar"))
+        archive = f"{field_set.output_dir}.tar"
+        artifacts.append(BuiltPackageArtifact(relpath=archive))
     digest = await Get(Digest, MergeDigests(digests))
-    tags = ", ".join(info.get("tags") or ())
-    return BuiltPackage(
-        digest,
-        (
-            *artifacts,
-            BuiltPackageArtifact(
-                relpath=field_set.output_dir,
-                extra_log_lines=(
-                    f"    manifest {info['manifest_digest']}",
-                    f"    tags: {tags}" if tags else "    (untagged)",
-                ),
-            ),
-        ),
+    built = BuiltOciImage.create(
+        address=field_set.address,
+        layout_dir=field_set.output_dir,
+        manifest_digest=image.manifest_digest,
+        media_type=image.summary.media_type,
+        platforms=image.platforms,
+        tags=image.summary.tags,
+        registries=image.registries,
+        docker_archive=archive,
     )
+    return BuiltPackage(digest, (*artifacts, built))
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:

@@ -1,9 +1,10 @@
 """`pants publish` for `oci_image`: push each of an image's names (every tag in every registry)
 in a process of its own, so that each is reported published or failed.
 
-Where the image goes is decided by the build (`image-info.json` "registries": each registry's
-repository and tags, `extra_image_tags` included, see util_rules/registries.py); publish pushes
-those names, except a registry's with `skip_push`, which it lists as skipped.
+Where the image goes is decided by the build (the package's `BuiltOciImage`, whose
+`registries` `image-info.json` lists too: each registry's repository and tags,
+`extra_image_tags` included, see util_rules/registries.py); publish pushes those names, except a
+registry's with `skip_push`, which it lists as skipped.
 
 Pants' publish goal knows of each process only its exit status, and reports all the names of a
 process by it: a push of several names that failed after some moved could only say that all of
@@ -20,9 +21,9 @@ process and never appear in argv or in any cache key.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Sequence, Union
+from typing import Iterable, List, Sequence, Union
 
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.publish import (
@@ -33,19 +34,17 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.engine.env_vars import EnvironmentVars
-from pants.engine.fs import DigestContents, DigestSubset, PathGlobs
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.goals.package import IMAGE_INFO
-from pants_oci.target_types import (
-    OciImageRegistriesField,
-    OciImageSkipPushField,
-    image_output_path,
-)
-from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
+from pants_oci.core import wire
+from pants_oci.package_types import BuiltOciImage
+from pants_oci.target_types import OciImageRegistriesField, OciImageSkipPushField
+from pants_oci.util_rules.registries import RegistryNames
+from pants_oci.util_rules.tool import RegistryEnvRequest
+from pants_oci.util_rules.tool_commands import tool_request
 
 
 class PublishOciImageRequest(PublishRequest):  # type: ignore[type-arg]
@@ -67,7 +66,7 @@ class PublishOciImageFieldSet(PublishFieldSet):  # type: ignore[type-arg]
         return PublishOutputData({"publisher": "oci", **super().get_output_data()})
 
 
-def _registries_data(entries: Sequence[Dict[str, Any]]) -> PublishOutputData:
+def _registries_data(entries: Sequence[RegistryNames]) -> PublishOutputData:
     """`publish --output` data: the registries of an entry, as `image-info.json` has them."""
     return PublishOutputData(
         {
@@ -75,7 +74,7 @@ def _registries_data(entries: Sequence[Dict[str, Any]]) -> PublishOutputData:
                 FrozenDict(
                     {
                         key: tuple(value) if isinstance(value, list) else value
-                        for key, value in entry.items()
+                        for key, value in entry.to_json().items()
                     }
                 )
                 for entry in entries
@@ -84,8 +83,13 @@ def _registries_data(entries: Sequence[Dict[str, Any]]) -> PublishOutputData:
     )
 
 
-def _names(entries: Sequence[Dict[str, Any]]) -> List[str]:
-    return [name for entry in entries for name in entry["references"]]
+def _names(entries: Sequence[RegistryNames]) -> List[str]:
+    return [name for entry in entries for name in entry.references]
+
+
+def _alias(entry: RegistryNames) -> object:
+    """The registry's alias, as `image-info.json` has it (None for a bare address)."""
+    return entry.to_json()["alias"]
 
 
 def _no_registry(field_set: PublishOciImageFieldSet) -> str:
@@ -108,15 +112,8 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
     field_set = request.field_set
     assert isinstance(field_set, PublishOciImageFieldSet)
     [package] = request.packages
-    info = await Get(
-        DigestContents,
-        DigestSubset(
-            package.digest,
-            PathGlobs([f"{image_output_path(field_set.output_path)}/{IMAGE_INFO}"]),
-        ),
-    )
-    image_info = json.loads(info[0].content)
-    entries: List[Dict[str, Any]] = image_info["registries"]
+    image = BuiltOciImage.of(package)
+    entries = image.registries
     if field_set.skip_push.value:
         return PublishProcesses(
             [
@@ -140,58 +137,54 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
     # A registry with `skip_push` in `[oci].registries`: its names are listed, not pushed.
     skipped = [
         PublishPackages(
-            names=tuple(entry["references"]),
-            description=f"(by `skip_push` of `[oci].registries` entry {entry['alias']!r})",
+            names=entry.references,
+            description=f"(by `skip_push` of `[oci].registries` entry {_alias(entry)!r})",
             data=_registries_data([entry]),
         )
         for entry in entries
-        if entry["skip_push"]
+        if entry.skip_push
     ]
-    pushed = [entry for entry in entries if not entry["skip_push"]]
+    pushed = [entry for entry in entries if not entry.skip_push]
     if not pushed:
         return PublishProcesses(skipped)
     # One push per name, as Pants' docker backend runs one `docker push` per tag: Pants can
     # then report each name published or failed on its own (a push that fails after some
     # tags moved could only report all of them failed), and goes on with the others.
-    named = [
-        (entry, tag, reference)
-        for entry in pushed
-        for tag, reference in zip(entry["tags"], entry["references"])
-    ]
-    layout_dir = image_output_path(field_set.output_path)
+    named = [dataclasses.replace(entry, tags=(tag,)) for entry in pushed for tag in entry.tags]
     env = await Get(EnvironmentVars, RegistryEnvRequest())
     processes = await MultiGet(
         Get(
             Process,
-            OciToolRequest(
-                argv=("push", layout_dir, "--to", reference),
-                description=f"Push {field_set.address} to {reference}",
-                input_digest=package.digest,
-                uncached_env=FrozenDict(env),
+            tool_request(
+                wire.Push(image.layout_dir, to=name.references),
+                f"Push {field_set.address} to {name.references[0]}",
+                package.digest,
+                uncached_env=env,
             ),
         )
-        for _entry, _tag, reference in named
+        for name in named
     )
-    digest = image_info["manifest_digest"]
+    digest = image.manifest_digest
     return PublishProcesses(
         [
             *(
                 PublishPackages(
-                    names=(reference,),
+                    names=name.references,
                     process=InteractiveProcess.from_process(process),
                     # Recorded by `publish --output=FILE`: what the name points at once
                     # published, and where it is.
                     data=PublishOutputData(
                         {
                             "digest": digest,
-                            "pinned": (f"{reference.rsplit(':', 1)[0]}@{digest}",),
-                            **_registries_data(
-                                [{**entry, "tags": [tag], "references": [reference]}]
+                            "pinned": tuple(
+                                f"{reference.rsplit(':', 1)[0]}@{digest}"
+                                for reference in name.references
                             ),
+                            **_registries_data([name]),
                         }
                     ),
                 )
-                for (entry, tag, reference), process in zip(named, processes)
+                for name, process in zip(named, processes)
             ),
             *skipped,
         ]

@@ -7,21 +7,25 @@ starts it. Arguments after `--` replace the image's cmd; `[oci].run_env_vars` se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from pants.base.build_root import BuildRoot
+from pants.core.goals.package import BuiltPackage, PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import AddPrefix, Digest, Snapshot
+from pants.engine.fs import AddPrefix, Digest, DigestSubset, PathGlobs, RemovePrefix, Snapshot
 from pants.engine.process import Process
 from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
-from pants.util.frozendict import FrozenDict
 
+from pants_oci.core import wire
+from pants_oci.goals.package import IMAGE_INFO, OciImageFieldSet
+from pants_oci.package_types import BuiltOciImage
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import OciImageBaseField
-from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
-from pants_oci.util_rules.tool import OciToolRequest
+from pants_oci.util_rules.tool_commands import tool_request
 
 _LAYOUT_DIR = "image"
 # Where `pants run` hands the tool the values of `[oci].run_env_vars` meant for the container.
@@ -66,10 +70,21 @@ class OciRunArgsError(ValueError):
     """An `[oci].run_args` entry that `pants run` cannot honour."""
 
 
-def _run_args(args: Iterable[str], build_root: BuildRoot) -> List[Tuple[str, str]]:
-    """`[oci].run_args` as (flag, value) pairs; mount sources made absolute (from the build
-    root), since the tool runs elsewhere."""
-    pairs: List[Tuple[str, str]] = []
+@dataclass(frozen=True)
+class _RunArgs:
+    """`[oci].run_args`, read: `docker run`'s spellings, which are the tool's too."""
+
+    mounts: Tuple[str, ...] = ()  # SOURCE:DEST, SOURCE absolute
+    workdir: Optional[str] = None
+    user: Optional[str] = None
+    env: Tuple[str, ...] = ()
+
+
+def _run_args(args: Iterable[str], build_root: BuildRoot) -> _RunArgs:
+    """`[oci].run_args`; mount sources made absolute (from the build root), since the tool
+    runs elsewhere. A flag given twice: each `--mount` and `--env` counts, the last
+    `--workdir` and `--user` win (as in `docker run`)."""
+    values: Dict[str, List[str]] = {flag: [] for flag in _RUN_FLAGS}
     words = list(args)
     while words:
         word = words.pop(0)
@@ -87,45 +102,63 @@ def _run_args(args: Iterable[str], build_root: BuildRoot) -> List[Tuple[str, str
             source, colon, destination = value.rpartition(":")
             if colon and source and not source.startswith("/"):
                 value = f"{build_root.path}/{source}:{destination}"
-        pairs.append((flag, value))
-    return pairs
+        values[flag].append(value)
+    mounts, workdirs, users, env = (tuple(values[flag]) for flag in _RUN_FLAGS)
+    return _RunArgs(mounts, workdirs[-1] if workdirs else None, users[-1] if users else None, env)
+
+
+async def _image_layout(address: Address) -> Tuple[BuiltOciImage, Digest]:
+    """The image `package` builds, and its layout (without `image-info.json`) at `_LAYOUT_DIR`."""
+    wrapped = await Get(
+        WrappedTarget, WrappedTargetRequest(address, description_of_origin="`pants run`")
+    )
+    package = await Get(BuiltPackage, PackageFieldSet, OciImageFieldSet.create(wrapped.target))
+    image = BuiltOciImage.of(package)
+    layout = await Get(
+        Digest,
+        DigestSubset(
+            package.digest,
+            PathGlobs([f"{image.layout_dir}/**", f"!{image.layout_dir}/{IMAGE_INFO}"]),
+        ),
+    )
+    layout = await Get(Digest, RemovePrefix(layout, image.layout_dir))
+    return image, await Get(Digest, AddPrefix(layout, _LAYOUT_DIR))
 
 
 @rule(desc="Prepare to run an OCI image")
 async def run_oci_image(
     field_set: OciImageRunFieldSet, oci: OciSubsystem, build_root: BuildRoot
 ) -> RunRequest:
-    image = await Get(BuiltImage, BuildImageRequest(field_set.address))
-    layout = await Get(Digest, AddPrefix(image.layout, _LAYOUT_DIR))
-    argv: List[str] = ["run", _LAYOUT_DIR, "--ref", image.manifest_digest]
-    argv += ["--runtime", oci.runtime.value, "--pass-env-prefix", CONTAINER_ENV_PREFIX]
-    passed_through: List[str] = []
-    env_specs = list(oci.run_env_vars)
-    for flag, value in _run_args(oci.run_args, build_root):
-        if flag == "--env":
-            env_specs.append(value)
-        else:
-            argv += [flag, value]
-    if oci.run_max_unpacked_size is not None:
-        argv += ["--max-unpacked-size", str(oci.run_max_unpacked_size)]
-    for spec in env_specs:
-        argv += ["--env", spec]
-        if "=" not in spec:
-            passed_through.append(spec)
+    image, layout = await _image_layout(field_set.address)
+    run_args = _run_args(oci.run_args, build_root)
+    env_specs = (*oci.run_env_vars, *run_args.env)
+    passed_through = [spec for spec in env_specs if "=" not in spec]
     values = await Get(EnvironmentVars, EnvironmentVarsRequest([*passed_through, "PATH"]))
     # Values meant for the container reach the tool under a prefix only: a PYTHONPATH or
     # PEX_* passed through to the container must not change the tool that starts it.
     container_values = {
         f"{CONTAINER_ENV_PREFIX}{name}": values[name] for name in passed_through if name in values
     }
+    command = wire.Run(
+        _LAYOUT_DIR,
+        ref=image.manifest_digest,
+        runtime=oci.runtime.value,
+        pass_env_prefix=CONTAINER_ENV_PREFIX,
+        mounts=run_args.mounts,
+        workdir=run_args.workdir,
+        user=run_args.user,
+        max_unpacked_size=oci.run_max_unpacked_size,
+        env=env_specs,
+        container_args=(),  # `pants run ... -- ARGS` appends the container's arguments
+    )
     process = await Get(
         Process,
-        OciToolRequest(
-            argv=(*argv, "--"),  # `pants run ... -- ARGS` appends the container's arguments
-            description=f"Run {field_set.address}",
-            input_digest=layout,
+        tool_request(
+            command,
+            f"Run {field_set.address}",
+            layout,
             # Never cached: the runtime (runc, podman) is found on the user's PATH.
-            uncached_env=FrozenDict({"PATH": values.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}),
+            uncached_env={"PATH": values.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
         ),
     )
     snapshot = await Get(Snapshot, Digest, process.input_digest)

@@ -16,10 +16,10 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pants.core.goals.package import OutputPathField
-from pants.engine.addresses import Address, Addresses
+from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     AddPrefix,
@@ -35,19 +35,13 @@ from pants.engine.fs import (
 )
 from pants.engine.process import ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
-from pants.engine.target import (
-    DependenciesRequest,
-    InvalidFieldException,
-    Target,
-    Targets,
-    WrappedTarget,
-    WrappedTargetRequest,
-)
+from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
 from pants.option.errors import OptionsError
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core import wire
 from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.platforms import check_platform
@@ -58,7 +52,6 @@ from pants_oci.target_types import (
     OciImageAnnotationsField,
     OciImageBaseField,
     OciImageCmdField,
-    OciImageDependenciesField,
     OciImageEntrypointField,
     OciImageEnvField,
     OciImageExposedPortsField,
@@ -70,49 +63,25 @@ from pants_oci.target_types import (
     OciImageUserField,
     OciImageVolumesField,
     OciImageWorkdirField,
-    OciLayerDependenciesField,
-    OciLayerDestinationField,
-    OciLayerDirectoryModeField,
-    OciLayerGidField,
-    OciLayerModeField,
-    OciLayerUidField,
     TagVars,
     image_output_path,
     interpolate,
 )
-from pants_oci.util_rules import base_targets
+from pants_oci.util_rules import base_targets, image_layers
 from pants_oci.util_rules.base_targets import BaseTargets, BaseTargetsRequest
-from pants_oci.util_rules.layers import (
-    BuildLayerRequest,
-    BuiltLayer,
-    LayerContent,
-    LayerContentRequest,
-)
+from pants_oci.util_rules.image_layers import ImageLayers, ImageLayersRequest
+from pants_oci.util_rules.layer_plan import lower_directories
+from pants_oci.util_rules.layers import BuildLayerRequest, BuiltLayer
 from pants_oci.util_rules.lockfile import BaseLockfile, BaseLockfileRequest, locked_base
-from pants_oci.util_rules.python import (
-    PexEntrypoint,
-    PexEntrypointRequest,
-    PexLayers,
-    PexLayersRequest,
-    is_pex_binary,
-)
+from pants_oci.util_rules.python import PexEntrypoint, PexEntrypointRequest, PexLayers
 from pants_oci.util_rules.registries import OciRegistries, RegistryNames, image_names
 from pants_oci.util_rules.registries import rules as registry_rules
-from pants_oci.util_rules.tool import BLOB_CACHE_DIR, OciToolRequest, RegistryEnvRequest
+from pants_oci.util_rules.tool import BLOB_CACHE_DIR, RegistryEnvRequest
+from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 _LAYOUT_DIR = "image"
 _BASE_DIR = "base"
 _CONFIG = "__oci_image_config.json"
-# The tag `image assemble` and `image index` give an image without `--tag`.
-_DEFAULT_TAG = "latest"
-
-
-def _with_names(info: bytes, names: Tuple[RegistryNames, ...]) -> bytes:
-    """The tool's image info plus the image's names in each registry (`registries`): what
-    `publish` pushes and `image-info.json` reports."""
-    data = json.loads(info)
-    data["registries"] = [entry.to_json() for entry in names if entry.registry is not None]
-    return json.dumps(data, sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
@@ -142,12 +111,10 @@ async def resolve_tag_vars(_: TagVarsRequest, oci: OciSubsystem) -> TagVars:
 
 @dataclass(frozen=True)
 class BuildImageRequest:
-    """Build an image: for each of its platforms, or an index of them. A complete image's
-    layout holds every blob, base layers included (what `package` writes); otherwise base
-    layers stay in the base's registry (enough to push)."""
+    """Build an image: for each of its platforms, or an index of them. Its layout holds every
+    blob, base layers included (what `package` writes)."""
 
     address: Address
-    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -156,23 +123,40 @@ class PlatformImageRequest:
 
     address: Address
     platform: str
-    complete: bool = True
 
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """An image as an OCI layout (its files at the digest's root), its image-info JSON, and,
-    when the target's `formats` ask for it, a docker-archive (`<output_path basename>.tar`)."""
+    """An image as an OCI layout (its files at the digest's root); what the tool says of it
+    (`summary`: `image assemble`'s output, or `image index`'s for several platforms); its
+    names (`registry/repository:tag` in each of its registries, or `repository:tag` without
+    any); and, when the target's `formats` ask for it, a docker-archive (`<output_path
+    basename>.tar`)."""
 
     address: Address
     layout: Digest
-    info: bytes
+    summary: Union[wire.ImageAssembleResult, wire.ImageIndexResult]
+    platforms: Tuple[str, ...]
+    names: Tuple[RegistryNames, ...]
     docker_archive: Optional[Digest] = None
 
     @property
     def manifest_digest(self) -> str:
         """The image's manifest digest (its index's, for several platforms)."""
-        return str(json.loads(self.info)["manifest_digest"])
+        return self.summary.manifest_digest
+
+    @property
+    def registries(self) -> Tuple[RegistryNames, ...]:
+        """Its names in each of its registries (none without registries)."""
+        return tuple(entry for entry in self.names if entry.registry is not None)
+
+    def image_info(self) -> Dict[str, Any]:
+        """`image-info.json`: the tool's summary, and the image's names in each registry
+        (`registries`), which `publish` pushes."""
+        return {
+            **self.summary.to_json(),
+            "registries": [entry.to_json() for entry in self.registries],
+        }
 
 
 @dataclass(frozen=True)
@@ -185,13 +169,19 @@ class ResolvedBase:
     reference: Optional[str]
     is_docker_archive: bool = False
 
+    @property
+    def is_layout(self) -> bool:
+        return self.path is not None and not self.is_docker_archive
+
 
 @dataclass(frozen=True)
 class BaseRequest:
+    """A base with its layers: the image's layout holds every blob (what `package` writes),
+    and a pex_binary's Python is looked up in them."""
+
     address: Address
     base: ImageBase
     platform: str
-    with_layers: bool
 
 
 async def _local_base(address: Address, base: ImageBase) -> ResolvedBase:
@@ -230,9 +220,7 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
     if base.address is not None:
         found = await Get(BaseTargets, BaseTargetsRequest(request.address, base))
         [base_address] = found.addresses
-        built = await Get(
-            BuiltImage, PlatformImageRequest(base_address, request.platform, request.with_layers)
-        )
+        built = await Get(BuiltImage, PlatformImageRequest(base_address, request.platform))
         return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), _BASE_DIR, None)
     assert base.spec is not None
     if base.spec.kind is BaseKind.SCRATCH:
@@ -254,29 +242,21 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
     # what this machine has never seen. Its output is content pinned by digest: every process
     # after it is keyed by that content, the same for any credentials on any machine.
     credentials = await Get(EnvironmentVars, RegistryEnvRequest())
+    pull = wire.BasePull(
+        str(reference),
+        output=_BASE_DIR,
+        platform=request.platform,
+        blob_cache=BLOB_CACHE_DIR,
+        with_layers=True,
+    )
     result = await Get(
         ProcessResult,
-        OciToolRequest(
-            argv=(
-                "base",
-                "pull",
-                str(reference),
-                "--platform",
-                request.platform,
-                "--output",
-                _BASE_DIR,
-                "--blob-cache",
-                BLOB_CACHE_DIR,
-                *(["--with-layers"] if request.with_layers else []),
-            ),
-            description=(
-                f"Fetch base image {reference.familiar} ({request.platform}) for {request.address}"
-            ),
-            input_digest=empty,
-            output_directories=(_BASE_DIR,),
-            uncached_env=FrozenDict(credentials),
+        tool_request(
+            pull,
+            f"Fetch base image {reference.familiar} ({request.platform}) for {request.address}",
+            empty,
+            uncached_env=credentials,
             cache_scope=ProcessCacheScope.PER_SESSION,
-            blob_cache=True,
         ),
     )
     return ResolvedBase(result.output_digest, _BASE_DIR, str(reference))
@@ -300,39 +280,29 @@ async def base_directories(request: BaseDirectoriesRequest) -> BaseDirectories:
     if base.digest is None or base.path is None or base.is_docker_archive:
         # scratch has none; a docker-archive base is not read (its layers keep their own).
         return BaseDirectories(frozenset())
+    command = wire.ImageDirs(base.path)
     result = await Get(
         ProcessResult,
-        OciToolRequest(
-            argv=("image", "dirs", "--base", base.path),
-            description=f"List the directories of base image {base.reference or base.path}",
-            input_digest=base.digest,
+        tool_request(
+            command,
+            f"List the directories of base image {base.reference or base.path}",
+            base.digest,
         ),
     )
-    return BaseDirectories(frozenset(json.loads(result.stdout)["directories"]))
-
-
-def _ancestors(path: str) -> Iterator[str]:
-    parts = path.split("/")
-    for end in range(1, len(parts)):
-        yield "/".join(parts[:end])
+    return BaseDirectories(frozenset(tool_output(command, result).directories))
 
 
 async def _on_lower_directories(
     base: ResolvedBase, layer_requests: Sequence[BuildLayerRequest]
 ) -> List[BuildLayerRequest]:
-    """Tell each layer which of the directories its files go through the layers below it
-    already have (the base's, or an earlier layer's), so that it writes no entry of its own
-    for them: a home directory keeps its owner, `/tmp` its sticky bit, `/var/run` stays a
-    symlink. Only those directories go into a layer's cache key, not the whole base's list."""
-    existing = set((await Get(BaseDirectories, BaseDirectoriesRequest(base))).paths)
-    placed = []
-    for layer in layer_requests:
-        through = {a for path in layer.paths() for a in _ancestors(path)}
-        placed.append(
-            dataclasses.replace(layer, existing_directories=tuple(sorted(through & existing)))
-        )
-        existing |= through
-    return placed
+    """Each layer, told which directories its files go through the layers below it already
+    have (see `lower_directories`)."""
+    existing = await Get(BaseDirectories, BaseDirectoriesRequest(base))
+    placed = lower_directories(existing.paths, [layer.paths() for layer in layer_requests])
+    return [
+        dataclasses.replace(layer, existing_directories=directories)
+        for layer, directories in zip(layer_requests, placed)
+    ]
 
 
 def image_config(target: Target, platform: str) -> Dict[str, Any]:
@@ -356,10 +326,6 @@ def image_config(target: Target, platform: str) -> Dict[str, Any]:
     }
 
 
-def _is_layer_target(target: Target) -> bool:
-    return target.has_field(OciLayerDestinationField)
-
-
 def image_platforms(target: Target, oci: OciSubsystem) -> Tuple[str, ...]:
     platforms = target[OciImagePlatformsField].value
     if platforms:
@@ -381,108 +347,6 @@ async def _image_target(address: Address) -> Target:
     return wrapped.target
 
 
-@dataclass(frozen=True)
-class _ImageLayersRequest:
-    address: Address
-
-
-@dataclass(frozen=True)
-class _ImagePexTargets:
-    addresses: Tuple[Address, ...]
-
-
-@dataclass(frozen=True)
-class _ImageLayerInputs:
-    """What an image's own layers are made of, in image order."""
-
-    requests: Tuple[BuildLayerRequest, ...]
-    pexes: Tuple[PexLayers, ...]
-
-
-@dataclass(frozen=True)
-class _ImageDependencies:
-    layers: Tuple[Target, ...]  # `oci_layer` targets, by address
-    pexes: Tuple[Address, ...]  # `pex_binary` targets, by address
-    others: Tuple[Address, ...]  # everything else that is content
-
-
-@rule
-async def _image_dependencies(request: _ImageLayersRequest) -> _ImageDependencies:
-    target = await _image_target(request.address)
-    dependencies, base = await MultiGet(
-        Get(Targets, DependenciesRequest(target[OciImageDependenciesField])),
-        Get(
-            BaseTargets,
-            BaseTargetsRequest(request.address, target[OciImageBaseField].image_base()),
-        ),
-    )
-    content = [t for t in dependencies if t.address not in base.addresses]
-    for other in content:
-        if other.has_field(OciImageBaseField):
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    Target {request.address} depends on the `oci_image` {other.address}, which
-                    is not its `{OciImageBaseField.alias}`: an image is not content of another.
-                    Build on it with `{OciImageBaseField.alias}="{other.address.spec}"`, or
-                    remove it from `{OciImageDependenciesField.alias}`.
-                    """
-                )
-            )
-    return _ImageDependencies(
-        layers=tuple(sorted((t for t in content if _is_layer_target(t)), key=lambda t: t.address)),
-        pexes=tuple(sorted(t.address for t in content if is_pex_binary(t))),
-        others=tuple(
-            t.address for t in content if not _is_layer_target(t) and not is_pex_binary(t)
-        ),
-    )
-
-
-@rule
-async def _image_pex_targets(request: _ImageLayersRequest) -> _ImagePexTargets:
-    dependencies = await Get(_ImageDependencies, _ImageLayersRequest, request)
-    return _ImagePexTargets(dependencies.pexes)
-
-
-@rule(desc="Gather the content of an OCI image's layers")
-async def _image_layer_inputs(request: _ImageLayersRequest) -> _ImageLayerInputs:
-    """Layer order: each `oci_layer` by address; each pex_binary's requirements, then its
-    code (what changes least goes lowest); then one layer with every other dependency."""
-    dependencies = await Get(_ImageDependencies, _ImageLayersRequest, request)
-    layer_targets = dependencies.layers
-    layer_dependencies = await MultiGet(
-        Get(Addresses, DependenciesRequest(t[OciLayerDependenciesField])) for t in layer_targets
-    )
-    contents = await MultiGet(
-        Get(LayerContent, LayerContentRequest(addresses, t.address))
-        for t, addresses in zip(layer_targets, layer_dependencies)
-    )
-    pexes = await MultiGet(Get(PexLayers, PexLayersRequest(a)) for a in dependencies.pexes)
-    requests = [
-        BuildLayerRequest(
-            t.address,
-            content.snapshot,
-            t[OciLayerDestinationField].value,
-            mode=t[OciLayerModeField].value,
-            uid=t[OciLayerUidField].value,
-            gid=t[OciLayerGidField].value,
-            directory_mode=t[OciLayerDirectoryModeField].value,
-        )
-        for t, content in zip(layer_targets, contents)
-    ]
-    for part in ("requirements", "sources"):
-        requests.extend(
-            BuildLayerRequest(pex.address, getattr(pex, part), "/", label=part) for pex in pexes
-        )
-    if dependencies.others:
-        rest = await Get(
-            LayerContent, LayerContentRequest(Addresses(dependencies.others), request.address)
-        )
-        if rest.snapshot.files:
-            requests.append(BuildLayerRequest(request.address, rest.snapshot, "/"))
-    return _ImageLayerInputs(tuple(requests), tuple(pexes))
-
-
 async def _tags_and_names(
     target: Target, registries: OciRegistries, content_hash: str
 ) -> Tuple[List[str], Tuple[RegistryNames, ...]]:
@@ -495,8 +359,14 @@ async def _tags_and_names(
         interpolate(tag, target.address, OciImageTagsField.alias, content_hash, tag_vars)
         for tag in target[OciImageTagsField].value or ()
     ]
-    names = image_names(target, registries, tags or [_DEFAULT_TAG], content_hash, tag_vars)
+    names = image_names(target, registries, tags or [wire.DEFAULT_TAG], content_hash, tag_vars)
     return tags, names
+
+
+def _index_content_hash(images: Sequence[BuiltImage]) -> str:
+    """`{hash}` in an index's tags: a hash of its images."""
+    digests = " ".join(image.manifest_digest for image in images)
+    return hashlib.sha256(digests.encode()).hexdigest()[:12]
 
 
 @rule(desc="Build an OCI image")
@@ -506,9 +376,7 @@ async def build_image(
     target = await _image_target(request.address)
     platforms = image_platforms(target, oci)
     if len(platforms) == 1:
-        return await Get(
-            BuiltImage, PlatformImageRequest(request.address, platforms[0], request.complete)
-        )
+        return await Get(BuiltImage, PlatformImageRequest(request.address, platforms[0]))
     if "docker-archive" in (target[OciImageFormatsField].value or ()):
         raise InvalidFieldException(
             softwrap(
@@ -521,32 +389,28 @@ async def build_image(
             )
         )
     images = await MultiGet(
-        Get(BuiltImage, PlatformImageRequest(request.address, platform, request.complete))
-        for platform in platforms
+        Get(BuiltImage, PlatformImageRequest(request.address, platform)) for platform in platforms
     )
+    image_dirs = tuple(f"platforms/{number}" for number in range(len(images)))
     placed = await MultiGet(
-        Get(Digest, AddPrefix(image.layout, f"platforms/{index}"))
-        for index, image in enumerate(images)
+        Get(Digest, AddPrefix(image.layout, directory))
+        for image, directory in zip(images, image_dirs)
     )
+    tags, names = await _tags_and_names(target, registries, _index_content_hash(images))
     # The index process writes documents only: the layers, already in the platform images'
     # outputs, are merged in below rather than stored again as this process's output.
-    argv: List[str] = ["image", "index", "--omit-layers", "--output", _LAYOUT_DIR]
-    for index in range(len(images)):
-        argv += ["--image", f"platforms/{index}"]
-    # `{hash}` in an index's tags: a hash of its images.
-    content_hash = hashlib.sha256(
-        " ".join(image.manifest_digest for image in images).encode()
-    ).hexdigest()[:12]
-    tags, names = await _tags_and_names(target, registries, content_hash)
-    for tag in tags:
-        argv += ["--tag", tag]
+    index = wire.ImageIndex(
+        images=image_dirs,
+        output=_LAYOUT_DIR,
+        tags=tuple(tags),
+        omit_layers=True,
+    )
     result = await Get(
         ProcessResult,
-        OciToolRequest(
-            argv=tuple(argv),
-            description=f"Assemble OCI image index {request.address} ({', '.join(platforms)})",
-            input_digest=await Get(Digest, MergeDigests(placed)),
-            output_directories=(_LAYOUT_DIR,),
+        tool_request(
+            index,
+            f"Assemble OCI image index {request.address} ({', '.join(platforms)})",
+            await Get(Digest, MergeDigests(placed)),
         ),
     )
     index_layout = await Get(Digest, RemovePrefix(result.output_digest, _LAYOUT_DIR))
@@ -554,7 +418,123 @@ async def build_image(
         Get(Digest, DigestSubset(image.layout, PathGlobs(["blobs/**"]))) for image in images
     )
     layout = await Get(Digest, MergeDigests([index_layout, *platform_blobs]))
-    return BuiltImage(request.address, layout, _with_names(result.stdout, names))
+    return BuiltImage(request.address, layout, tool_output(index, result), platforms, names)
+
+
+def _check_platform(target: Target, platform: str, oci: OciSubsystem) -> None:
+    platforms = image_platforms(target, oci)
+    if platform not in platforms:
+        # Only reachable through another image's `base`.
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                An image built on {target.address} needs it for platform {platform}, but its
+                `{OciImagePlatformsField.alias}` are {", ".join(platforms)}. Add {platform}
+                to them, or build the derived image for the same platforms.
+                """
+            )
+        )
+
+
+async def _pex_entrypoint(
+    address: Address, image_base: ImageBase, base: ResolvedBase, pexes: Sequence[PexLayers]
+) -> List[str]:
+    """The entrypoint of an image that runs its one pex_binary with the base's Python."""
+    if len(pexes) > 1:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                Target {address} depends on several pex_binary targets
+                ({", ".join(str(pex.address) for pex in pexes)}), so it cannot tell which
+                one to run. Set its `{OciImageEntrypointField.alias}` field.
+                """
+            )
+        )
+    if base.is_docker_archive:
+        raise InvalidFieldException(
+            softwrap(
+                f"""
+                Target {address} runs the pex_binary {pexes[0].address} on the
+                `{OciImageBaseField.alias}` {image_base.text!r}, whose Python cannot be looked
+                up in a docker-archive. Set the `{OciImageEntrypointField.alias}` field
+                (e.g. `["/usr/local/bin/python3.11", "/{pexes[0].pex_path}"]`), or use the
+                base as an `{OCI_LAYOUT_PREFIX}` directory.
+                """
+            )
+        )
+    entrypoint = await Get(
+        PexEntrypoint,
+        PexEntrypointRequest(address, image_base.text, base.digest, base.path, pexes[0]),
+    )
+    return list(entrypoint.argv)
+
+
+def _layer_directory(index: int) -> str:
+    """Where the `index`th layer's blob and metadata are in the assembly's sandbox."""
+    return f"layers/{index}"
+
+
+_LAYER_METADATA = "meta.json"
+
+
+async def _assembly_input(
+    layers: Sequence[BuiltLayer], config: bytes, base: ResolvedBase
+) -> Digest:
+    """The layers' blobs and metadata (under `_layer_directory`), the config and the base."""
+    metadata = await MultiGet(
+        Get(Digest, CreateDigest([FileContent(_LAYER_METADATA, layer.metadata_json())]))
+        for layer in layers
+    )
+    merged = await MultiGet(
+        Get(Digest, MergeDigests([layer.blob, meta])) for layer, meta in zip(layers, metadata)
+    )
+    placed_layers = await MultiGet(
+        Get(Digest, AddPrefix(digest, _layer_directory(index)))
+        for index, digest in enumerate(merged)
+    )
+    config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
+    return await Get(
+        Digest,
+        MergeDigests([*placed_layers, config_digest, *([base.digest] if base.digest else [])]),
+    )
+
+
+def _content_hash(base: ResolvedBase, layers: Sequence[BuiltLayer], config: bytes) -> str:
+    """`{hash}` in tags: a hash of everything the image is made of, known before assembly."""
+    made_of = [base.reference, [layer.digest for layer in layers], config.decode()]
+    return hashlib.sha256(
+        json.dumps(made_of, sort_keys=True).encode()
+        + (base.digest.fingerprint.encode() if base.digest else b"")
+    ).hexdigest()[:12]
+
+
+def _docker_archive(target: Target) -> Optional[str]:
+    """The docker-archive the target's `formats` ask for: named as `package` writes it
+    (`<output_path>.tar`), placed in its directory there."""
+    if "docker-archive" not in (target[OciImageFormatsField].value or ()):
+        return None
+    return f"{os.path.basename(image_output_path(target[OutputPathField]))}.tar"
+
+
+async def _with_base_layers(
+    layout: Digest, base: ResolvedBase, summary: wire.ImageAssembleResult
+) -> Digest:
+    """The assembled layout (`--omit-base-layers`) plus the base layers, from the base's own
+    output: so that no image's cached output repeats them."""
+    if not base.is_layout or base.digest is None or base.path is None:
+        return layout
+    layer_blobs = [
+        f"{base.path}/blobs/sha256/{layer.digest.split(':', 1)[1]}" for layer in summary.layers
+    ]
+    base_blobs = await Get(
+        Digest,
+        DigestSubset(
+            base.digest,
+            PathGlobs(layer_blobs, glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
+        ),
+    )
+    base_blobs = await Get(Digest, RemovePrefix(base_blobs, base.path))
+    return await Get(Digest, MergeDigests([layout, base_blobs]))
 
 
 @rule(desc="Build an OCI image for one platform")
@@ -562,155 +542,73 @@ async def build_platform_image(
     request: PlatformImageRequest, oci: OciSubsystem, registries: OciRegistries
 ) -> BuiltImage:
     target = await _image_target(request.address)
-    platform = request.platform
-    platforms = image_platforms(target, oci)
-    if platform not in platforms:
-        # Only reachable through another image's `base`.
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                An image built on {request.address} needs it for platform {platform}, but its
-                `{OciImagePlatformsField.alias}` are {", ".join(platforms)}. Add {platform}
-                to them, or build the derived image for the same platforms.
-                """
-            )
-        )
+    _check_platform(target, request.platform, oci)
     image_base = target[OciImageBaseField].image_base()
-    pex_targets = await Get(_ImagePexTargets, _ImageLayersRequest(request.address))
-    # The base (maybe a download) and the layers' inputs (maybe PEX builds) at once. Finding
-    # the base's Python for a pex_binary needs the base's layers.
-    base_request = BaseRequest(
-        request.address, image_base, platform, request.complete or bool(pex_targets.addresses)
-    )
+    # The base (maybe a download) and the layers' inputs (maybe PEX builds) at once.
     base, inputs = await MultiGet(
-        Get(ResolvedBase, BaseRequest, base_request),
-        Get(_ImageLayerInputs, _ImageLayersRequest(request.address)),
+        Get(ResolvedBase, BaseRequest(request.address, image_base, request.platform)),
+        Get(ImageLayers, ImageLayersRequest(request.address)),
     )
-    layer_requests = list(inputs.requests)
-    pexes = inputs.pexes
-    base_field = image_base
-    config_values = image_config(target, platform)
-    if pexes and config_values["entrypoint"] is None:
-        if len(pexes) > 1:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    Target {request.address} depends on several pex_binary targets
-                    ({", ".join(str(pex.address) for pex in pexes)}), so it cannot tell which
-                    one to run. Set its `{OciImageEntrypointField.alias}` field.
-                    """
-                )
-            )
-        if base.is_docker_archive:
-            raise InvalidFieldException(
-                softwrap(
-                    f"""
-                    Target {request.address} runs the pex_binary {pexes[0].address} on the
-                    `{OciImageBaseField.alias}` {base_field.text!r}, whose Python cannot be looked
-                    up in a docker-archive. Set the `{OciImageEntrypointField.alias}` field
-                    (e.g. `["/usr/local/bin/python3.11", "/{pexes[0].pex_path}"]`), or use the
-                    base as an `{OCI_LAYOUT_PREFIX}` directory.
-                    """
-                )
-            )
-        entrypoint = await Get(
-            PexEntrypoint,
-            PexEntrypointRequest(
-                request.address, base_field.text, base.digest, base.path, pexes[0]
-            ),
+    config_values = image_config(target, request.platform)
+    if inputs.pexes and config_values["entrypoint"] is None:
+        config_values["entrypoint"] = await _pex_entrypoint(
+            request.address, image_base, base, inputs.pexes
         )
-        config_values["entrypoint"] = list(entrypoint.argv)
-    layer_requests = await _on_lower_directories(base, layer_requests)
+    layer_requests = await _on_lower_directories(base, inputs.requests)
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
-
-    # Each layer's blob and metadata go under layers/<index>/, in image order.
-    metadata = await MultiGet(
-        Get(Digest, CreateDigest([FileContent("meta.json", layer.metadata_json())]))
-        for layer in layers
-    )
-    merged = await MultiGet(
-        Get(Digest, MergeDigests([layer.blob, meta])) for layer, meta in zip(layers, metadata)
-    )
-    placed_layers = await MultiGet(
-        Get(Digest, AddPrefix(digest, f"layers/{index}")) for index, digest in enumerate(merged)
-    )
-    argv: List[str] = ["image", "assemble", "--base", base.path or SCRATCH]
-    for index in range(len(layers)):
-        argv += ["--layer", f"layers/{index}/{BuiltLayer.BLOB_PATH}=layers/{index}/meta.json"]
     config = json.dumps(config_values, sort_keys=True, indent=1).encode()
-    config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
-    argv += ["--config", _CONFIG, "--output", _LAYOUT_DIR]
-    argv += ["--source-date-epoch", str(oci.source_date_epoch)]
-    # `{hash}` in tags: a hash of everything the image is made of, known before assembly.
-    content_hash = hashlib.sha256(
-        json.dumps(
-            [base.reference, [layer.digest for layer in layers], config.decode()],
-            sort_keys=True,
-        ).encode()
-        + (base.digest.fingerprint.encode() if base.digest else b"")
-    ).hexdigest()[:12]
-    tags, names = await _tags_and_names(target, registries, content_hash)
-    for tag in tags:
-        argv += ["--tag", tag]
-    if base.reference:
-        argv += ["--base-reference", base.reference]
-    # The assembled layout holds only this image's own blobs: base layers are added below
-    # from the base's own output, so no image's cached output repeats them.
-    base_is_layout = base.path is not None and not base.is_docker_archive
-    if base_is_layout:
-        argv.append("--omit-base-layers")
-    # Named as `package` writes it (`<output_path>.tar`), placed in its directory there.
-    archive = f"{os.path.basename(image_output_path(target[OutputPathField]))}.tar"
-    want_archive = request.complete and "docker-archive" in (
-        target[OciImageFormatsField].value or ()
-    )
-    if want_archive:
-        argv += ["--docker-archive", archive]
+    tags, names = await _tags_and_names(target, registries, _content_hash(base, layers, config))
+    archive = _docker_archive(target)
+    assemble = wire.ImageAssemble(
+        base=base.path or SCRATCH,
+        layers=tuple(
+            wire.LayerInput(
+                f"{_layer_directory(index)}/{BuiltLayer.BLOB_PATH}",
+                f"{_layer_directory(index)}/{_LAYER_METADATA}",
+            )
+            for index in range(len(layers))
+        ),
+        config=_CONFIG,
+        output=_LAYOUT_DIR,
+        source_date_epoch=oci.source_date_epoch,
+        tags=tuple(tags),
+        base_reference=base.reference,
+        # Base layers are added from the base's own output (see `_with_base_layers`).
+        omit_base_layers=base.is_layout,
+        docker_archive=archive,
         # Named as `publish` would push it, so `docker load` gives a named image.
-        for entry in names:
-            for name in entry.references:
-                argv += ["--archive-name", name]
-
-    input_digest = await Get(
-        Digest,
-        MergeDigests([*placed_layers, config_digest, *([base.digest] if base.digest else [])]),
+        archive_names=tuple(name for entry in names for name in entry.references)
+        if archive
+        else (),
     )
     result = await Get(
         ProcessResult,
-        OciToolRequest(
-            argv=tuple(argv),
-            description=f"Assemble OCI image {request.address}",
-            input_digest=input_digest,
-            output_directories=(_LAYOUT_DIR,),
-            output_files=(archive,) if want_archive else (),
+        tool_request(
+            assemble,
+            f"Assemble OCI image {request.address}",
+            await _assembly_input(layers, config, base),
         ),
     )
+    summary = tool_output(assemble, result)
     layout_files, archive_files = await MultiGet(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_LAYOUT_DIR}/**"]))),
-        Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive] if archive else []))),
     )
     layout = await Get(Digest, RemovePrefix(layout_files, _LAYOUT_DIR))
-    if base_is_layout and base.digest is not None:
-        layer_blobs = [
-            f"{base.path}/blobs/sha256/{layer['digest'].split(':', 1)[1]}"
-            for layer in json.loads(result.stdout)["layers"]
-        ]
-        base_blobs = await Get(
-            Digest,
-            DigestSubset(
-                base.digest,
-                PathGlobs(layer_blobs, glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
-            ),
-        )
-        base_blobs = await Get(Digest, RemovePrefix(base_blobs, base.path or ""))
-        layout = await Get(Digest, MergeDigests([layout, base_blobs]))
     return BuiltImage(
         request.address,
-        layout,
-        _with_names(result.stdout, names),
-        archive_files if want_archive else None,
+        await _with_base_layers(layout, base, summary),
+        summary,
+        (request.platform,),
+        names,
+        archive_files if archive else None,
     )
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:
-    return [*collect_rules(), *base_targets.rules(), *registry_rules()]
+    return [
+        *collect_rules(),
+        *base_targets.rules(),
+        *image_layers.rules(),
+        *registry_rules(),
+    ]

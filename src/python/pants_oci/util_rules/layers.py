@@ -37,8 +37,9 @@ from pants.engine.target import (
 )
 from pants.util.strutil import softwrap
 
+from pants_oci.core import wire
 from pants_oci.subsystems.oci import OciSubsystem
-from pants_oci.util_rules.tool import OciToolRequest
+from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 _SPEC = "__oci_layer_spec.json"
 _BLOB = "__oci_layer.blob"
@@ -207,24 +208,20 @@ async def build_layer(request: BuildLayerRequest, oci: OciSubsystem) -> BuiltLay
         CreateDigest([FileContent(_SPEC, layer_spec(request, oci))]),
     )
     input_digest = await Get(Digest, MergeDigests([request.content.digest, spec]))
+    command = wire.LayerBuild(spec=_SPEC, output=_BLOB)
+    label = f" ({request.label})" if request.label else ""
     result = await Get(
         ProcessResult,
-        OciToolRequest(
-            argv=("layer", "build", "--spec", _SPEC, "--output", _BLOB),
-            description=f"Build OCI layer for {request.address}"
-            + (f" ({request.label})" if request.label else ""),
-            input_digest=input_digest,
-            output_files=(_BLOB,),
-        ),
+        tool_request(command, f"Build OCI layer for {request.address}{label}", input_digest),
     )
-    info = json.loads(result.stdout)
+    built = tool_output(command, result)
     return BuiltLayer(
         address=request.address,
         blob=result.output_digest,
-        digest=info["digest"],
-        diff_id=info["diff_id"],
-        size=int(info["size"]),
-        media_type=info["media_type"],
+        digest=built.digest,
+        diff_id=built.diff_id,
+        size=built.size,
+        media_type=built.media_type,
     )
 
 

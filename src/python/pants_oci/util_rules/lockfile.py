@@ -2,7 +2,7 @@
 
 Builds read only the lockfile: a `base` written as a tag becomes the locked manifest digest of
 the image's platform, so the build is reproducible and never looks a tag up. The
-`generate-oci-lockfile` goal (goals/lockfile.py) writes it.
+`generate-oci-lockfile` goal (goals/generate_lockfile.py) writes it.
 
     {
       "//": "...",

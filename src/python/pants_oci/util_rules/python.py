@@ -13,9 +13,8 @@ checked against the PEX's interpreter constraints.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 from pants.backend.python.goals.package_pex_binary import PexBinaryFieldSet
 from pants.backend.python.subsystems.setup import PythonSetup
@@ -31,7 +30,8 @@ from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
 from pants.util.strutil import softwrap
 
-from pants_oci.util_rules.tool import OciToolRequest
+from pants_oci.core import wire
+from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 
 def is_pex_binary(target: Target) -> bool:
@@ -114,29 +114,30 @@ class PexEntrypoint:
     argv: Tuple[str, ...]
 
 
-def _describe(interpreters: Sequence[Dict[str, str]]) -> str:
+def _describe(interpreters: Sequence[wire.PythonInterpreter]) -> str:
     if not interpreters:
         return "no Python interpreter"
-    return ", ".join(f"Python {i['version']} at {i['path']}" for i in interpreters)
+    return ", ".join(f"Python {i.version} at {i.path}" for i in interpreters)
 
 
 @rule(desc="Find the base image's Python")
 async def pex_entrypoint(request: PexEntrypointRequest) -> PexEntrypoint:
-    interpreters: List[Dict[str, str]] = []
+    interpreters: Tuple[wire.PythonInterpreter, ...] = ()
     if request.base_digest is not None and request.base_path is not None:
+        command = wire.ImagePythons(request.base_path)
         result = await Get(
             ProcessResult,
-            OciToolRequest(
-                argv=("image", "pythons", "--base", request.base_path),
-                description=f"Find the Python interpreters of the base of {request.image}",
-                input_digest=request.base_digest,
+            tool_request(
+                command,
+                f"Find the Python interpreters of the base of {request.image}",
+                request.base_digest,
             ),
         )
-        interpreters = json.loads(result.stdout)["interpreters"]
+        interpreters = tool_output(command, result).interpreters
     pex = request.pex
     for interpreter in interpreters:
-        if interpreter["version"] in pex.python_versions:
-            return PexEntrypoint((interpreter["path"], "/" + pex.pex_path))
+        if interpreter.version in pex.python_versions:
+            return PexEntrypoint((interpreter.path, "/" + pex.pex_path))
     raise InvalidFieldException(
         softwrap(
             f"""

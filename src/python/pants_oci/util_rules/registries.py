@@ -256,6 +256,11 @@ class RegistryNames:
         prefix = f"{self.registry.address}/" if self.registry else ""
         return tuple(f"{prefix}{self.repository}:{tag}" for tag in self.tags)
 
+    @property
+    def skip_push(self) -> bool:
+        """Whether `publish` only lists these names (the registry's `skip_push`)."""
+        return self.registry is not None and self.registry.skip_push
+
     def to_json(self) -> Dict[str, Any]:
         """As `image-info.json` records it (only for a registry), and `publish` reads it."""
         assert self.registry is not None

@@ -43,6 +43,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
+from pants_oci.core import wire
 from pants_oci.subsystems.oci import OciSubsystem
 
 # The tool's whole dependency closure, pinned, so the same plugin version resolves the same
@@ -259,16 +260,17 @@ def global_tool_args(oci: OciSubsystem, *, reaches_registries: bool) -> Tuple[st
     `[oci]` options (`[oci].ca_bundle`), not the tool's flags (`--ca-bundle`). How to reach
     registries (TLS, timeouts, retries) goes only to the processes that do, which are never
     cached: changing it never invalidates a cached layer or assembly."""
-    args = ["--hints-for", "pants", "--concurrency", str(oci.concurrency)]
     if not reaches_registries:
-        return tuple(args)
-    args += ["--connect-timeout", str(oci.connect_timeout), "--read-timeout", str(oci.read_timeout)]
-    args += ["--retries", str(oci.retries)]
-    for registry in oci.insecure_registries:
-        args += ["--insecure-registry", registry]
-    if oci.ca_bundle:
-        args += ["--ca-bundle", _CA_BUNDLE]
-    return tuple(args)
+        return wire.GlobalOptions(hints_for="pants", concurrency=oci.concurrency).argv()
+    return wire.GlobalOptions(
+        hints_for="pants",
+        concurrency=oci.concurrency,
+        connect_timeout=oci.connect_timeout,
+        read_timeout=oci.read_timeout,
+        retries=oci.retries,
+        insecure_registries=tuple(oci.insecure_registries),
+        ca_bundle=_CA_BUNDLE if oci.ca_bundle else None,
+    ).argv()
 
 
 @rule

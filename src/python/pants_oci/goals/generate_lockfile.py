@@ -8,9 +8,8 @@ is a reviewable file checked into the repo, which builds then read instead of th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Tuple, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfile,
@@ -32,6 +31,7 @@ from pants.option.option_types import BoolOption
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core import wire
 from pants_oci.core.reference import Reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import OciImageBaseField
@@ -43,7 +43,8 @@ from pants_oci.util_rules.lockfile import (
     lock_key,
     render_lockfile,
 )
-from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest
+from pants_oci.util_rules.tool import RegistryEnvRequest
+from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 
 class GenerateOciLockfileSubsystem(GoalSubsystem):
@@ -73,21 +74,20 @@ class GenerateOciLockfile(Goal):
     environment_behavior = Goal.EnvironmentBehavior.LOCAL_ONLY
 
 
-def _locked(inspected: Mapping[str, object]) -> LockedBase:
+def _locked(inspected: wire.InspectResult) -> LockedBase:
     """A lockfile entry from `pants-oci inspect` of a tag: an index's platforms (attestations
     and other `unknown` entries left out), or a single manifest's own platform."""
     platforms: Dict[str, str] = {}
-    manifests = inspected.get("manifests")
-    if isinstance(manifests, list):
-        for entry in manifests:
-            platform = entry.get("platform")
+    if inspected.manifests is not None:
+        for entry in inspected.manifests:
+            platform = entry.platform
             if platform and not platform.startswith("unknown/"):
-                platforms.setdefault(platform, entry["digest"])
+                platforms.setdefault(platform, entry.digest)
     else:
-        platforms[str(inspected["platform"])] = str(inspected["digest"])
+        platforms[str(inspected.platform)] = inspected.digest
     return LockedBase(
-        digest=str(inspected["digest"]),
-        media_type=str(inspected["media_type"]),
+        digest=inspected.digest,
+        media_type=inspected.media_type,
         platforms=FrozenDict(platforms),
     )
 
@@ -134,19 +134,20 @@ async def look_up_bases(
             users.setdefault(key, []).append(str(target.address))
     names = sorted(bases)
     env = await Get(EnvironmentVars, RegistryEnvRequest())
+    commands = [wire.Inspect(name) for name in names]
     lookups = await MultiGet(
         Get(
             FallibleProcessResult,
-            OciToolRequest(
-                argv=("inspect", name),
-                description=f"Look up base image {bases[name].familiar}",
-                input_digest=EMPTY_DIGEST,
-                uncached_env=FrozenDict(env),
+            tool_request(
+                command,
+                f"Look up base image {bases[command.reference].familiar}",
+                EMPTY_DIGEST,
+                uncached_env=env,
                 # Tags move: look them up on every run.
                 cache_scope=ProcessCacheScope.PER_SESSION,
             ),
         )
-        for name in names
+        for command in commands
     )
     failures = tuple(
         (name, result.stderr.decode(errors="replace").strip())
@@ -154,8 +155,8 @@ async def look_up_bases(
         if result.exit_code != 0
     )
     upstream = {
-        name: _locked(json.loads(result.stdout))
-        for name, result in zip(names, lookups)
+        command.reference: _locked(tool_output(command, result))
+        for command, result in zip(commands, lookups)
         if result.exit_code == 0
     }
     return BaseLookups(
