@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pants_oci.core import wire
 from pants_oci.core._compat import zip_strict
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.base_spec import SCRATCH
@@ -249,29 +250,29 @@ def _write_outputs(
         raise
 
 
-def _summary(image: Image, tags: Sequence[str]) -> dict[str, Any]:
+def _summary(image: Image, tags: Sequence[str]) -> wire.ImageAssembleResult:
     """The command's JSON output: the image's digests, layers, tags and base."""
     from pants_oci.core import media_types
 
     data = image.get_image_data()
     base_ref = image.base_reference
     base_digest = image.base_manifest_digest
-    return {
-        "manifest_digest": str(data.manifest_digest),
-        "config_digest": str(data.config_digest),
-        "media_type": media_types.OCI_MANIFEST,
-        "layers": [
-            {
-                "digest": str(layer.digest),
-                "diff_id": str(diff_id),
-                "size": layer.size,
-                "media_type": layer.media_type,
-            }
+    return wire.ImageAssembleResult(
+        manifest_digest=str(data.manifest_digest),
+        config_digest=str(data.config_digest),
+        media_type=media_types.OCI_MANIFEST,
+        layers=tuple(
+            wire.AssembledLayer(
+                digest=str(layer.digest),
+                diff_id=str(diff_id),
+                size=layer.size,
+                media_type=layer.media_type,
+            )
             for layer, diff_id in zip_strict(data.manifest.layers, data.config.rootfs.diff_ids)
-        ],
-        "tags": list(tags),
-        "base": {
-            "reference": str(base_ref) if base_ref else None,
-            "manifest_digest": str(base_digest) if base_digest else None,
-        },
-    }
+        ),
+        tags=tuple(tags),
+        base=wire.AssembledBase(
+            reference=str(base_ref) if base_ref else None,
+            manifest_digest=str(base_digest) if base_digest else None,
+        ),
+    )

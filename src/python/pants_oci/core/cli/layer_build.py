@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import (
     check_output_directory,
@@ -72,13 +73,13 @@ def layer_build_command(args: argparse.Namespace, _options: TransportOptions) ->
     check_output_directory(args.output)
     blob = builder.write_file(args.output, compression=compression, level=level)
     emit(
-        {
-            "digest": str(blob.digest),
-            "diff_id": str(blob.diff_id),
-            "size": blob.size,
-            "media_type": blob.media_type,
-            "uncompressed_size": blob.uncompressed_size,
-        }
+        wire.LayerBuildResult(
+            digest=str(blob.digest),
+            diff_id=str(blob.diff_id),
+            size=blob.size,
+            media_type=blob.media_type,
+            uncompressed_size=blob.uncompressed_size,
+        )
     )
 
 

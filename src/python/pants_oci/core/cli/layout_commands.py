@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import tag_arguments
 from pants_oci.core.cli.output import emit
@@ -30,26 +31,34 @@ def image_index_command(args: argparse.Namespace, _options: TransportOptions) ->
     with staged_directory(args.output) as staged:
         root, entries = index_layouts(args.image, staged, tags, include_layers=not args.omit_layers)
     emit(
-        {
-            "manifest_digest": str(root.digest),
-            "media_type": media_types.OCI_INDEX,
-            "tags": list(tags),
-            "platforms": {str(platform): str(entry.digest) for platform, entry in entries},
-        }
+        wire.ImageIndexResult(
+            manifest_digest=str(root.digest),
+            media_type=media_types.OCI_INDEX,
+            tags=tuple(tags),
+            platforms=tuple(
+                dict((str(platform), str(entry.digest)) for platform, entry in entries).items()
+            ),
+        )
     )
 
 
 def image_dirs_command(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core.rootfs import directory_paths
 
-    emit({"directories": directory_paths(args.base)})
+    emit(wire.ImageDirsResult(directories=tuple(directory_paths(args.base))))
 
 
 def image_pythons_command(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core.interpreters import find_python_interpreters
 
     found = find_python_interpreters(args.base)
-    emit({"interpreters": [{"path": i.path, "version": i.version} for i in found]})
+    emit(
+        wire.ImagePythonsResult(
+            interpreters=tuple(
+                wire.PythonInterpreter(path=i.path, version=i.version) for i in found
+            )
+        )
+    )
 
 
 def run_command(args: argparse.Namespace, options: TransportOptions) -> int:

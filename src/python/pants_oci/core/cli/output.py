@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from pants_oci.core.wire import Result
+
 __all__ = ["PROGRAM", "Progress", "emit", "write_raw"]
 
 PROGRAM = "pants-oci"
@@ -16,8 +18,11 @@ _MIB = 1024 * 1024
 _PROGRESS_INTERVAL = 1.0  # seconds between progress lines
 
 
-def emit(document: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+def emit(document: Result | Mapping[str, Any]) -> None:
+    """Print a command's JSON output: a result of core/wire.py (what the backend reads), or
+    a plain object (``copy``, which the backend never runs)."""
+    data = document.to_json() if isinstance(document, Result) else document
+    sys.stdout.write(json.dumps(data, indent=None, separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import platform_argument, reference_argument
 from pants_oci.core.cli.output import emit, write_raw
 from pants_oci.core.errors import DocumentError, PartialPushError
 
 if TYPE_CHECKING:
-    from pants_oci.core.models import AnyManifest
+    from collections.abc import Iterable
+
+    from pants_oci.core.models import AnyManifest, Descriptor
     from pants_oci.core.reference import Reference
 
 __all__ = ["base_pull_command", "copy_command", "inspect_command", "push_command"]
@@ -35,17 +38,14 @@ def base_pull_command(args: argparse.Namespace, options: TransportOptions) -> No
     )
     manifest = pulled.manifest
     emit(
-        {
-            "reference": str(reference),
-            "index_digest": str(pulled.index_digest) if pulled.index_digest else None,
-            "manifest_digest": str(manifest.digest),
-            "config_digest": str(manifest.config.digest),
-            "platform": str(pulled.config.platform),
-            "layers": [
-                {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
-                for layer in manifest.layers
-            ],
-        }
+        wire.BasePullResult(
+            reference=str(reference),
+            index_digest=str(pulled.index_digest) if pulled.index_digest else None,
+            manifest_digest=str(manifest.digest),
+            config_digest=str(manifest.config.digest),
+            platform=str(pulled.config.platform),
+            layers=_blobs(manifest.layers),
+        )
     )
 
 
@@ -77,15 +77,19 @@ def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
     except PartialPushError as error:
         args.doing = None  # its message names every destination, moved or not
         # So that CI can act on it: which tags moved, which did not (the error says why).
-        emit({"pushed": [], "updated": list(error.updated), "not_updated": list(error.not_updated)})
+        emit(
+            wire.PushResult(
+                pushed=(), updated=tuple(error.updated), not_updated=tuple(error.not_updated)
+            )
+        )
         raise
     emit(
-        {
-            "pushed": [
-                {"reference": _displayed(reference), "digest": str(digest)}
+        wire.PushResult(
+            pushed=tuple(
+                wire.PushedReference(reference=_displayed(reference), digest=str(digest))
                 for reference, digest in pushed
-            ]
-        }
+            )
+        )
     )
 
 
@@ -128,34 +132,45 @@ def inspect_command(args: argparse.Namespace, options: TransportOptions) -> None
         emit(_summary(reference, document, config))
 
 
-def _summary(reference: Reference, document: AnyManifest, config: bytes | None) -> dict[str, Any]:
+def _summary(
+    reference: Reference, document: AnyManifest, config: bytes | None
+) -> wire.InspectResult:
     """What ``inspect`` prints of a manifest (with its config) or an index."""
     from pants_oci.core.models import DockerManifestList, ImageConfig, OCIIndex
 
-    summary: dict[str, Any] = {
-        "reference": str(reference),
-        "digest": str(document.digest),
-        "media_type": document.media_type or type(document).default_media_type,
-    }
+    digest = str(document.digest)
+    media_type = document.media_type or type(document).default_media_type
     if isinstance(document, (OCIIndex, DockerManifestList)):
-        summary["manifests"] = [
-            {
-                "digest": str(entry.digest),
-                "media_type": entry.media_type,
-                "size": entry.size,
-                "platform": str(entry.platform) if entry.platform else None,
-            }
-            for entry in document.manifests
-        ]
-    else:
-        assert config is not None
-        summary["config_digest"] = str(document.config.digest)
-        summary["platform"] = str(ImageConfig.from_bytes(config).platform)
-        summary["layers"] = [
-            {"digest": str(layer.digest), "size": layer.size, "media_type": layer.media_type}
-            for layer in document.layers
-        ]
-    return summary
+        return wire.InspectResult(
+            str(reference),
+            digest,
+            media_type,
+            manifests=tuple(
+                wire.IndexEntry(
+                    digest=str(entry.digest),
+                    media_type=entry.media_type,
+                    size=entry.size,
+                    platform=str(entry.platform) if entry.platform else None,
+                )
+                for entry in document.manifests
+            ),
+        )
+    assert config is not None
+    return wire.InspectResult(
+        str(reference),
+        digest,
+        media_type,
+        config_digest=str(document.config.digest),
+        platform=str(ImageConfig.from_bytes(config).platform),
+        layers=_blobs(document.layers),
+    )
+
+
+def _blobs(layers: Iterable[Descriptor]) -> tuple[wire.BlobDescriptor, ...]:
+    return tuple(
+        wire.BlobDescriptor(digest=str(layer.digest), size=layer.size, media_type=layer.media_type)
+        for layer in layers
+    )
 
 
 def _pretty_config(raw: bytes, what: str) -> bytes:
