@@ -87,7 +87,12 @@ def test_a_failed_push_names_its_destinations(
     out, err = capsys.readouterr()
     assert status == 1 and out == ""
     [error] = [line for line in err.splitlines() if line.startswith("pants-oci: error:")]
-    assert error.startswith(f"pants-oci: error: pushing {ref}: cannot reach registry "), err
+    assert error.startswith(f"pants-oci: error: pushing {ref}: registry {proxy.host} "), err
+    assert "dropped the connection" in error, err
+    # It was reached: the hint is not about plain HTTP or a private CA.
+    [hint] = [line for line in err.splitlines() if line.startswith("pants-oci: hint:")]
+    assert "was reached, then cut the connection" in hint, err
+    assert "insecure" not in hint and "ca-bundle" not in hint, err
     assert "Traceback" not in err
 
 

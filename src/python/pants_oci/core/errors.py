@@ -175,15 +175,24 @@ class TransportError(OCIError):
     `tls` is True for a TLS failure (a certificate or handshake), whose message says how to
     trust the registry's CA or reach it over plain HTTP. `timeout` is True when the registry
     stopped answering (a connect or read timeout, after the retries), whose message names
-    the setting that waits longer."""
+    the setting that waits longer. `dropped` is True when a connection was made and then lost
+    (reset, closed mid-answer), after the retries: the registry was reachable, so neither
+    plain HTTP nor a CA is the fix."""
 
     def __init__(
-        self, message: str, *, registry: str, tls: bool = False, timeout: bool = False
+        self,
+        message: str,
+        *,
+        registry: str,
+        tls: bool = False,
+        timeout: bool = False,
+        dropped: bool = False,
     ) -> None:
         super().__init__(message)
         self.registry = registry
         self.tls = tls
         self.timeout = timeout
+        self.dropped = dropped
 
 
 class RegistryError(OCIError):

@@ -46,6 +46,12 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
             return None
         if error.timeout:  # its message names the setting that waits longer
             return f"check that {error.registry} is up and answering requests"
+        if error.dropped:  # it was reached: neither plain HTTP nor a CA would help
+            return (
+                f"{error.registry} was reached, then cut the connection: check that it is up "
+                "and healthy, and whether a proxy or load balancer between cuts long "
+                "transfers; running the command again resumes where it can"
+            )
         return (
             f"check that {error.registry} is up and reachable; for a registry that only speaks "
             f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "

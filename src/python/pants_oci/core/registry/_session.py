@@ -230,6 +230,11 @@ class RepositorySession:
         reason = str(exc) or type(exc).__name__
         tls = is_tls_failure(exc)
         timeout = isinstance(exc, httpx.TimeoutException)
+        # Reset or closed after connecting (ReadError, WriteError, RemoteProtocolError): the
+        # registry, or something between, cut an exchange that had started.
+        dropped = not (tls or timeout) and isinstance(
+            exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+        )
         if tls:
             hints_for = self.options.hints_for
             message = (
@@ -240,9 +245,13 @@ class RepositorySession:
             )
         elif timeout:
             message = self._timeout_message(exc, where, attempts)
+        elif dropped:
+            message = f"registry {self.registry} at {where} dropped the connection: {reason}"
         else:
             message = f"cannot reach registry {self.registry} at {where}: {reason}"
-        return TransportError(message, registry=self.registry, tls=tls, timeout=timeout)
+        return TransportError(
+            message, registry=self.registry, tls=tls, timeout=timeout, dropped=dropped
+        )
 
     def _timeout_message(self, exc: httpx.TransportError, where: str, attempts: int | None) -> str:
         """What timed out, how long it waited, and the setting that waits longer."""
