@@ -28,7 +28,7 @@ ZERO = "sha256:" + "0" * 64
     [
         (validation.check_port, 8080, "8080/tcp"),
         (validation.check_port, "53/udp", "53/udp"),
-        (validation.check_port, "0132/sctp", "132/sctp"),
+        (validation.check_port, "0132/sctp", "0132/sctp"),
         (validation.check_stop_signal, "QUIT", "QUIT"),
         (validation.check_stop_signal, "SIGRTMIN+3", "SIGRTMIN+3"),
         (validation.check_stop_signal, "9", "9"),
@@ -167,3 +167,27 @@ def test_good_values_reach_the_config(tmp_path: Path) -> None:
     assert config["config"]["WorkingDir"] == "/app"
     assert config["config"]["StopSignal"] == "SIGQUIT"
     assert str(Platform.parse("linux/aarch64")) == "linux/arm64"
+
+
+def test_values_an_image_inherits_from_its_base_are_kept_not_refused(tmp_path: Path) -> None:
+    # A base may carry what Docker lets through (`VOLUME data`, `EXPOSE 8080/TCP`): building
+    # on it must not fail for values the BUILD file never set.
+    with _scratch() as base:
+        inherited = base.get_image_config()
+        inherited.volumes = ["data"]
+        inherited.exposed_ports = ["8080/TCP"]
+        base.write_layout(tmp_path / "base", ["base"])
+    with Image(tmp_path / "base", platform="linux/amd64") as image:
+        image.expose(9090)
+        image.volumes = [*image.volumes, "/cache"]
+        assert image.exposed_ports == ["8080/TCP", "9090/tcp"]
+        assert image.volumes == ["data", "/cache"]
+        with pytest.raises(InvalidValueError, match="volume 'logs'"):
+            image.volumes = [*image.volumes, "logs"]
+        with pytest.raises(InvalidValueError, match="exposed port '80/TCP'"):
+            image.expose("80/TCP")
+
+
+def test_a_layer_media_type_with_parameters_is_a_layer_media_type() -> None:
+    with _scratch() as image:
+        image.add_layer(ZERO, ZERO, 10, media_type=f"{media_types.OCI_LAYER_GZIP}; x=y")

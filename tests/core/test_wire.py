@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pants_oci.core import cli, wire
+from pants_oci.core.reference import DEFAULT_TAG
 from tests.core.registry_support import hermetic_cli_environment
 
 
@@ -347,7 +348,7 @@ def test_the_clis_output_reads_as_the_wire_results(
     index = wire.ImageIndex(("amd64", "arm64"), output="index", omit_layers=True)
     indexed = _read(index, _run(capsys, index))
     assert [platform for platform, _ in indexed.platforms] == ["linux/amd64", "linux/arm64"]
-    assert indexed.tags == (wire.DEFAULT_TAG,)  # given no tags
+    assert indexed.tags == (DEFAULT_TAG,)  # given no tags
     dirs = wire.ImageDirs("amd64")
     assert _read(dirs, _run(capsys, dirs)).directories == (
         "srv",

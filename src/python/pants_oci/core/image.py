@@ -341,11 +341,18 @@ class Image:
 
     @exposed_ports.setter
     def exposed_ports(self, ports: Iterable[str | int]) -> None:
-        self._config.exposed_ports = list(dict.fromkeys(check_port(port) for port in ports))
+        # New ports are checked; those the image has (its base's, as the base wrote them) are
+        # kept: an image is not refused for what it inherits.
+        known = {port_key(port) for port in self._config.exposed_ports}
+        self._config.exposed_ports = list(
+            dict.fromkeys(
+                port_key(port) if port_key(port) in known else check_port(port) for port in ports
+            )
+        )
 
     def expose(self, *ports: str | int) -> None:
         """Add exposed ports (``8080`` means ``8080/tcp``) to those of the base."""
-        self.exposed_ports = [*self.exposed_ports, *(check_port(port) for port in ports)]
+        self.exposed_ports = [*self.exposed_ports, *ports]
 
     @property
     def volumes(self) -> list[str]:
@@ -353,8 +360,11 @@ class Image:
 
     @volumes.setter
     def volumes(self, paths: Iterable[str]) -> None:
+        known = set(self._config.volumes)  # the base's, kept as they are (see exposed_ports)
         self._config.volumes = list(
-            dict.fromkeys(check_absolute_path(path, "volume") for path in paths)
+            dict.fromkeys(
+                path if path in known else check_absolute_path(path, "volume") for path in paths
+            )
         )
 
     @property

@@ -32,9 +32,8 @@ from typing import (
     get_type_hints,
 )
 
+# The command line's name, as its messages and errors spell it.
 PROGRAM = "pants-oci"
-# The tag `image assemble` and `image index` give an image when they are given no `tags`.
-DEFAULT_TAG = "latest"
 
 
 class ToolOutputError(ValueError):

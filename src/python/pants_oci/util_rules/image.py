@@ -45,7 +45,7 @@ from pants_oci.core import wire
 from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.platforms import check_platform
-from pants_oci.core.reference import parse_reference
+from pants_oci.core.reference import DEFAULT_TAG, parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     ImageBase,
@@ -359,7 +359,7 @@ async def _tags_and_names(
         interpolate(tag, target.address, OciImageTagsField.alias, content_hash, tag_vars)
         for tag in target[OciImageTagsField].value or ()
     ]
-    names = image_names(target, registries, tags or [wire.DEFAULT_TAG], content_hash, tag_vars)
+    names = image_names(target, registries, tags or [DEFAULT_TAG], content_hash, tag_vars)
     return tags, names
 
 

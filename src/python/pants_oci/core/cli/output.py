@@ -9,11 +9,10 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from pants_oci.core.wire import Result
+from pants_oci.core.wire import PROGRAM, Result
 
 __all__ = ["PROGRAM", "Progress", "emit", "write_raw"]
 
-PROGRAM = "pants-oci"
 _MIB = 1024 * 1024
 _PROGRESS_INTERVAL = 1.0  # seconds between progress lines
 
