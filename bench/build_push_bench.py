@@ -29,19 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src/python"), str(REPO)]
 
+from common import machine, run, timed, tool_version  # noqa: E402
 from layer_bench import make_big_tree, tree_bytes  # noqa: E402
 
 from pants_oci.core import Image  # noqa: E402
@@ -51,17 +50,21 @@ from tests.harness.registry import start_registry  # noqa: E402
 PYTHON_LIB = Path("/usr/lib/python3.11")
 MARKER = ".bench-run"
 
+METHODS = ("api", "cli", "peer")
+
 Times = dict[str, float]  # step name -> seconds
 
 
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+@dataclass
+class TreeResult:
+    """One tree's measurements: per method, the best run's steps (with "total" and the
+    "median" total) and the best no-op re-push; the layer sizes each method made."""
 
-
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+    bytes: int
+    files: int
+    best: dict[str, Times]
+    repush: dict[str, float]
+    sizes: dict[str, int]
 
 
 def mark(tree: Path, label: str) -> None:
@@ -158,23 +161,11 @@ def layer_sizes(layout: Path) -> list[int]:
 # --- Reporting ----------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    versions = [
-        run(["umoci", "--version"]).stdout.strip(),
-        run(["skopeo", "--version"]).stdout.strip(),
-        run(["docker-registry", "--version"]).stdout.strip(),
-    ]
-    return (
-        f"{os.cpu_count()} vCPUs ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"python-isal {'yes' if HAVE_ISAL else 'no'}; " + "; ".join(versions)
-    )
+PEER_TOOLS = (["umoci", "--version"], ["skopeo", "--version"], ["docker-registry", "--version"])
+
+
+def isal() -> str:
+    return f"python-isal {'yes' if HAVE_ISAL else 'no'}"
 
 
 def best(samples: list[Times]) -> Times:
@@ -198,7 +189,7 @@ def main() -> None:
         print("warning: umoci insert is meant to run as root here", file=sys.stderr)
 
     started = time.perf_counter()
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {machine([isal(), *map(tool_version, PEER_TOOLS)])}\n")
     with tempfile.TemporaryDirectory(prefix="build-push-bench-") as temp:
         tmp = Path(temp)
         registry = start_registry("anonymous", tmp / "registry")
@@ -208,7 +199,7 @@ def main() -> None:
             python_lib = tmp / "trees" / "python3.11"
             shutil.copytree(PYTHON_LIB, python_lib, symlinks=True)
             trees = {"generated": generated, "python3.11": python_lib}
-            results: dict[str, dict[str, object]] = {}
+            results: dict[str, TreeResult] = {}
             for name, tree in trees.items():
                 results[name] = measure(name, tree, tmp / "work", registry.host, args.runs)
         finally:
@@ -217,18 +208,18 @@ def main() -> None:
     report(results)
 
 
-def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> dict[str, object]:
+def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> TreeResult:
+    """Build and push `tree` `runs` times each way, to fresh repositories of `host`."""
     nbytes = tree_bytes(tree)
     files = sum(1 for p in tree.rglob("*") if p.is_file())
     warm(tree)
     print(f"== {name}: {nbytes / 1e6:,.0f} MB in {files:,} files")
-    samples: dict[str, list[Times]] = {"api": [], "cli": [], "peer": []}
-    repush: dict[str, list[float]] = {"api": [], "cli": [], "peer": []}
+    samples: dict[str, list[Times]] = {method: [] for method in METHODS}
+    repush: dict[str, list[float]] = {method: [] for method in METHODS}
     sizes: dict[str, int] = {}
-    methods = ["api", "cli", "peer"]
     for index in range(runs):
         # Rotate the order so no method always runs first (or last) on a warm machine.
-        for method in methods[index % 3 :] + methods[: index % 3]:
+        for method in METHODS[index % 3 :] + METHODS[: index % 3]:
             label = f"{name}-{method}-{index}"
             work = work_root / label
             work.mkdir(parents=True)
@@ -252,24 +243,25 @@ def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> dic
             print(f"  run {index} {method:<4} {sum(times.values()):6.2f} s  {times}")
             shutil.rmtree(work)
     (tree / MARKER).unlink()
-    result: dict[str, object] = {"bytes": nbytes, "files": files, "sizes": sizes}
-    for method in methods:
-        result[method] = best(samples[method])
-        result[f"{method} repush"] = min(repush[method])
-    return result
+    return TreeResult(
+        bytes=nbytes,
+        files=files,
+        best={method: best(samples[method]) for method in METHODS},
+        repush={method: min(repush[method]) for method in METHODS},
+        sizes=sizes,
+    )
 
 
-def report(results: dict[str, dict[str, object]]) -> None:
+def report(results: dict[str, TreeResult]) -> None:
     print(
         "| tree | input | ours, API | ours, CLI (3 processes) | umoci + skopeo "
         "| API / peer | CLI / peer |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        api, cli, peer_ = r["api"], r["cli"], r["peer"]
-        assert isinstance(api, dict) and isinstance(cli, dict) and isinstance(peer_, dict)
+        api, cli, peer_ = r.best["api"], r.best["cli"], r.best["peer"]
         print(
-            f"| {name} | {r['bytes'] / 1e6:,.0f} MB, {r['files']:,} files "
+            f"| {name} | {r.bytes / 1e6:,.0f} MB, {r.files:,} files "
             f"| {api['total']:.2f} s ({api['median']:.2f}) | {cli['total']:.2f} s "
             f"({cli['median']:.2f}) | {peer_['total']:.2f} s ({peer_['median']:.2f}) "
             f"| {api['total'] / peer_['total']:.2f}x ({api['median'] / peer_['median']:.2f}) "
@@ -277,12 +269,12 @@ def report(results: dict[str, dict[str, object]]) -> None:
         )
     print("\nBest of the runs (median in brackets).\n\nSteps of the best run, seconds:")
     for name, r in results.items():
-        for method in ("api", "cli", "peer"):
-            print(f"  {name:<10} {method:<4} {fmt(r[method])}")  # type: ignore[arg-type]
+        for method in METHODS:
+            print(f"  {name:<10} {method:<4} {fmt(r.best[method])}")
     print("\nNo-op re-push (same image, same repository), best, seconds; layer sizes, bytes:")
     for name, r in results.items():
-        repushes = ", ".join(f"{m} {r[f'{m} repush']:.3f}" for m in ("api", "cli", "peer"))
-        print(f"  {name:<10} {repushes}; layer sizes {r['sizes']}")
+        repushes = ", ".join(f"{m} {r.repush[m]:.3f}" for m in METHODS)
+        print(f"  {name:<10} {repushes}; layer sizes {r.sizes}")
 
 
 if __name__ == "__main__":

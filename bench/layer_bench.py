@@ -25,10 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src/python"))
+
+from common import best_of, timed  # noqa: E402
 
 from pants_oci.core.compression import HAVE_ISAL  # noqa: E402
 from pants_oci.core.layer import LayerBuilder  # noqa: E402
@@ -64,12 +67,6 @@ def make_small_tree(root: Path, count: int) -> None:
 
 def tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
 
 
 def build(root: Path, out: Path, compression: str = "gzip") -> float:
@@ -124,8 +121,50 @@ def peak_rss_mb(root: Path | None, out: Path) -> tuple[float, float]:
     return int(maxrss) / 1024, int(hwm) / 1024
 
 
-def best_of(runs: int, fn: object) -> float:
-    return min(fn() for _ in range(runs))  # type: ignore[operator]
+@dataclass
+class Throughput:
+    """Seconds to turn one tree into a layer: ours (gzip, uncompressed) and the shell's."""
+
+    ours_gzip: float
+    ours_none: float
+    igzip: float | None  # None: the compressor is not installed
+    gzip1: float | None
+
+
+def measure_throughput(root: Path, out: Path, runs: int) -> Throughput:
+    return Throughput(
+        ours_gzip=best_of(runs, lambda: build(root, out / "layer.tar.gz")),
+        ours_none=best_of(runs, lambda: build(root, out / "layer.tar", "none")),
+        igzip=shell_pipeline(root, "igzip -1 -c", out / "tar.gz"),
+        gzip1=shell_pipeline(root, "gzip -1", out / "tar.gz"),
+    )
+
+
+@dataclass
+class PerEntry:
+    """Seconds for a whole tree of small files, and how many entries (files and
+    directories) it has: ours (uncompressed, gzip), GNU tar, the bare system calls."""
+
+    entries: int
+    ours_none: float
+    ours_gzip: float
+    tar: float
+    floor: float
+
+    def micros(self, seconds: float) -> float:
+        return seconds / self.entries * 1e6
+
+
+def measure_per_entry(small: Path, out: Path, runs: int) -> PerEntry:
+    floor, entries = syscall_floor(small)
+    tar_argv = ["tar", "-c", "-f", str(out / "t.tar"), "-C", str(small), "."]
+    return PerEntry(
+        entries=entries,
+        ours_none=best_of(runs, lambda: build(small, out / "s.tar", "none")),
+        ours_gzip=best_of(runs, lambda: build(small, out / "s.tar.gz")),
+        tar=best_of(runs, lambda: timed(subprocess.run, tar_argv, check=True)),
+        floor=floor,
+    )
 
 
 def main() -> None:
@@ -144,10 +183,8 @@ def main() -> None:
         rows = []
 
         def throughput(name: str, root: Path, nbytes: int) -> None:
-            ours = best_of(args.runs, lambda: build(root, out / "layer.tar.gz"))
-            none = best_of(args.runs, lambda: build(root, out / "layer.tar", "none"))
-            igzip = shell_pipeline(root, "igzip -1 -c", out / "tar.gz")
-            gzip1 = shell_pipeline(root, "gzip -1", out / "tar.gz")
+            t = measure_throughput(root, out, args.runs)
+            ours, none, igzip, gzip1 = t.ours_gzip, t.ours_none, t.igzip, t.gzip1
             mb = nbytes / 1e6
             rows.append(
                 f"| {name} | {mb:,.0f} MB | {mb / ours:,.0f} MB/s ({ours:.2f} s) "
@@ -160,16 +197,12 @@ def main() -> None:
         if PYTHON_LIB.is_dir():
             throughput(str(PYTHON_LIB), PYTHON_LIB, tree_bytes(PYTHON_LIB))
 
-        floor, entries = syscall_floor(small)
-        per_entry_none = best_of(args.runs, lambda: build(small, out / "s.tar", "none"))
-        per_entry_gzip = best_of(args.runs, lambda: build(small, out / "s.tar.gz"))
-        tar_argv = ["tar", "-c", "-f", str(out / "t.tar"), "-C", str(small), "."]
-        tar_only = best_of(args.runs, lambda: timed(lambda: subprocess.run(tar_argv, check=True)))
+        per_entry = measure_per_entry(small, out, args.runs)
         rss = peak_rss_mb(big, out / "rss.tar.gz")
         rss_import_only = peak_rss_mb(None, out / "unused")
 
     def us(seconds: float) -> str:
-        return f"{seconds / entries * 1e6:.1f} µs"
+        return f"{per_entry.micros(seconds):.1f} µs"
 
     isal = "yes" if HAVE_ISAL else "NO (zlib fallback)"
     print("## Layers\n")
@@ -187,13 +220,15 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
+    entries = per_entry.entries
     print(f"\nPer entry, {entries:,} entries ({args.small:,} small files and their directories):\n")
     print(
         "| uncompressed layer | gzip layer | GNU tar -c "
         "| syscall floor (scandir+open+fstat+read+close from Python) |"
     )
     print("| --- | --- | --- | --- |")
-    print(f"| {us(per_entry_none)} | {us(per_entry_gzip)} | {us(tar_only)} | {us(floor)} |")
+    p = per_entry
+    print(f"| {us(p.ours_none)} | {us(p.ours_gzip)} | {us(p.tar)} | {us(p.floor)} |")
     print(
         f"\nPeak RSS of a fresh process building the {args.size_mb} MB gzip layer: "
         f"{rss[1]:.0f} MB (VmHWM); importing the module alone: {rss_import_only[1]:.0f} MB. "

@@ -38,21 +38,22 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src/python"), str(REPO), str(REPO / "bench")]
 
+from common import stats_counters  # noqa: E402
 from layer_bench import make_big_tree, tree_bytes  # noqa: E402
 
 from tests.harness.registry import Registry, start_registry  # noqa: E402
-from tests.pants_runs import make_pants_repo  # noqa: E402
+from tests.pants_runs import make_pants_repo, stop_pantsd_in  # noqa: E402
 
 TAGS = ("latest", "v1")
 APP_FILES = {
@@ -69,7 +70,7 @@ COUNTERS = (
 ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ')
 
 
-def build_file(registry_host: str) -> str:
+def build_file(registry: Registry) -> str:
     tags = ", ".join(f'"{t}"' for t in TAGS)
     return f"""
 files(name="big_files", sources=["big/**/*"])
@@ -80,9 +81,9 @@ oci_image(
     name="img",
     base="scratch",
     dependencies=[":1-big", ":2-app"],
-    registries=["{registry_host}"],
+    registries=["{registry.host}"],
     repository="bench/img",
-    tags=[{tags}],
+    image_tags=[{tags}],
 )
 """
 
@@ -110,17 +111,35 @@ class Round:
 
 
 class Sandbox:
-    """A repo, its caches and its registry, driven by the repo's real ./pants."""
+    """A repo, its caches and its registry, driven by the repo's real ./pants.
 
-    def __init__(self, root: Path, big_source: Path, pantsd: bool) -> None:
+    `build` writes the BUILD file once the registry runs (the default: this benchmark's
+    image, on scratch); `big_source`, if any, becomes the repo's big/; `caches` may be
+    shared by sandboxes that run one after the other (the tool PEX is then resolved once).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        big_source: Path | None,
+        pantsd: bool,
+        *,
+        build: Callable[[Registry], str] = build_file,
+        caches: Path | None = None,
+    ) -> None:
         self.root = root
         self.pantsd = pantsd
         self.registry: Registry = start_registry("anonymous", root / "registry")
-        files = {"BUILD": build_file(self.registry.host), **APP_FILES}
-        self.repo = make_pants_repo(root / "repo", files)
-        # Hard links: the bytes are read, never written, and copying 200 MB costs time.
-        shutil.copytree(big_source, self.repo / "big", copy_function=os.link)
-        self.caches = root / "caches"
+        try:
+            files = {"BUILD": build(self.registry), **APP_FILES}
+            self.repo = make_pants_repo(root / "repo", files)
+            if big_source is not None:
+                # Hard links: the bytes are read, never written, and copying 200 MB costs time.
+                shutil.copytree(big_source, self.repo / "big", copy_function=os.link)
+        except BaseException:
+            self.registry.stop()  # no caller gets a sandbox to stop
+            raise
+        self.caches = caches or root / "caches"
         self.docker_config = root / "docker-config"  # no host credentials in the way
         self.docker_config.mkdir()
         self.edits = 0
@@ -145,11 +164,7 @@ class Sandbox:
                 f"./pants {' '.join(args)} exited {result.returncode}\n"
                 f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-8000:]}"
             )
-        counters = {
-            name: int(value)
-            for name, value in re.findall(r"^\s+(\w+): (\d+)$", result.stderr, re.MULTILINE)
-            if name in COUNTERS
-        }
+        counters = {k: v for k, v in stats_counters(result.stderr).items() if k in COUNTERS}
         return Run(seconds, counters), result.stdout + result.stderr
 
     def image_layers(self) -> list[dict[str, object]]:
@@ -188,54 +203,34 @@ class Sandbox:
     def stop(self) -> None:
         self.registry.stop()
         if self.pantsd:
-            stop_pantsd(self.repo)
+            stop_pantsd_in(self.repo)
 
 
-def pantsd_pids(repo: Path) -> list[int]:
-    pids = []
-    for pid_file in [*repo.glob(".pids/**/pantsd/pid"), *repo.glob(".pants.d/**/pantsd/pid")]:
-        text = pid_file.read_text().strip()
-        if text.isdigit():
-            pids.append(int(text))
-    return pids
-
-
-def stop_pantsd(repo: Path) -> None:
-    for pid in pantsd_pids(repo):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        print(f"  stopped pantsd (pid {pid})")
+def package_runs(box: Sandbox, runs: int) -> Round:
+    """The package half of a round: cold, then `runs` no-op, then `runs` one-file-changed."""
+    result = Round(box.pantsd)
+    result.cold, _ = box.pants("package", ":img")
+    result.layers.append(box.image_layers())
+    print(f"  cold package        {result.cold.seconds:6.2f} s  {result.cold.counters}")
+    for _ in range(runs):
+        run, _ = box.pants("package", ":img")
+        result.noop.append(run)
+        print(f"  no-op package       {run.seconds:6.2f} s  {run.counters}", flush=True)
+    for _ in range(runs):
+        box.change_one_file()
+        run, _ = box.pants("package", ":img")
+        result.changed.append(run)
+        result.layers.append(box.image_layers())
+        print(f"  one-file package    {run.seconds:6.2f} s  {run.counters}", flush=True)
+    return result
 
 
 def run_round(root: Path, big_source: Path, pantsd: bool, runs: int) -> Round:
     mode = "pantsd" if pantsd else "--no-pantsd"
     print(f"\n== {mode} ==", flush=True)
     box = Sandbox(root, big_source, pantsd)
-    result = Round(pantsd)
     try:
-        result.cold, _ = box.pants("package", ":img")
-        result.layers.append(box.image_layers())
-        print(f"  cold package        {result.cold.seconds:6.2f} s  {result.cold.counters}")
-        for _ in range(runs):
-            run, _ = box.pants("package", ":img")
-            result.noop.append(run)
-            print(f"  no-op package       {run.seconds:6.2f} s  {run.counters}", flush=True)
-        for _ in range(runs):
-            box.change_one_file()
-            run, _ = box.pants("package", ":img")
-            result.changed.append(run)
-            result.layers.append(box.image_layers())
-            print(f"  one-file package    {run.seconds:6.2f} s  {run.counters}", flush=True)
+        result = package_runs(box, runs)
         result.publish_cold, result.requests_cold = box.requests_during("publish")
         print(f"  cold publish        {result.publish_cold.seconds:6.2f} s", flush=True)
         print(f"    requests: {dict(sorted(result.requests_cold.items()))}")
@@ -293,7 +288,7 @@ def summary(r: Round) -> None:
         f"{'met' if ok else 'NOT met'}"
     )
     for counts in r.requests_noop:
-        by_method = collections.Counter()
+        by_method: collections.Counter[str] = collections.Counter()
         for key, n in counts.items():
             by_method[key.split()[0]] += n
         print(f"    methods: {dict(sorted(by_method.items()))}")

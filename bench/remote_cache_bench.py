@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src/python"), str(REPO), str(REPO / "bench")]
 
+from common import stats_counters  # noqa: E402
 from layer_bench import make_big_tree  # noqa: E402
 
 from tests.backend.test_remote_cache import docs_toml  # noqa: E402
@@ -75,17 +76,20 @@ def pants(repo: Path, *args: str) -> tuple[float, str]:
     return elapsed, result.stderr
 
 
-def counters(stderr: str) -> dict[str, int]:
-    return {k: int(v) for k, v in re.findall(r"^\s+(\w+): (\d+)$", stderr, re.MULTILINE)}
+@dataclass
+class Result:
+    big_bytes: int
+    cold: float  # seconds: machine A
+    warm: float  # machine B
+    floor: float  # ./pants --version
+    cold_counters: dict[str, int]
+    warm_counters: dict[str, int]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=200)
-    options = parser.parse_args()
+def measure(size_mb: int) -> Result:
     with tempfile.TemporaryDirectory(prefix="remote-cache-bench-") as tmp:
         root = Path(tmp)
-        big_bytes = make_big_tree(root / "big", options.size_mb)
+        big_bytes = make_big_tree(root / "big", size_mb)
         server = start_buildgrid(root / "buildgrid")
         try:
             remote = docs_toml(server.address)
@@ -102,16 +106,24 @@ def main() -> None:
                 raise SystemExit(f"the two machines disagree: {digests}")
         finally:
             server.stop()
+    return Result(big_bytes, cold, warm, floor, stats_counters(cold_log), stats_counters(warm_log))
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=200)
+    options = parser.parse_args()
+    r = measure(options.size_mb)
     keys = ("remote_cache_requests_cached", "remote_cache_requests_uncached",
             "remote_cache_write_successes")  # fmt: skip
-    print(f"image: {big_bytes / 1e6:.0f} MB layer + a small one, on scratch")
-    print(f"machine A, cold:               {cold:6.1f} s  {[counters(cold_log)[k] for k in keys]}")
-    print(f"machine B, warm remote cache:  {warm:6.1f} s  {[counters(warm_log)[k] for k in keys]}")
-    print(f"start-up floor (--version):    {floor:6.1f} s")
+    print(f"image: {r.big_bytes / 1e6:.0f} MB layer + a small one, on scratch")
+    print(f"machine A, cold:               {r.cold:6.1f} s  {[r.cold_counters[k] for k in keys]}")
+    print(f"machine B, warm remote cache:  {r.warm:6.1f} s  {[r.warm_counters[k] for k in keys]}")
+    print(f"start-up floor (--version):    {r.floor:6.1f} s")
     print(f"  (counters: {', '.join(keys)})")
-    print(f"cold / warm:                   {cold / warm:6.2f}x")
-    print(f"cold / warm, above the floor:  {(cold - floor) / max(warm - floor, 0.01):6.2f}x")
+    print(f"cold / warm:                   {r.cold / r.warm:6.2f}x")
+    above = (r.cold - r.floor) / max(r.warm - r.floor, 0.01)
+    print(f"cold / warm, above the floor:  {above:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Build roots whose pantsd a test started: stopped by `stop_pantsd` (tests/conftest.py calls
+# `stop_started_pantsd` after each test module), so no daemon outlives the module that needed it.
+_DAEMON_ROOTS: set[Path] = set()
+
 
 def run_pants(
-    *args: str, cwd: Path = REPO, check: bool = True, env: Mapping[str, str] | None = None
+    *args: str,
+    cwd: Path = REPO,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    pantsd: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `./pants` without pantsd, so no daemon outlives the test run."""
+    """Run `./pants` in `cwd`. With pantsd (the default, as users run it) Pants' start-up (its
+    rule graph: some 15-20 s on 2 cores) is paid once per build root, not once per run."""
+    if pantsd:
+        _DAEMON_ROOTS.add(cwd.resolve())
     result = subprocess.run(
-        [str(REPO / "pants"), "--no-pantsd", *args],
+        [str(REPO / "pants"), "--pantsd" if pantsd else "--no-pantsd", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -30,6 +43,31 @@ def run_pants(
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
+
+
+def stop_started_pantsd() -> None:
+    """Stop every pantsd that `run_pants` started."""
+    while _DAEMON_ROOTS:
+        stop_pantsd_in(_DAEMON_ROOTS.pop())
+
+
+def stop_pantsd_in(root: Path) -> None:
+    """Stop the pantsd of build root `root`, found by the pid it wrote there."""
+    for pid_file in root.glob(".pids/*/pantsd/pid"):
+        pid = int(pid_file.read_text().strip() or 0)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"pantsd" not in cmdline or str(root).encode() not in cmdline:
+            continue  # not ours: a pid reused since
+        os.kill(pid, signal.SIGTERM)
+        # Waiting is the point here (a daemon holding its build root), not synchronisation.
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
 
 
 def make_pants_repo(root: Path, files: Mapping[str, str], *, extra_toml: str = "") -> Path:

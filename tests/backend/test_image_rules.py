@@ -248,6 +248,17 @@ def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleR
     assert link.is_symlink() and Path(os.readlink(link)).is_absolute()
     assert subprocess.run([link, "-c", "print(1)"], capture_output=True, text=True).stdout == "1\n"
     assert process.cache_scope == ProcessCacheScope.SUCCESSFUL
+    # The tool PEX is linked into each sandbox as an immutable input, not copied into it; and
+    # it is a venv PEX, so that a process starts in a venv, not through the PEX bootstrap.
+    [(tool_dir, tool_digest)] = process.immutable_input_digests.items()
+    assert process.argv[1] == f"{tool_dir}/pants-oci-tool.pex"
+    assert process.input_digest == empty
+    [pex_info] = [
+        json.loads(file.content)
+        for file in rule_runner.request(DigestContents, [tool_digest])
+        if file.path == "pants-oci-tool.pex/PEX-INFO"
+    ]
+    assert pex_info["venv"] is True
     # A never-cached process (a push) does get the user's environment.
     push = rule_runner.request(
         Process,

@@ -34,7 +34,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ from packaging.specifiers import SpecifierSet
 
 from pants_oci.subsystems.oci import OciSubsystem
 from tests.harness.tools import skopeo_inspect
-from tests.pants_runs import REPO, make_pants_repo
+from tests.pants_runs import REPO, make_pants_repo, stop_pantsd_in
 
 pytestmark = pytest.mark.slow
 
@@ -187,7 +186,8 @@ oci_image(
             )
         )
         used = re.findall(
-            r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "pants-oci-tool\.pex"', result.stderr
+            r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "[\w/]*pants-oci-tool\.pex"',
+            result.stderr,
         )
         pythons = frozenset(links[link] for link in used)
         assert pythons, "no tool process ran: were they all cached?\n" + result.stderr[-3000:]
@@ -229,22 +229,6 @@ oci_image(
             f"--pex-cli-known-versions=['{known}']",
         )
 
-    def stop_pantsd(self) -> None:
-        for pid_file in self.root.glob(".pids/*/pantsd/pid"):
-            pid = int(pid_file.read_text().strip() or 0)
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"pantsd" not in cmdline or str(self.root).encode() not in cmdline:
-                continue  # not ours (a pid reused since)
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if Path(f"/proc/{pid}").exists():
-                os.kill(pid, signal.SIGKILL)
-
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PantsRepo]:
@@ -252,7 +236,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PantsRepo]:
     try:
         yield pants_repo
     finally:
-        pants_repo.stop_pantsd()
+        stop_pantsd_in(pants_repo.root)
 
 
 COMPRESSIONS = ("gzip", "zstd")
@@ -274,6 +258,28 @@ def test_default_constraints_run_the_tool_on_the_lowest_supported_python(
     lowest = min(found)
     for build in reference.values():
         assert {_python_minor(python) for python in build.pythons} == {lowest}
+
+
+def test_tool_processes_start_in_a_venv_of_the_pex_root(reference: dict[str, Build]) -> None:
+    """The tool PEX is a venv PEX: its processes run in a venv that its first run installed
+    into the PEX_ROOT named cache, for the interpreter they ran on, with this checkout's core
+    library in it; not through the PEX bootstrap, which costs ~0.7 s per process."""
+    pex_root = Path.home() / ".cache/pants/named_caches/pex_root"
+    wire_source = (REPO / "src/python/pants_oci/core/wire.py").read_bytes()
+    for build in reference.values():
+        for python in build.pythons:
+            venvs = [
+                venv
+                for info in pex_root.glob("venvs/*/*/PEX-INFO")
+                if json.loads(info.read_text()).get("entry_point") == "pants_oci.core.cli:main"
+                for venv in [info.parent]
+                if Path(os.path.realpath(venv / "bin/python")) == Path(os.path.realpath(python))
+                and any(
+                    wire.read_bytes() == wire_source
+                    for wire in venv.glob("lib/python3.*/site-packages/pants_oci/core/wire.py")
+                )
+            ]
+            assert venvs, f"no venv of the tool for {python} in {pex_root}/venvs"
 
 
 @pytest.mark.parametrize("minor", SUPPORTED, ids=[f"py3{m}" for m in SUPPORTED])

@@ -308,6 +308,27 @@ def test_image_index_combines_platform_layouts_and_pushes_as_one_reference(
             cwd=work, docker_config=docker_config,
         )
     )  # fmt: skip
+    # --omit-layers: the same documents from the layer's metadata alone, and no layer blob.
+    documents = _json(
+        run_cli(
+            "image", "assemble", "--base", "scratch", "--layer", "layer.json", "--omit-layers",
+            "--config", "other.json", "--output", "documents", "--source-date-epoch", "0",
+            cwd=work, docker_config=docker_config,
+        )
+    )  # fmt: skip
+    assert documents == other_image
+    [layer] = other_image["layers"]
+    blobs = {path.name for path in (work / "documents/blobs/sha256").iterdir()}
+    assert layer["digest"].split(":")[1] not in blobs and len(blobs) == 2  # config, manifest
+    # Metadata alone without --omit-layers, or for a docker-archive (which holds every blob).
+    for extra in ((), ("--omit-layers", "--docker-archive", "x.tar")):
+        failed = run_cli(
+            "image", "assemble", "--base", "scratch", "--layer", "layer.json", *extra,
+            "--config", "other.json", "--output", "refused",
+            cwd=work, docker_config=docker_config, expect=1,
+        )  # fmt: skip
+        assert "BLOB_PATH=META_JSON_PATH" in failed.stderr, failed.stderr
+    assert not (work / "refused").exists() and not (work / "x.tar").exists()
 
     indexed = _json(
         run_cli(

@@ -60,11 +60,11 @@ def test_image_assemble_argv() -> None:
         base="base",
         config="c.json",
         output="image",
-        layers=(wire.LayerInput("l/0/blob", "l/0/meta.json"), wire.LayerInput("b1", "m1")),
+        layers=(wire.LayerInput("l/0/blob", "l/0/meta.json"), wire.LayerInput(None, "m1")),
         source_date_epoch=1700000000,
         tags=("1.0", "latest"),
         base_reference="r.example/a@sha256:" + "1" * 64,
-        omit_base_layers=True,
+        omit_layers=True,
         docker_archive="img.tar",
         archive_names=("r.example/img:1.0", "img:latest"),
     )
@@ -76,13 +76,13 @@ def test_image_assemble_argv() -> None:
         "c.json",
         "image",
     )
-    assert args.layer == ["l/0/blob=l/0/meta.json", "b1=m1"]
+    assert args.layer == ["l/0/blob=l/0/meta.json", "m1"]
     assert (args.source_date_epoch, args.tag, args.base_reference) == (
         1700000000,
         ["1.0", "latest"],
         full.base_reference,
     )
-    assert (args.omit_base_layers, args.docker_archive, args.archive_name) == (
+    assert (args.omit_layers, args.docker_archive, args.archive_name) == (
         True,
         "img.tar",
         ["r.example/img:1.0", "img:latest"],
@@ -90,7 +90,7 @@ def test_image_assemble_argv() -> None:
     args = _parse(wire.ImageAssemble(base="scratch", config="c", output="o"))
     assert (args.layer, args.tag, args.archive_name) == ([], [], [])
     assert (args.source_date_epoch, args.base_reference, args.docker_archive) == (None,) * 3
-    assert args.omit_base_layers is False
+    assert args.omit_layers is False
 
 
 def test_image_index_pythons_dirs_argv() -> None:
@@ -216,7 +216,7 @@ def test_the_backends_command_lines_are_unchanged() -> None:
         source_date_epoch=0,
         tags=("1.0", "a6f12252f1e6"),
         base_reference="r/a@sha256:x",
-        omit_base_layers=True,
+        omit_layers=True,
         docker_archive="img.tar",
         archive_names=("r/acme/img:1.0",),
     )
@@ -225,7 +225,7 @@ def test_the_backends_command_lines_are_unchanged() -> None:
         *("--layer", "layers/0/__oci_layer.blob=layers/0/meta.json"),
         *("--config", "__oci_image_config.json", "--output", "image"),
         *("--source-date-epoch", "0", "--tag", "1.0", "--tag", "a6f12252f1e6"),
-        *("--base-reference", "r/a@sha256:x", "--omit-base-layers"),
+        *("--base-reference", "r/a@sha256:x", "--omit-layers"),
         *("--docker-archive", "img.tar", "--archive-name", "r/acme/img:1.0"),
     )
     index = wire.ImageIndex(("platforms/0", "platforms/1"), "image", ("x",), omit_layers=True)

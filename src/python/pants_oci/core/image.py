@@ -584,7 +584,7 @@ class Image:
         *,
         include_base_layers: bool = True,
         fetch_missing: bool = True,
-        omit_base_layers: bool = False,
+        omit_layers: bool = False,
     ) -> Digest:
         """Write the image into an OCI image layout (created if need be), tagged ``tags``;
         return the manifest digest.
@@ -594,8 +594,8 @@ class Image:
         have are left out, and ``index.json`` records the registry image that has them
         (:data:`~pants_oci.core.layout.BLOB_SOURCE_ANNOTATION`), for
         :func:`~pants_oci.core.remote.push_layout` to copy them from.
-        ``omit_base_layers=True`` leaves out every base layer, even those at hand: for a
-        build system that adds them from where it keeps the base.
+        ``omit_layers=True`` writes the documents only, no layer blob (nor reads one): for a
+        build system that adds the blobs from where it keeps them.
 
         A new ``directory`` is built beside it and renamed into place only when complete
         (:func:`~pants_oci.core.layout.staged_directory`): a failure leaves nothing. Into an
@@ -612,7 +612,7 @@ class Image:
                 tags,
                 include_base_layers=include_base_layers,
                 fetch_missing=fetch_missing,
-                omit_base_layers=omit_base_layers,
+                omit_layers=omit_layers,
             )
 
         if os.path.lexists(directory):
@@ -627,12 +627,10 @@ class Image:
         *,
         include_base_layers: bool,
         fetch_missing: bool,
-        omit_base_layers: bool,
+        omit_layers: bool,
     ) -> Digest:
         data = self.get_image_data()
-        for layer in self._layers:
-            if omit_base_layers and layer.from_base:
-                continue
+        for layer in [] if omit_layers else self._layers:
             place_blob(
                 layout,
                 self._blob(layer),

@@ -415,21 +415,23 @@ class BasePull(JsonCommand[BasePullResult]):
 
 @dataclass(frozen=True)
 class LayerInput:
-    """A layer for `image assemble`: its blob, and the `layer build` output describing it."""
+    """A layer for `image assemble`: the `layer build` output describing it, and its blob
+    (none with `omit_layers`, when the blob is neither read nor written)."""
 
-    blob: str
+    blob: Optional[str]
     metadata: str
 
     def arg(self) -> str:
-        return f"{self.blob}={self.metadata}"
+        return self.metadata if self.blob is None else f"{self.blob}={self.metadata}"
 
 
 @dataclass(frozen=True)
 class ImageAssemble(JsonCommand[ImageAssembleResult]):
     """`image assemble`: `base` ("scratch" or a layout directory) plus `layers` (bottom
     first) and the config file `config`, as an OCI layout at `output` tagged `tags` (the
-    tool's default, `latest`, when none); a docker-archive too at `docker_archive`, naming
-    the image `archive_names`."""
+    tool's default, `latest`, when none), with its documents only when `omit_layers`; a
+    docker-archive too at `docker_archive` (with every blob), naming the image
+    `archive_names`."""
 
     base: str
     config: str
@@ -438,7 +440,7 @@ class ImageAssemble(JsonCommand[ImageAssembleResult]):
     source_date_epoch: Optional[int] = None
     tags: Tuple[str, ...] = ()
     base_reference: Optional[str] = None
-    omit_base_layers: bool = False
+    omit_layers: bool = False
     docker_archive: Optional[str] = None
     archive_names: Tuple[str, ...] = ()
 
@@ -456,7 +458,7 @@ class ImageAssemble(JsonCommand[ImageAssembleResult]):
             *_optional("--source-date-epoch", self.source_date_epoch),
             *_repeated("--tag", self.tags),
             *_optional("--base-reference", self.base_reference),
-            *_switch("--omit-base-layers", self.omit_base_layers),
+            *_switch("--omit-layers", self.omit_layers),
             *_optional("--docker-archive", self.docker_archive),
             *_repeated("--archive-name", self.archive_names),
         )

@@ -25,8 +25,10 @@ from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
     Digest,
+    DigestEntries,
     DigestSubset,
     FileContent,
+    FileEntry,
     GlobMatchErrorBehavior,
     MergeDigests,
     PathGlobs,
@@ -168,6 +170,9 @@ class ResolvedBase:
     path: Optional[str]
     reference: Optional[str]
     is_docker_archive: bool = False
+    # Where the base's layer blobs are in `digest`, when known (a registry base, another
+    # image): assembly reads only the base's documents, so its sandbox gets none of them.
+    layer_blobs: Tuple[str, ...] = ()
 
     @property
     def is_layout(self) -> bool:
@@ -221,7 +226,13 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
         found = await Get(BaseTargets, BaseTargetsRequest(request.address, base))
         [base_address] = found.addresses
         built = await Get(BuiltImage, PlatformImageRequest(base_address, request.platform))
-        return ResolvedBase(await Get(Digest, AddPrefix(built.layout, _BASE_DIR)), _BASE_DIR, None)
+        assert isinstance(built.summary, wire.ImageAssembleResult), "one platform's image"
+        return ResolvedBase(
+            await Get(Digest, AddPrefix(built.layout, _BASE_DIR)),
+            _BASE_DIR,
+            None,
+            layer_blobs=_blob_paths(_BASE_DIR, (layer.digest for layer in built.summary.layers)),
+        )
     assert base.spec is not None
     if base.spec.kind is BaseKind.SCRATCH:
         return ResolvedBase(None, None, None)
@@ -256,10 +267,23 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             f"Fetch base image {reference.familiar} ({request.platform}) for {request.address}",
             empty,
             uncached_env=credentials,
-            cache_scope=ProcessCacheScope.PER_SESSION,
+            # Content pinned by digest: once it succeeded, pantsd needs it no more than once.
+            cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
         ),
     )
-    return ResolvedBase(result.output_digest, _BASE_DIR, str(reference))
+    return ResolvedBase(
+        result.output_digest,
+        _BASE_DIR,
+        str(reference),
+        layer_blobs=_blob_paths(
+            _BASE_DIR, (layer.digest for layer in tool_output(pull, result).layers)
+        ),
+    )
+
+
+def _blob_paths(layout: str, digests: Iterable[str]) -> Tuple[str, ...]:
+    """The paths of blobs `digests` in the layout directory `layout` ("" for the root)."""
+    return tuple(os.path.join(layout, "blobs", *d.split(":", 1)) for d in digests)
 
 
 @dataclass(frozen=True)
@@ -478,24 +502,44 @@ _LAYER_METADATA = "meta.json"
 
 
 async def _assembly_input(
-    layers: Sequence[BuiltLayer], config: bytes, base: ResolvedBase
+    layers: Sequence[BuiltLayer], config: bytes, base: ResolvedBase, *, with_blobs: bool
 ) -> Digest:
-    """The layers' blobs and metadata (under `_layer_directory`), the config and the base."""
+    """The layers' metadata (under `_layer_directory`), the config and the base; the layer
+    blobs, the base's too, only `with_blobs`."""
     metadata = await MultiGet(
         Get(Digest, CreateDigest([FileContent(_LAYER_METADATA, layer.metadata_json())]))
         for layer in layers
     )
     merged = await MultiGet(
-        Get(Digest, MergeDigests([layer.blob, meta])) for layer, meta in zip(layers, metadata)
+        Get(Digest, MergeDigests([layer.blob, meta] if with_blobs else [meta]))
+        for layer, meta in zip(layers, metadata)
     )
     placed_layers = await MultiGet(
         Get(Digest, AddPrefix(digest, _layer_directory(index)))
         for index, digest in enumerate(merged)
     )
     config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
+    base_files = await _base_files(base, with_layers=with_blobs)
     return await Get(
         Digest,
-        MergeDigests([*placed_layers, config_digest, *([base.digest] if base.digest else [])]),
+        MergeDigests([*placed_layers, config_digest, *([base_files] if base_files else [])]),
+    )
+
+
+async def _base_files(base: ResolvedBase, *, with_layers: bool) -> Optional[Digest]:
+    """The base's files, without its layer blobs unless `with_layers`: a base of a gigabyte is
+    not copied into every assembly's sandbox when only its manifest and config are read."""
+    if base.digest is None or with_layers or not base.layer_blobs:
+        return base.digest
+    return await Get(
+        Digest,
+        DigestSubset(
+            base.digest,
+            PathGlobs(
+                [f"{base.path}/**", *(f"!{path}" for path in base.layer_blobs)],
+                glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
+            ),
+        ),
     )
 
 
@@ -516,25 +560,41 @@ def _docker_archive(target: Target) -> Optional[str]:
     return f"{os.path.basename(image_output_path(target[OutputPathField]))}.tar"
 
 
-async def _with_base_layers(
-    layout: Digest, base: ResolvedBase, summary: wire.ImageAssembleResult
+async def _with_layer_blobs(
+    documents: Digest,
+    base: ResolvedBase,
+    layers: Sequence[BuiltLayer],
+    summary: wire.ImageAssembleResult,
 ) -> Digest:
-    """The assembled layout (`--omit-base-layers`) plus the base layers, from the base's own
-    output: so that no image's cached output repeats them."""
-    if not base.is_layout or base.digest is None or base.path is None:
-        return layout
-    layer_blobs = [
-        f"{base.path}/blobs/sha256/{layer.digest.split(':', 1)[1]}" for layer in summary.layers
-    ]
+    """The assembled layout's documents (`--omit-layers`) plus every layer blob: the image's
+    own from their `layer build` outputs, the base's from the base's own output. Placed by
+    digest in Pants' store, never copied through a process: no assembly reads a layer, and no
+    image's cached output repeats one."""
+    own_blobs = await MultiGet(Get(DigestEntries, Digest, layer.blob) for layer in layers)
+    placed = await Get(
+        Digest,
+        CreateDigest(
+            FileEntry(_blob_paths("", [layer.digest])[0], entry.file_digest)
+            for layer, entries in zip(layers, own_blobs)
+            for entry in entries
+            if isinstance(entry, FileEntry) and entry.path == BuiltLayer.BLOB_PATH
+        ),
+    )
+    if base.digest is None or base.path is None:
+        return await Get(Digest, MergeDigests([documents, placed]))
     base_blobs = await Get(
         Digest,
         DigestSubset(
             base.digest,
-            PathGlobs(layer_blobs, glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
+            PathGlobs(
+                # The image's layers that the base has: its own are not there.
+                _blob_paths(base.path, [layer.digest for layer in summary.layers]),
+                glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
+            ),
         ),
     )
     base_blobs = await Get(Digest, RemovePrefix(base_blobs, base.path))
-    return await Get(Digest, MergeDigests([layout, base_blobs]))
+    return await Get(Digest, MergeDigests([documents, placed, base_blobs]))
 
 
 @rule(desc="Build an OCI image for one platform")
@@ -559,11 +619,16 @@ async def build_platform_image(
     config = json.dumps(config_values, sort_keys=True, indent=1).encode()
     tags, names = await _tags_and_names(target, registries, _content_hash(base, layers, config))
     archive = _docker_archive(target)
+    # The layout's layer blobs are placed in Pants' store (`_with_layer_blobs`), not written by
+    # the process: it needs them only for a docker-archive, or to take a docker-archive base's
+    # out of its tar.
+    documents_only = not base.is_docker_archive
+    with_blobs = archive is not None or not documents_only
     assemble = wire.ImageAssemble(
         base=base.path or SCRATCH,
         layers=tuple(
             wire.LayerInput(
-                f"{_layer_directory(index)}/{BuiltLayer.BLOB_PATH}",
+                f"{_layer_directory(index)}/{BuiltLayer.BLOB_PATH}" if with_blobs else None,
                 f"{_layer_directory(index)}/{_LAYER_METADATA}",
             )
             for index in range(len(layers))
@@ -573,8 +638,7 @@ async def build_platform_image(
         source_date_epoch=oci.source_date_epoch,
         tags=tuple(tags),
         base_reference=base.reference,
-        # Base layers are added from the base's own output (see `_with_base_layers`).
-        omit_base_layers=base.is_layout,
+        omit_layers=documents_only,
         docker_archive=archive,
         # Named as `publish` would push it, so `docker load` gives a named image.
         archive_names=tuple(name for entry in names for name in entry.references)
@@ -586,7 +650,7 @@ async def build_platform_image(
         tool_request(
             assemble,
             f"Assemble OCI image {request.address}",
-            await _assembly_input(layers, config, base),
+            await _assembly_input(layers, config, base, with_blobs=with_blobs),
         ),
     )
     summary = tool_output(assemble, result)
@@ -595,9 +659,11 @@ async def build_platform_image(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive] if archive else []))),
     )
     layout = await Get(Digest, RemovePrefix(layout_files, _LAYOUT_DIR))
+    if documents_only:
+        layout = await _with_layer_blobs(layout, base, layers, summary)
     return BuiltImage(
         request.address,
-        await _with_base_layers(layout, base, summary),
+        layout,
         summary,
         (request.platform,),
         names,

@@ -1,7 +1,8 @@
 """``pants-oci image assemble``: an image of a base (scratch or a local OCI layout) and layer
 blobs that ``layer build`` wrote, configured from a JSON image config, written as an OCI layout
-and, with ``--docker-archive``, as a ``docker load``-able tar too. Every layer blob is checked
-against its metadata first.
+and, with ``--docker-archive``, as a ``docker load``-able tar too. Every layer blob given is
+checked against its metadata first; with ``--omit-layers`` the layout gets the documents only,
+and a layer may be given by its metadata alone.
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ def image_assemble_command(args: argparse.Namespace, options: TransportOptions) 
     config = json_object(read_json(args.config, "image config"), where, _CONFIG_KEYS)
     platform = _config_platform(config, where)
     base: str | Path = SCRATCH if args.base == SCRATCH else Path(args.base)
-    layers = [_checked_layer(spec) for spec in args.layer]
+    layers = [_checked_layer(spec, metadata_alone=args.omit_layers) for spec in args.layer]
+    if args.docker_archive and any(blob is None for blob, _ in layers):
+        raise InputFileError(
+            "--docker-archive holds every layer: give each --layer as BLOB_PATH=META_JSON_PATH"
+        )
     with Image(
         base,
         options=options,
@@ -92,11 +97,15 @@ def _config_platform(config: Mapping[str, Any], where: str) -> Platform | None:
         raise InputFileError(f"{where}: {exc}") from None
 
 
-def _checked_layer(spec: str) -> tuple[str, dict[str, Any]]:
-    """``--layer BLOB_PATH=META_JSON_PATH``: the blob's path and its metadata, checked."""
+def _checked_layer(spec: str, *, metadata_alone: bool) -> tuple[str | None, dict[str, Any]]:
+    """``--layer BLOB_PATH=META_JSON_PATH``: the blob's path and its metadata, checked against
+    each other; or, when ``metadata_alone`` (``--omit-layers``), ``--layer META_JSON_PATH``."""
     blob, equals, meta_path = spec.partition("=")
+    if metadata_alone and not equals and spec:
+        return None, _read_layer_meta(spec)
     if not equals or not blob or not meta_path:
-        raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH")
+        alone = " (or META_JSON_PATH alone, with --omit-layers)" if not metadata_alone else ""
+        raise InputFileError(f"--layer {spec!r}: expected BLOB_PATH=META_JSON_PATH{alone}")
     meta = _read_layer_meta(meta_path)
     _check_layer(blob, meta, meta_path)
     return blob, meta
@@ -234,7 +243,7 @@ def _write_outputs(
     try:
         with staged_directory(args.output) as staged:
             image.write_layout(
-                staged, tags, include_base_layers=False, omit_base_layers=args.omit_base_layers
+                staged, tags, include_base_layers=False, omit_layers=args.omit_layers
             )
             if args.docker_archive:
                 image.write_docker_archive(

@@ -241,9 +241,9 @@ def _image_assemble_command(image_commands: Any, common: argparse.ArgumentParser
     assemble.add_argument("--source-date-epoch", type=int, metavar="N")
     assemble.add_argument("--base-reference", metavar="REF")
     assemble.add_argument(
-        "--omit-base-layers",
+        "--omit-layers",
         action="store_true",
-        help="write no base layer into the layout, even those the base layout has",
+        help="write the documents only, no layer blob; a --layer may then be its metadata alone",
     )
 
 

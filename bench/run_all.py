@@ -1,0 +1,348 @@
+"""Every benchmark next to its peer, in one run: one Markdown table of ratios against the goals.
+
+    .pants-bootstrap/venv-*/bin/python bench/run_all.py [--quick]
+
+The goals are issue 17's. Each row's numbers come from this run, ours and the peer's measured
+one after the other on the same machine, with the same inputs:
+
+* the edit loop under pantsd (bench/package_bench.py's Sandbox): a one-file-edit
+  `pants package` against a no-op one, in an examples-like repo (a big generated layer and a
+  small app layer on scratch) and in a user's repo (the small app layer on a busybox base in
+  a local registry, pinned by digest); there also `pants publish` after an edit;
+* build + push of a generated tree from scratch (bench/build_push_bench.py): the Image API
+  and the `pants-oci` CLI (3 processes) against `umoci insert` + `skopeo copy`, and a no-op
+  re-push through the CLI against skopeo's;
+* pull of a random blob to a file, verified (bench/registry_blob_bench.py), against
+  `curl -o`;
+* the cost per tar entry on 20,000 small files (bench/layer_bench.py), against GNU tar.
+
+Default sizes follow the issue (1 GB tree, 256 MiB blob, 200 MB big layer, best of 3 runs);
+`--quick` (100 MB tree and big layer, 64 MiB blob, 1 run) finishes in a few minutes. Progress
+goes to stderr; the machine and the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "src/python"), str(REPO)]
+
+import build_push_bench  # noqa: E402
+import registry_blob_bench  # noqa: E402
+from common import machine, tool_version  # noqa: E402
+from layer_bench import make_big_tree, make_small_tree, measure_per_entry  # noqa: E402
+from package_bench import Sandbox, package_runs  # noqa: E402
+
+from tests.harness.busybox import build_busybox_image, push_image_to  # noqa: E402
+from tests.harness.registry import Registry, start_registry  # noqa: E402
+
+TOOLS = (
+    ["umoci", "--version"],
+    ["skopeo", "--version"],
+    ["docker-registry", "--version"],
+    ["curl", "--version"],
+    ["tar", "--version"],
+)
+
+# The user's repo: one small layer on a registry base pinned by digest (no lockfile needed).
+USER_BUILD = """
+files(name="app_files", sources=["app/*"])
+oci_layer(name="app", dependencies=[":app_files"], destination="/srv")
+oci_image(
+    name="img",
+    base="{base}",
+    dependencies=[":app"],
+    registries=["{host}"],
+    repository="bench/img",
+)
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    tree_mb: int  # build + push
+    blob_mib: int  # pull
+    big_layer_mb: int  # the examples-like repo's big layer
+    small_files: int  # per tar entry
+    runs: int  # best of
+
+
+FULL = Sizes(tree_mb=1024, blob_mib=256, big_layer_mb=200, small_files=20_000, runs=3)
+QUICK = Sizes(tree_mb=100, blob_mib=64, big_layer_mb=100, small_files=20_000, runs=1)
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    ours: str
+    peer: str
+    ratio: str
+    goal: str
+    met: str
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def yes(met: bool) -> str:
+    return "yes" if met else "no"
+
+
+# --- The rows -----------------------------------------------------------------------------
+
+
+def examples_edit_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
+    big = tmp / "big-source"
+    make_big_tree(big, sizes.big_layer_mb)
+    box = Sandbox(tmp / "sandbox", big, pantsd=True, caches=caches)
+    try:
+        result = package_runs(box, sizes.runs)
+    finally:
+        box.stop()
+    edit = min(run.seconds for run in result.changed)
+    noop = min(run.seconds for run in result.noop)
+    return [
+        Row(
+            f"edit one file, `pants package` (pantsd), examples-like repo: "
+            f"{sizes.big_layer_mb} MB layer + app layer on scratch; peer: no-op package",
+            seconds(edit),
+            seconds(noop),
+            times(edit / noop),
+            "≤ 2.0 s and ≤ 1.3x no-op",
+            yes(edit <= 2.0 and edit / noop <= 1.3),
+        )
+    ]
+
+
+def user_build(registry: Registry) -> str:
+    # The base goes into the sandbox's registry before the BUILD file can name its digest.
+    base = push_image_to(build_busybox_image(), registry, "base/busybox")
+    return USER_BUILD.format(base=base.ref, host=registry.host)
+
+
+def user_edit_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
+    box = Sandbox(tmp / "sandbox", None, pantsd=True, build=user_build, caches=caches)
+    try:
+        result = package_runs(box, sizes.runs)
+        first, _ = box.pants("publish", ":img")  # the registry holds the image before the loop
+        print(f"  first publish       {first.seconds:6.2f} s", flush=True)
+        publishes = []
+        for _ in range(sizes.runs):
+            box.change_one_file()
+            run, _ = box.pants("publish", ":img")
+            publishes.append(run.seconds)
+            print(f"  one-file publish    {run.seconds:6.2f} s", flush=True)
+    finally:
+        box.stop()
+    edit = min(run.seconds for run in result.changed)
+    noop = min(run.seconds for run in result.noop)
+    publish = min(publishes)
+    return [
+        Row(
+            "same, user's repo: app layer on a registry base pinned by digest; peer: no-op package",
+            seconds(edit),
+            seconds(noop),
+            times(edit / noop),
+            "≤ 2.0 s",
+            yes(edit <= 2.0),
+        ),
+        Row(
+            "`pants publish` after the edit, user's repo",
+            seconds(publish),
+            "",
+            "",
+            "≤ 3.0 s",
+            yes(publish <= 3.0),
+        ),
+    ]
+
+
+def build_push_rows(tmp: Path, sizes: Sizes) -> list[Row]:
+    tree = tmp / "tree"
+    make_big_tree(tree, sizes.tree_mb)
+    registry = start_registry("anonymous", tmp / "registry")
+    try:
+        result = build_push_bench.measure("tree", tree, tmp / "work", registry.host, sizes.runs)
+    finally:
+        registry.stop()
+    api, cli, peer = (result.best[m]["total"] for m in ("api", "cli", "peer"))
+    cli_repush, peer_repush = result.repush["cli"], result.repush["peer"]
+    size = f"{result.bytes / 1e6:,.0f} MB"
+    return [
+        Row(
+            f"build + push a {size} tree from scratch: Image API vs `umoci insert` + `skopeo copy`",
+            seconds(api),
+            seconds(peer),
+            times(api / peer),
+            "≤ 0.5x",
+            yes(api / peer <= 0.5),
+        ),
+        Row(
+            f"same ({size}) through the `pants-oci` CLI: layer build, image assemble, push",
+            seconds(cli),
+            seconds(peer),
+            times(cli / peer),
+            "≤ 0.5x",
+            yes(cli / peer <= 0.5),
+        ),
+        Row(
+            "no-op re-push: CLI `push` vs `skopeo copy`",
+            seconds(cli_repush),
+            seconds(peer_repush),
+            times(cli_repush / peer_repush),
+            "≤ 2x",
+            yes(cli_repush / peer_repush <= 2.0),
+        ),
+    ]
+
+
+def pull_rows(tmp: Path, sizes: Sizes) -> list[Row]:
+    size = sizes.blob_mib * registry_blob_bench.MIB
+    registry = start_registry("anonymous", tmp / "registry")
+    try:
+        results = registry_blob_bench.measure(
+            registry, tmp, size, sizes.runs, pull_to_file_only=True
+        )
+    finally:
+        registry.stop()
+    ours = size / min(results[registry_blob_bench.PULL_OURS]) / 1e9
+    curl = size / min(results[registry_blob_bench.PULL_CURL]) / 1e9
+    return [
+        Row(
+            f"pull a {sizes.blob_mib} MiB blob to a file, verified (`get_blob`), "
+            "vs `curl -o` (throughput)",
+            f"{ours:.2f} GB/s",
+            f"{curl:.2f} GB/s",
+            times(ours / curl),
+            "≥ 0.9x",
+            yes(ours / curl >= 0.9),
+        )
+    ]
+
+
+def per_entry_rows(tmp: Path, sizes: Sizes) -> list[Row]:
+    small, out = tmp / "small", tmp / "out"
+    out.mkdir()
+    make_small_tree(small, sizes.small_files)
+    result = measure_per_entry(small, out, sizes.runs)
+    # Like for like: GNU tar -c writes an uncompressed tar, so ours is the uncompressed layer.
+    ours, tar = result.micros(result.ours_none), result.micros(result.tar)
+    return [
+        Row(
+            f"per tar entry ({result.entries:,} entries, {sizes.small_files:,} small files): "
+            "uncompressed layer vs GNU `tar -c`",
+            f"{ours:.1f} µs",
+            f"{tar:.1f} µs",
+            times(ours / tar),
+            "≤ 1.2x",
+            yes(ours / tar <= 1.2),
+        )
+    ]
+
+
+def base_bytes_rows() -> list[Row]:
+    # Shallow bases are not in the product yet: nothing to measure, and no number to invent.
+    return [
+        Row(
+            "base bytes moved on a ≥ 1 GB base: to package / to publish",
+            "not measured yet",
+            "",
+            "",
+            "package ≤ 1 MB when no layer is needed; publish: only the image's own layers",
+            "",
+        )
+    ]
+
+
+# --- Running and reporting ----------------------------------------------------------------
+
+
+Benchmark = Callable[[Path], list[Row]]  # its rows, measured in a directory of its own
+
+
+def attempt(name: str, measure: Benchmark, directory: Path) -> list[Row]:
+    """The rows of one benchmark, or one row saying it failed: the others still report."""
+    print(f"\n=== {name}", flush=True)
+    start = time.perf_counter()
+    try:
+        directory.mkdir()
+        rows = measure(directory)
+    except (Exception, SystemExit) as error:  # Sandbox.pants exits on a failed Pants run
+        traceback.print_exc()
+        reason = " ".join(str(error).split())[:120]
+        return [Row(name, f"failed: {type(error).__name__}: {reason}", "", "", "", "no")]
+    print(f"=== {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
+def measure_all(sizes: Sizes) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="run-all-bench-") as temp:
+        tmp = Path(temp)
+        caches = tmp / "pants-caches"  # shared by both sandboxes: the tool PEX resolves once
+        benchmarks: dict[str, Benchmark] = {
+            "edit-examples": lambda d: examples_edit_rows(d, sizes, caches),
+            "edit-user": lambda d: user_edit_rows(d, sizes, caches),
+            "build-push": lambda d: build_push_rows(d, sizes),
+            "pull": lambda d: pull_rows(d, sizes),
+            "per-entry": lambda d: per_entry_rows(d, sizes),
+        }
+        rows: list[Row] = []
+        for name, measure in benchmarks.items():
+            rows += attempt(name, measure, tmp / name)
+        return rows + base_bytes_rows()
+
+
+def describe_machine() -> str:
+    found = re.search(r'^pants_version = "(.+)"', (REPO / "pants.toml").read_text(), re.MULTILINE)
+    pants = found.group(1) if found else "unknown"
+    isal = build_push_bench.isal()
+    load = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    return machine([isal, f"Pants {pants}", *map(tool_version, TOOLS), load])
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| measure | ours | peer | ratio | goal | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r.measure} | {r.ours} | {r.peer} | {r.ratio} | {r.goal} | {r.met} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and 1 run")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    # The machine is described before the run: the load average is the one it starts under.
+    description = describe_machine()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # the benchmarks' progress lines
+        rows = measure_all(sizes)
+    print(f"Machine: {description}\n")
+    print(
+        f"{'--quick' if args.quick else 'Default sizes'}: best of {sizes.runs} run(s); "
+        f"took {time.perf_counter() - start:.0f} s.\n"
+    )
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
