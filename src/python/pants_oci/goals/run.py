@@ -44,9 +44,9 @@ class OciImageRunFieldSet(RunFieldSet):
 def _in_chroot(process: Process, top_level: Iterable[str]) -> RunRequest:
     """The tool process as a RunRequest: `run` starts it from the build root, so the paths
     that are relative to the process's sandbox (its files, its caches, such as the link to
-    the tool's Python) become `{chroot}/...`."""
+    the tool's Python, the tool itself, an immutable input) become `{chroot}/...`."""
     caches = set(process.append_only_caches.values())
-    names = {*top_level, *caches}
+    names = {*top_level, *caches, *process.immutable_input_digests}
 
     def absolute(value: str) -> str:
         return f"{{chroot}}/{value}" if value.split("/", 1)[0] in names else value
