@@ -82,6 +82,8 @@ def _package(repo: Path, *options: str) -> tuple[str, dict[str, int], list[str],
         "app:app",
         cwd=repo,
         env={"DOCKER_CONFIG": str(home / "docker")},
+        # Each run a new Pants, as each CI job is: pantsd's memo would hide the cache look-ups.
+        pantsd=False,
     )
     counters = {k: int(v) for k, v in re.findall(r"^\s+(\w+): (\d+)$", result.stderr, re.MULTILINE)}
     ran_locally = [

@@ -149,6 +149,7 @@ oci_image(
         )
         self.newer_pex: Path | None = None
         self.runs = 0
+        self.links: dict[str, str] = {}  # interpreter link -> the Python it points at
 
     def package(self, *options: str) -> Build:
         # A concurrency of its own (it changes no output byte) gives each run's tool processes
@@ -179,7 +180,8 @@ oci_image(
             )
         # Tool processes run Python through a link (so argv holds no host path); the process
         # that writes the link names the interpreter it points at.
-        links = dict(
+        # (Once per pantsd: a later run with the same tool PEX reuses the link made before.)
+        self.links.update(
             (link, python)
             for python, link in re.findall(
                 r'"([^"]+)", "(\.pants-oci-python/python-[0-9a-f]+)"\]', result.stderr
@@ -189,7 +191,7 @@ oci_image(
             r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "[\w/]*pants-oci-tool\.pex"',
             result.stderr,
         )
-        pythons = frozenset(links[link] for link in used)
+        pythons = frozenset(self.links[link] for link in used)
         assert pythons, "no tool process ran: were they all cached?\n" + result.stderr[-3000:]
         layout = self.root / "dist/app/img"
         info = json.loads((layout / "image-info.json").read_text())
