@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,8 +138,3 @@ def hermetic_cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-
-
-def hashing_threads() -> list[threading.Thread]:
-    """The threads of live `BackgroundHasher`s (core/digest.py)."""
-    return [t for t in threading.enumerate() if t.name == "pants-oci-hash"]

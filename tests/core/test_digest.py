@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import pytest
 
 from pants_oci.core.digest import (
-    BackgroundHasher,
     Digest,
     HashingReader,
     HashingWriter,
@@ -21,7 +19,6 @@ from pants_oci.core.digest import (
     verify_bytes,
 )
 from pants_oci.core.errors import DigestMismatchError, InvalidDigestError, OCIError
-from tests.core.registry_support import hashing_threads
 
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 HELLO_SHA256 = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -253,17 +250,3 @@ class TestHashingWriter:
         assert writer.size == len(sink.getvalue())
         assert writer.digest() == sha256_of_bytes(sink.getvalue())
         assert gzip.decompress(sink.getvalue()) == b"layer contents"
-
-
-def test_background_hasher_gives_hashlibs_digest_and_ends_its_thread() -> None:
-    data = os.urandom(3 << 20)
-    with BackgroundHasher("sha256", backlog=2) as hasher:  # a backlog smaller than the data
-        for start in range(0, len(data), 65_536):
-            hasher.update(data[start : start + 65_536])
-        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
-        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()  # asked again
-    assert not hashing_threads()
-    # Abandoned midway (a failed download): the thread ends all the same.
-    with BackgroundHasher("sha512") as hasher:
-        hasher.update(data)
-    assert not hashing_threads()

@@ -18,21 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
-import threading
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Optional, Protocol, Tuple, Type, Union
+from typing import Optional, Protocol, Tuple, Union
 
 from pants_oci.core.errors import DigestMismatchError, InvalidDigestError, OCIError
 
 __all__ = [
     "DEFAULT_ALGORITHM",
-    "BackgroundHasher",
     "Digest",
     "DigestMismatchError",
-    "Hasher",
     "HashingReader",
     "HashingWriter",
     "InvalidDigestError",
@@ -157,7 +152,7 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
-class Hasher(Protocol):
+class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
     def hexdigest(self) -> str: ...
@@ -171,59 +166,11 @@ class _Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def new_hasher(algorithm: str = DEFAULT_ALGORITHM) -> Hasher:
+def new_hasher(algorithm: str = DEFAULT_ALGORITHM) -> _Hasher:
     """Return a fresh hashlib object for ``algorithm``."""
     if algorithm not in _HASHLIB_ALGORITHMS:
         raise UnsupportedAlgorithmError(algorithm)
     return hashlib.new(algorithm)
-
-
-class BackgroundHasher:
-    """A hasher that hashes in a thread of its own, for large streams: hashlib releases the GIL
-    on large updates, so a download hashes on one core while it receives and writes on
-    another. ``update`` hands the bytes over (waiting when ``backlog`` chunks are queued, so
-    memory stays bounded); ``hexdigest`` waits for the last of them. Use it as a context
-    manager, so that its thread ends however the stream does."""
-
-    def __init__(self, algorithm: str = DEFAULT_ALGORITHM, backlog: int = 64) -> None:
-        self._hasher = new_hasher(algorithm)
-        self._chunks: queue.Queue[Optional[bytes]] = queue.Queue(maxsize=backlog)
-        self._thread = threading.Thread(target=self._hash, name="pants-oci-hash", daemon=True)
-        self._thread.start()
-        self._hex: Optional[str] = None
-
-    def _hash(self) -> None:
-        while True:
-            chunk = self._chunks.get()
-            if chunk is None:
-                return
-            self._hasher.update(chunk)
-
-    def update(self, data: bytes, /) -> None:
-        assert self._hex is None, "updated after hexdigest()"
-        self._chunks.put(data)
-
-    def hexdigest(self) -> str:
-        if self._hex is None:
-            self.close()
-            self._hex = self._hasher.hexdigest()
-        return self._hex
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._chunks.put(None)
-            self._thread.join()
-
-    def __enter__(self) -> BackgroundHasher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
 
 def _digest_of_bytes(data: bytes, algorithm: str) -> Digest:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from pants_oci.core.digest import BackgroundHasher, Digest, Hasher, new_hasher
+from pants_oci.core.digest import Digest, new_hasher
 from pants_oci.core.errors import DigestMismatchError, DocumentError, OCIError, RegistryError
 from pants_oci.core.outputs import replacing
 from pants_oci.core.registry._http import content_length, content_range_start
@@ -27,9 +27,6 @@ from pants_oci.core.registry._session import RepositorySession
 from pants_oci.core.transport import ProgressCallback
 
 _log = logging.getLogger(__name__)
-
-# From this size on, a download hashes in a thread of its own (starting one costs ~0.1 ms).
-_HASH_IN_BACKGROUND = 4 << 20
 
 
 class BlobDownload:
@@ -119,16 +116,8 @@ class BlobDownload:
         return self.client._too_large("blob", self.digest, None, self.limit)
 
     def chunks(self) -> Iterator[bytes]:
-        if self.size is None or self.size < _HASH_IN_BACKGROUND:
-            yield from self._chunks(new_hasher(self.digest.algorithm))
-            return
-        # A large blob is hashed on another core while this thread receives (and its consumer
-        # writes): the digest is still checked before the final chunk is handed on.
-        with BackgroundHasher(self.digest.algorithm) as hasher:
-            yield from self._chunks(hasher)
-
-    def _chunks(self, hasher: Hasher) -> Iterator[bytes]:
         digest, options = self.digest, self.client.options
+        hasher = new_hasher(digest.algorithm)
         total = self.size
         # Never read past the descriptor's size (or the limit): a longer body fails there.
         bound = self.expected_size if self.expected_size is not None else self.limit

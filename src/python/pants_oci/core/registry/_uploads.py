@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar, Union
 import httpx
 
 from pants_oci.core.auth import repository_scope
-from pants_oci.core.digest import Digest, Hasher, new_hasher, sha256_of_bytes
+from pants_oci.core.digest import Digest, new_hasher, sha256_of_bytes
 from pants_oci.core.errors import (
     DigestMismatchError,
     DocumentError,
@@ -56,6 +56,12 @@ R = TypeVar("R")
 
 class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 class UploadSource:
@@ -576,7 +582,7 @@ class _StreamedUpload(_PatchUpload):
                 raise self.session_lost(f"holds {reported} bytes after {self.done} were sent")
             return self.location, Digest(self.algorithm, hasher.hexdigest()), self.done
 
-    def _hash_prefix(self, reader: _Reader, offset: int) -> Hasher:
+    def _hash_prefix(self, reader: _Reader, offset: int) -> _Hasher:
         """A hash of the first ``offset`` bytes, which a resumed upload does not send again."""
         hasher = new_hasher(self.algorithm)
         hashed = 0
@@ -588,7 +594,7 @@ class _StreamedUpload(_PatchUpload):
             hashed += len(block)
         return hasher
 
-    def _body(self, reader: _Reader, hasher: Hasher) -> Iterator[bytes]:
+    def _body(self, reader: _Reader, hasher: _Hasher) -> Iterator[bytes]:
         while True:
             block = reader.read(_READ_SIZE)
             if not block:
