@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from pants_oci.core.layout import BLOB_SOURCE_ANNOTATION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Runs `python -m pants_oci.core ARGS...` in this interpreter, then writes the exit status and
@@ -140,6 +142,34 @@ def test_image_assemble_on_scratch_or_a_local_layout_imports_no_registry_or_goog
     on_layout = _assemble(tmp_path, "first", "second")
     assert (tmp_path / "second/index.json").is_file()
     assert _loaded(on_layout, REGISTRY_STACK + GOOGLE_STACK) == []
+
+
+def test_assembling_documents_on_a_base_without_its_layers_imports_no_registry_code(
+    tmp_path: Path,
+) -> None:
+    """As the Pants backend assembles on a registry base: the base layout lacks its layers
+    (index.json names the registry image that has them) and `--omit-layers` writes no layer,
+    so no registry client is made, nor httpx imported."""
+    _layer(tmp_path)
+    _assemble(tmp_path, "scratch", "base")
+    index = json.loads((tmp_path / "base/index.json").read_text())
+    [descriptor] = index["manifests"]
+    manifest = json.loads(
+        (tmp_path / "base/blobs" / descriptor["digest"].replace(":", "/")).read_text()
+    )
+    for layer in manifest["layers"]:
+        (tmp_path / "base/blobs" / layer["digest"].replace(":", "/")).unlink()
+    descriptor.setdefault("annotations", {})[BLOB_SOURCE_ANNOTATION] = (
+        f"127.0.0.1:9/base@{descriptor['digest']}"
+    )
+    (tmp_path / "base/index.json").write_text(json.dumps(index))
+    modules, _ = _run(
+        tmp_path,
+        "image", "assemble", "--base", "base", "--layer", "layer.json", "--omit-layers",
+        "--config", "config.json", "--output", "documents",
+    )  # fmt: skip
+    assert (tmp_path / "documents/index.json").is_file()
+    assert _loaded(modules, REGISTRY_STACK + GOOGLE_STACK) == []
 
 
 class _NotFound(BaseHTTPRequestHandler):

@@ -5,6 +5,7 @@ a base is named).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,12 +45,16 @@ class Base:
     layout: ImageLayout | None = None  # where local base blobs are
     reference: Reference | None = None  # the registry image the base is (when known)
     manifest_digest: Digest | None = None
-    remote: RegistryClient | None = None  # where base blobs missing locally are
+    # Where base blobs missing locally are: a client, or how to make one when first needed (a
+    # build that writes no base layer never imports the registry stack).
+    remote: RegistryClient | Callable[[], RegistryClient] | None = None
 
     def blob(self, descriptor: Descriptor) -> Blob:
         path = None
         if self.layout is not None and self.layout.has_blob(descriptor.digest):
             path = self.layout.blob_path(descriptor.digest)
+        if callable(self.remote):
+            self.remote = self.remote()
         return Blob(descriptor, path=path, remote=self.remote, mountable=True)
 
 
@@ -145,8 +150,11 @@ class BaseLoader:
             layout=layout,
             reference=reference,
             manifest_digest=local.manifest_descriptor.digest,
-            # A client only when blobs are missing: a complete layout needs no network.
-            remote=self._clients.get(reference) if reference is not None and missing else None,
+            # A client only when blobs are missing (a complete layout needs no network), and
+            # only once one is read.
+            remote=functools.partial(self._clients.get, reference)
+            if reference is not None and missing
+            else None,
         )
 
     def _archive_base(self, path: Path, repo_tag: str | None) -> Base:
