@@ -250,8 +250,11 @@ def test_cached_tool_processes_carry_nothing_machine_specific(rule_runner: RuleR
     assert process.cache_scope == ProcessCacheScope.SUCCESSFUL
     # The tool PEX is linked into each sandbox as an immutable input, not copied into it; and
     # it is a venv PEX, so that a process starts in a venv, not through the PEX bootstrap.
+    # A launcher starts it in the venv the PEX installed (linked in the same named cache as
+    # Python), or through the PEX where there is none.
     [(tool_dir, tool_digest)] = process.immutable_input_digests.items()
-    assert process.argv[1] == f"{tool_dir}/pants-oci-tool.pex"
+    assert process.argv[1] == f"{tool_dir}/launch.py"
+    assert process.argv[2].startswith(f"{cache_dir}/venv-")
     assert process.input_digest == empty
     [pex_info] = [
         json.loads(file.content)

@@ -65,7 +65,7 @@ class ToolProcess:
 
     @property
     def kind(self) -> tuple[str, str]:
-        words = self.argv[2:]
+        words = self.argv[3:]
         start = next(i for i, word in enumerate(words) if word in ("layer", "base", "image"))
         return (words[start], words[start + 1])
 
@@ -81,7 +81,7 @@ def _tool_processes(log: str) -> list[ToolProcess]:
         if not spawned:
             continue
         argv = tuple(json.loads(spawned.group(1)))
-        if len(argv) < 2 or not argv[1].endswith("pants-oci-tool.pex"):
+        if len(argv) < 2 or argv[1] != "__pants_oci_tool/launch.py":
             continue
         env = json.loads(spawned.group(2))
         section = line[spawned.end() :]

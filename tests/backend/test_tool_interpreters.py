@@ -184,11 +184,11 @@ oci_image(
         self.links.update(
             (link, python)
             for python, link in re.findall(
-                r'"([^"]+)", "(\.pants-oci-python/python-[0-9a-f]+)"\]', result.stderr
+                r'"([^"]+)", "(\.pants-oci-python/python-[0-9a-f]+)", ', result.stderr
             )
         )
         used = re.findall(
-            r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "[\w/]*pants-oci-tool\.pex"',
+            r'argv: \["(\.pants-oci-python/python-[0-9a-f]+)", "__pants_oci_tool/launch\.py"',
             result.stderr,
         )
         pythons = frozenset(self.links[link] for link in used)
