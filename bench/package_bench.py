@@ -144,12 +144,13 @@ class Sandbox:
         self.docker_config.mkdir()
         self.edits = 0
 
-    def pants(self, *args: str) -> tuple[Run, str]:
+    def pants(self, *args: str, named_caches: Path | None = None) -> tuple[Run, str]:
+        """Run `./pants ARGS` (with other named caches than the sandbox's: `named_caches`)."""
         argv = [
             str(REPO / "pants"),
             "--pantsd" if self.pantsd else "--no-pantsd",
             f"--local-store-dir={self.caches / 'lmdb'}",
-            f"--named-caches-dir={self.caches / 'named'}",
+            f"--named-caches-dir={named_caches or self.caches / 'named'}",
             "--stats-log",
             *args,
         ]

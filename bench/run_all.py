@@ -14,11 +14,13 @@ one after the other on the same machine, with the same inputs:
   re-push through the CLI against skopeo's;
 * pull of a random blob to a file, verified (bench/registry_blob_bench.py), against
   `curl -o`;
-* the cost per tar entry on 20,000 small files (bench/layer_bench.py), against GNU tar.
+* the cost per tar entry on 20,000 small files (bench/layer_bench.py), against GNU tar;
+* the bytes of a large base's layer moved to package a `sparse-oci-layout` on it and to
+  publish it to the base's registry, against the whole base a complete layout downloads.
 
-Default sizes follow the issue (1 GB tree, 256 MiB blob, 200 MB big layer, best of 3 runs);
-`--quick` (100 MB tree and big layer, 64 MiB blob, 1 run) finishes in a few minutes. Progress
-goes to stderr; the machine and the table to stdout.
+Default sizes follow the issue (1 GB tree, 256 MiB blob, 200 MB big layer, 1 GB base, best of
+3 runs); `--quick` (100 MB tree, big layer and base, 64 MiB blob, 1 run) finishes in a few
+minutes. Progress goes to stderr; the machine and the table to stdout.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +46,13 @@ from common import machine, tool_version  # noqa: E402
 from layer_bench import make_big_tree, make_small_tree, measure_per_entry  # noqa: E402
 from package_bench import Sandbox, package_runs  # noqa: E402
 
-from tests.harness.busybox import build_busybox_image, push_image_to  # noqa: E402
-from tests.harness.registry import Registry, start_registry  # noqa: E402
+from tests.harness.busybox import (  # noqa: E402
+    PushedImage,
+    build_busybox_image,
+    push_image_to,
+    push_large_base,
+)
+from tests.harness.registry import Registry, access_log, start_registry  # noqa: E402
 
 TOOLS = (
     ["umoci", "--version"],
@@ -64,7 +71,7 @@ oci_image(
     base="{base}",
     dependencies=[":app"],
     registries=["{host}"],
-    repository="bench/img",
+    repository="bench/img",{extra}
 )
 """
 
@@ -75,11 +82,12 @@ class Sizes:
     blob_mib: int  # pull
     big_layer_mb: int  # the examples-like repo's big layer
     small_files: int  # per tar entry
+    base_mb: int  # the large base's data
     runs: int  # best of
 
 
-FULL = Sizes(tree_mb=1024, blob_mib=256, big_layer_mb=200, small_files=20_000, runs=3)
-QUICK = Sizes(tree_mb=100, blob_mib=64, big_layer_mb=100, small_files=20_000, runs=1)
+FULL = Sizes(tree_mb=1024, blob_mib=256, big_layer_mb=200, small_files=20_000, base_mb=1024, runs=3)
+QUICK = Sizes(tree_mb=100, blob_mib=64, big_layer_mb=100, small_files=20_000, base_mb=100, runs=1)
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ def examples_edit_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
 def user_build(registry: Registry) -> str:
     # The base goes into the sandbox's registry before the BUILD file can name its digest.
     base = push_image_to(build_busybox_image(), registry, "base/busybox")
-    return USER_BUILD.format(base=base.ref, host=registry.host)
+    return USER_BUILD.format(base=base.ref, host=registry.host, extra="")
 
 
 def user_edit_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
@@ -256,17 +264,71 @@ def per_entry_rows(tmp: Path, sizes: Sizes) -> list[Row]:
     ]
 
 
-def base_bytes_rows() -> list[Row]:
-    # Shallow bases are not in the product yet: nothing to measure, and no number to invent.
+LARGE_BASE = "base/large"
+
+
+def megabytes(value: int) -> str:
+    return f"{value:,} B" if value < 1_000_000 else f"{value / 1e6:,.1f} MB"
+
+
+def base_bytes_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
+    """Bytes of a large registry base's layer moved to package a sparse layout (the lockfile
+    holding the base's facts) and to publish it to the base's registry; the peer is a whole
+    layout's package, which downloads the base."""
+    pushed: list[PushedImage] = []
+
+    def build(registry: Registry) -> str:
+        print(f"  pushing a {sizes.base_mb} MB base", flush=True)
+        pushed.append(push_large_base(registry, LARGE_BASE, sizes.base_mb * 1_000_000))
+        sparse = '\n    formats=["sparse-oci-layout"],'
+        return USER_BUILD.format(base=pushed[0].tag_ref, host=registry.host, extra=sparse)
+
+    box = Sandbox(tmp / "sandbox", None, pantsd=True, build=build, caches=caches)
+    try:
+        [base] = pushed
+        layer_path = f"/v2/{LARGE_BASE}/blobs/{base.layer_digest}"
+        layer_size = len(base.layer)
+        # The facts are read from the base's layer once, into a blob cache of their own.
+        box.pants("generate-oci-lockfile", named_caches=tmp / "lockfile-caches")
+        mark = len(access_log(box.registry))
+        box.pants("package", ":img")
+        downloaded = sum(
+            e.sent
+            for e in access_log(box.registry)[mark:]
+            if e.path.startswith(f"/v2/{LARGE_BASE}/")
+        )
+        mark = len(access_log(box.registry))
+        box.pants("publish", ":img")
+        published = access_log(box.registry)[mark:]
+        uploaded = {
+            digest
+            for e in published
+            if e.method == "PUT" and "/blobs/uploads/" in e.path
+            for digest in e.query.get("digest", [])
+        }
+        base_uploaded = layer_size if base.layer_digest in uploaded else 0
+        base_read = sum(e.sent for e in published if e.path == layer_path)
+    finally:
+        box.stop()
+    print(f"  package: {downloaded} bytes of the base; publish: {base_uploaded + base_read}")
     return [
         Row(
-            "base bytes moved on a ≥ 1 GB base: to package / to publish",
-            "not measured yet",
-            "",
-            "",
-            "package ≤ 1 MB when no layer is needed; publish: only the image's own layers",
-            "",
-        )
+            f"base bytes downloaded to package a sparse layout, {layer_size / 1e6:,.0f} MB base"
+            " (lockfile with its facts); peer: a whole layout downloads the base's layer",
+            megabytes(downloaded),
+            megabytes(layer_size),
+            f"{downloaded / layer_size:.5f}",
+            "≤ 1 MB",
+            yes(downloaded <= 1_000_000),
+        ),
+        Row(
+            "base layer bytes moved to publish it to the base's registry (mounted)",
+            megabytes(base_uploaded + base_read),
+            megabytes(layer_size),
+            f"{(base_uploaded + base_read) / layer_size:.5f}",
+            "0: only the image's own layers",
+            yes(base_uploaded + base_read == 0),
+        ),
     ]
 
 
@@ -291,7 +353,10 @@ def attempt(name: str, measure: Benchmark, directory: Path) -> list[Row]:
     return rows
 
 
-def measure_all(sizes: Sizes) -> list[Row]:
+BENCHMARKS = ("edit-examples", "edit-user", "build-push", "pull", "per-entry", "base-bytes")
+
+
+def measure_all(sizes: Sizes, only: Sequence[str] = BENCHMARKS) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="run-all-bench-") as temp:
         tmp = Path(temp)
         caches = tmp / "pants-caches"  # shared by both sandboxes: the tool PEX resolves once
@@ -301,11 +366,12 @@ def measure_all(sizes: Sizes) -> list[Row]:
             "build-push": lambda d: build_push_rows(d, sizes),
             "pull": lambda d: pull_rows(d, sizes),
             "per-entry": lambda d: per_entry_rows(d, sizes),
+            "base-bytes": lambda d: base_bytes_rows(d, sizes, caches),
         }
         rows: list[Row] = []
-        for name, measure in benchmarks.items():
-            rows += attempt(name, measure, tmp / name)
-        return rows + base_bytes_rows()
+        for name in only:
+            rows += attempt(name, benchmarks[name], tmp / name)
+        return rows
 
 
 def describe_machine() -> str:
@@ -329,13 +395,16 @@ def table(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and 1 run")
+    parser.add_argument(
+        "--only", action="append", choices=BENCHMARKS, help="run this benchmark only (repeatable)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     # The machine is described before the run: the load average is the one it starts under.
     description = describe_machine()
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the benchmarks' progress lines
-        rows = measure_all(sizes)
+        rows = measure_all(sizes, args.only or BENCHMARKS)
     print(f"Machine: {description}\n")
     print(
         f"{'--quick' if args.quick else 'Default sizes'}: best of {sizes.runs} run(s); "

@@ -12,7 +12,8 @@ from pants.engine.target import InvalidFieldException
 from pants.testutil.rule_runner import RuleRunner
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.target_types import OciImageTarget, TagVars
+from pants_oci.placeholders import TagVars
+from pants_oci.target_types import OciImageTarget
 from pants_oci.util_rules.registries import (
     OciRegistries,
     OciRegistriesOptionError,

@@ -29,12 +29,8 @@ from pants.engine.target import (
 from pants.testutil.rule_runner import RuleRunner, engine_error
 from pants.util.frozendict import FrozenDict
 
-from pants_oci.target_types import (
-    OciImageDependenciesField,
-    OciImageTarget,
-    OciLayerTarget,
-    TagVarNotSetError,
-)
+from pants_oci.placeholders import TagVarNotSetError
+from pants_oci.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
 from pants_oci.util_rules import image, layers, lockfile, python, tool
 from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool import OciToolRequest, RegistryEnvRequest

@@ -13,9 +13,8 @@ import secrets
 import stat
 import tarfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -39,7 +38,7 @@ from tests.harness.google import (
 )
 from tests.harness.processes import LOOPBACK
 from tests.harness.proxies import FaultProxy
-from tests.harness.registry import Registry
+from tests.harness.registry import Registry, access_log, blob_downloads
 from tests.pants_runs import make_pants_repo, run_pants
 
 pytestmark = pytest.mark.slow
@@ -53,39 +52,6 @@ def _docker_config(directory: Path, document: dict[str, object]) -> Path:
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(document))
     return directory
-
-
-def _blob_downloads(registry: Registry, repository: str) -> int:
-    """GETs of the repository's blobs that the registry answered with content (access log)."""
-    return len(
-        re.findall(
-            rf'"GET /v2/{re.escape(repository)}/blobs/sha256:[0-9a-f]{{64}} HTTP/1\.1" (?:200|307)',
-            registry.log_path.read_text(),
-        )
-    )
-
-
-@dataclass(frozen=True)
-class _Logged:
-    """One request of the registry's access log."""
-
-    method: str
-    path: str  # unquoted, no query
-    query: dict[str, list[str]]
-    status: int
-
-
-# distribution's access log is Apache's combined format: "METHOD REQUEST-URI PROTO" STATUS.
-_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<uri>/\S*) HTTP/1\.1" (?P<status>\d{3}) ')
-
-
-def _access_log(registry: Registry) -> list[_Logged]:
-    logged = []
-    for match in _ACCESS_LINE.finditer(registry.log_path.read_text()):
-        parts = urlsplit(match["uri"])
-        query = parse_qs(parts.query)
-        logged.append(_Logged(match["method"], unquote(parts.path), query, int(match["status"])))
-    return logged
 
 
 def _counters(stderr: str) -> dict[str, int]:
@@ -168,19 +134,19 @@ oci_image(
     locked = json.loads((repo / "oci.lock.json").read_text())
     assert base.manifest_digest in json.dumps(locked)
 
-    before = _blob_downloads(registry, repository)
+    before = blob_downloads(registry, repository)
     pants(tester, "package", "app::")
     pinned = json.loads((repo / "dist/app/pinned/image-info.json").read_text())
     assert pinned["layers"][0]["digest"] == base.layer_digest
     # The config and the layer, once for both images.
-    assert _blob_downloads(registry, repository) == before + 2
+    assert blob_downloads(registry, repository) == before + 2
 
     # Everything it needs is on this machine now: `run` needs no credentials.
     ran = run_pants("run", "app:tagged", cwd=repo, env={"DOCKER_CONFIG": str(nobody)})
     assert ran.stdout == "private base, 0\n"
 
     # Publish with a credential helper; the base's layer is already in the registry.
-    logged_before = len(_access_log(registry))
+    logged_before = len(access_log(registry))
     pants(helped, "publish", "app:pinned", path=f"{bin_dir}:{os.environ['PATH']}")
     manifest = registry.httpx_client().get(
         f"/v2/{repository}-app/manifests/latest",
@@ -188,16 +154,16 @@ oci_image(
     )
     assert manifest.status_code == 200, manifest.text
     assert manifest.headers["Docker-Content-Digest"] == pinned["manifest_digest"]
-    published = _access_log(registry)[logged_before:]
+    published = access_log(registry)[logged_before:]
 
     # Later, other credentials (a changed password, another account) in a new session: the
     # base comes from this machine's blob cache, no download, and every cacheable process
     # (layers, assembly) is a cache hit, as in a run with the first credentials.
-    downloads = _blob_downloads(registry, repository)
+    downloads = blob_downloads(registry, repository)
     # (New sessions without pantsd, whose memo would hide the cache look-ups.)
     same = _counters(pants(tester, "--stats-log", "package", "app::", pantsd=False))
     other = _counters(pants(reader, "--stats-log", "package", "app::", pantsd=False))
-    assert _blob_downloads(registry, repository) == downloads
+    assert blob_downloads(registry, repository) == downloads
     assert other["local_cache_requests_uncached"] == same["local_cache_requests_uncached"]
     assert other["local_cache_requests_cached"] == same["local_cache_requests_cached"] > 0
     assert json.loads((repo / "dist/app/pinned/image-info.json").read_text()) == pinned

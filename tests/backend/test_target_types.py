@@ -173,6 +173,12 @@ BAD_VALUES = [
     ("oci_image", 'registries=["@"]', "'@'", '"@ghcr"'),
     ("oci_image", 'registries=["@team/ghcr"]', "'@team/ghcr'", "a key of `[oci].registries`"),
     ("oci_image", 'formats=["tarball"]', "'tarball'", "docker-archive"),
+    (
+        "oci_image",
+        'formats=["oci-layout", "sparse-oci-layout"]',
+        "['oci-layout', 'sparse-oci-layout']",
+        'keep "oci-layout" for a layout with every blob',
+    ),
     ("oci_layer", 'destination="srv"', "'srv'", "'/srv'"),
     ("oci_layer", 'destination="/srv/../etc"', "'/srv/../etc'", "absolute path it means"),
     ("oci_layer", 'mode="rw-r--r--"', "'rw-r--r--'", '"0644"'),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import platform
 import tarfile
 from dataclasses import dataclass
@@ -271,3 +272,15 @@ def push_image_to(
             push_blob(client, repository, data)
         push_manifest(client, repository, tag, image.manifest, image.manifest_media_type)
     return PushedImage(image=image, registry=registry, repository=repository, tag=tag)
+
+
+def push_large_base(registry: Registry, repository: str, data_bytes: int) -> PushedImage:
+    """A busybox base with `data_bytes` of incompressible bytes of its own at
+    /opt/data/blob, tagged `1.0` (random: no earlier run has its blobs in a blob cache)."""
+    files = base_files()
+    for directory in ("opt", "opt/data"):
+        put(files, tar_entry(directory, tarfile.DIRTYPE, 0o755))
+    put(files, tar_entry("opt/data/blob", tarfile.REGTYPE, 0o644), os.urandom(data_bytes))
+    tar_bytes, layer = pack_layer(files, compresslevel=1)
+    image = image_from_layer(tar_bytes, layer, env=[PATH_ENV], cmd=["sh"], created_by="large")
+    return push_image_to(image, registry, repository, "1.0")

@@ -17,6 +17,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import bcrypt
 import httpx
@@ -405,3 +406,49 @@ def start_registry(
         token_service.stop()
     assert last_error is not None
     raise last_error
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One request of a registry's access log."""
+
+    method: str
+    path: str  # unquoted, no query
+    query: dict[str, list[str]]
+    status: int
+    sent: int  # bytes of the response body
+
+
+# distribution's access log is Apache's combined format: "METHOD REQUEST-URI PROTO" STATUS SIZE.
+_ACCESS_LINE = re.compile(
+    r'"(?P<method>[A-Z]+) (?P<uri>/\S*) HTTP/1\.1" (?P<status>\d{3}) (?P<sent>\d+|-)'
+)
+
+
+def access_log(registry: Registry) -> list[Logged]:
+    """Every request the registry has logged, oldest first."""
+    logged = []
+    for match in _ACCESS_LINE.finditer(registry.log_path.read_text()):
+        parts = urlsplit(match["uri"])
+        sent = 0 if match["sent"] == "-" else int(match["sent"])
+        logged.append(
+            Logged(
+                match["method"],
+                unquote(parts.path),
+                parse_qs(parts.query),
+                int(match["status"]),
+                sent,
+            )
+        )
+    return logged
+
+
+def blob_downloads(registry: Registry, repository: str) -> int:
+    """GETs of the repository's blobs that the registry answered with content (access log)."""
+    return sum(
+        1
+        for entry in access_log(registry)
+        if entry.method == "GET"
+        and entry.path.startswith(f"/v2/{repository}/blobs/sha256:")
+        and entry.status in (200, 307)
+    )

@@ -32,6 +32,7 @@ class BuiltOciImage(BuiltPackageArtifact):
     tags: Tuple[str, ...] = ()  # of the layout
     registries: Tuple[RegistryNames, ...] = ()  # its names in each registry: what publish pushes
     docker_archive: Optional[str] = None
+    sparse: bool = False  # a `sparse-oci-layout`: without its registry base's layer blobs
 
     @classmethod
     def create(
@@ -45,6 +46,7 @@ class BuiltOciImage(BuiltPackageArtifact):
         tags: Tuple[str, ...],
         registries: Tuple[RegistryNames, ...],
         docker_archive: Optional[str],
+        sparse: bool,
     ) -> BuiltOciImage:
         return cls(
             relpath=layout_dir,
@@ -59,6 +61,7 @@ class BuiltOciImage(BuiltPackageArtifact):
             tags=tags,
             registries=registries,
             docker_archive=docker_archive,
+            sparse=sparse,
         )
 
     @property

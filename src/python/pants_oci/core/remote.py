@@ -221,15 +221,19 @@ def _layout_documents(
             for item in _layout_documents(layout, child, remote, base_layers, depth + 1)
         ]
         return [*children, _Document(raw, media_type)]
-    blobs = [
-        Blob(
-            item,
-            path=layout.blob_path(item.digest) if layout.has_blob(item.digest) else None,
-            remote=remote,
-            mountable=item.digest in base_layers,
+    blobs = []
+    for item in (document.config, *document.layers):
+        present = layout.has_blob(item.digest)
+        # A blob the layout lacks (a sparse layout's base layer) is in ``remote``'s
+        # repository: mounted from there where the registry is the same.
+        blobs.append(
+            Blob(
+                item,
+                path=layout.blob_path(item.digest) if present else None,
+                remote=remote,
+                mountable=item.digest in base_layers or not present,
+            )
         )
-        for item in (document.config, *document.layers)
-    ]
     return [_Document(raw, media_type, tuple(blobs))]
 
 

@@ -9,7 +9,7 @@ is a reviewable file checked into the repo, which builds then read instead of th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple, Union
+from typing import Dict, Iterable, List, Set, Tuple, Union
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfile,
@@ -32,14 +32,18 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from pants_oci.core import wire
-from pants_oci.core.reference import Reference
+from pants_oci.core.reference import Reference, parse_reference
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import OciImageBaseField
+from pants_oci.util_rules.base_images import ImageFactsRequest
+from pants_oci.util_rules.image import image_platforms, is_sparse
 from pants_oci.util_rules.lockfile import (
     GENERATE_COMMAND,
     BaseLockfile,
     BaseLockfileRequest,
+    ImageFacts,
     LockedBase,
+    choose_platform,
     lock_key,
     render_lockfile,
 )
@@ -92,6 +96,26 @@ def _locked(inspected: wire.InspectResult) -> LockedBase:
     )
 
 
+async def _image_facts(lookups: BaseLookups, lockfile: BaseLockfile) -> Dict[str, ImageFacts]:
+    """The facts of each platform image that sparse layouts are built on, by manifest digest:
+    kept from the lockfile when it has them (facts of a digest never change), else read from
+    the image's layers, downloaded once here (through the blob cache) so that builds need
+    not."""
+    wanted: Dict[str, Tuple[str, str]] = {}  # manifest digest -> (reference, platform)
+    for name in lookups.names:
+        locked = lookups.upstream[name]
+        for platform in lookups.sparse_platforms.get(name, ()):
+            chosen = choose_platform(locked.platforms, platform)
+            if chosen is not None:  # else builds say the base lacks the platform
+                digest = locked.platforms[chosen]
+                wanted[digest] = (f"{parse_reference(name).name}@{digest}", chosen)
+    known = {} if lockfile.error else dict(lockfile.images)
+    missing = sorted(digest for digest in wanted if digest not in known)
+    read = await MultiGet(Get(ImageFacts, ImageFactsRequest(*wanted[digest])) for digest in missing)
+    found = {**known, **dict(zip(missing, read))}
+    return {digest: found[digest] for digest in wanted}
+
+
 def _describe(name: str, entry: LockedBase) -> str:
     return f"{name} -> {entry.digest} ({', '.join(sorted(entry.platforms))})"
 
@@ -107,6 +131,9 @@ class BaseLookups:
 
     names: Tuple[str, ...]
     users: FrozenDict[str, Tuple[str, ...]]
+    # The platforms its users with a `sparse-oci-layout` build: the images whose facts the
+    # lockfile records (other builds read the base's layers anyway).
+    sparse_platforms: FrozenDict[str, Tuple[str, ...]]
     upstream: FrozenDict[str, LockedBase]
     failures: Tuple[Tuple[str, str], ...]  # (name, the tool's error)
 
@@ -123,6 +150,7 @@ async def look_up_bases(
 ) -> BaseLookups:
     bases: Dict[str, Reference] = {}
     users: Dict[str, List[str]] = {}
+    platforms: Dict[str, Set[str]] = {}
     for target in all_targets:
         if not target.has_field(OciImageBaseField):
             continue
@@ -132,6 +160,8 @@ async def look_up_bases(
             key = lock_key(reference)
             bases[key] = reference
             users.setdefault(key, []).append(str(target.address))
+            if is_sparse(target):
+                platforms.setdefault(key, set()).update(image_platforms(target, oci))
     names = sorted(bases)
     env = await Get(EnvironmentVars, RegistryEnvRequest())
     commands = [wire.Inspect(name) for name in names]
@@ -162,6 +192,9 @@ async def look_up_bases(
     return BaseLookups(
         names=tuple(names),
         users=FrozenDict({name: tuple(found) for name, found in users.items()}),
+        sparse_platforms=FrozenDict(
+            {name: tuple(sorted(found)) for name, found in platforms.items()}
+        ),
         upstream=FrozenDict(upstream),
         failures=failures,
     )
@@ -208,7 +241,9 @@ async def generate_oci_lockfile(
         console.print_stdout(f"{lockfile.path}: {len(names)} base(s), all up to date.")
         return GenerateOciLockfile(exit_code=0)
 
-    digest = await Get(Digest, CreateDigest([FileContent(oci.lockfile, render_lockfile(upstream))]))
+    images = await _image_facts(lookups, lockfile)
+    content = render_lockfile(upstream, images)
+    digest = await Get(Digest, CreateDigest([FileContent(oci.lockfile, content)]))
     workspace.write_digest(digest)
     for name in names:
         before = lockfile.bases.get(name)
@@ -257,10 +292,12 @@ def oci_lockfile_request(_: RequestedOciResolveNames, oci: OciSubsystem) -> User
 
 @rule(desc="Generate the OCI base-image lockfile")
 async def generate_oci_bases_lockfile(request: GenerateOciBasesLockfile) -> GenerateLockfileResult:
-    lookups = await Get(BaseLookups, BaseLookupsRequest())
+    lockfile, lookups = await MultiGet(
+        Get(BaseLockfile, BaseLockfileRequest()), Get(BaseLookups, BaseLookupsRequest())
+    )
     if lookups.failures:
         raise BaseLookupError(lookups.failure_message())
-    content = render_lockfile(lookups.upstream)
+    content = render_lockfile(lookups.upstream, await _image_facts(lookups, lockfile))
     digest = await Get(Digest, CreateDigest([FileContent(request.lockfile_dest, content)]))
     return GenerateLockfileResult(digest, request.resolve_name, request.lockfile_dest)
 

@@ -74,6 +74,7 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
         tags=image.summary.tags,
         registries=image.registries,
         docker_archive=archive,
+        sparse=image.sparse,
     )
     return BuiltPackage(digest, (*artifacts, built))
 

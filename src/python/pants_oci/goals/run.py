@@ -25,6 +25,7 @@ from pants_oci.goals.package import IMAGE_INFO, OciImageFieldSet
 from pants_oci.package_types import BuiltOciImage
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import OciImageBaseField
+from pants_oci.util_rules.image import BuildImageRequest, BuiltImage
 from pants_oci.util_rules.tool_commands import tool_request
 
 _LAYOUT_DIR = "image"
@@ -122,6 +123,10 @@ async def _image_layout(address: Address) -> Tuple[BuiltOciImage, Digest]:
         ),
     )
     layout = await Get(Digest, RemovePrefix(layout, image.layout_dir))
+    if image.sparse:
+        # Its base's layers are in a registry, not in the package: the run needs them all.
+        whole = await Get(BuiltImage, BuildImageRequest(address, complete=True))
+        layout = whole.layout
     return image, await Get(Digest, AddPrefix(layout, _LAYOUT_DIR))
 
 

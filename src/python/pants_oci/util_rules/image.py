@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -35,7 +35,7 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import ProcessCacheScope, ProcessResult
+from pants.engine.process import ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
@@ -48,6 +48,7 @@ from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.platforms import check_platform
 from pants_oci.core.reference import DEFAULT_TAG, parse_reference
+from pants_oci.placeholders import TagVars, interpolate
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     ImageBase,
@@ -65,24 +66,34 @@ from pants_oci.target_types import (
     OciImageUserField,
     OciImageVolumesField,
     OciImageWorkdirField,
-    TagVars,
     image_output_path,
-    interpolate,
 )
-from pants_oci.util_rules import base_targets, image_layers
+from pants_oci.util_rules import base_images, base_targets, image_layers
+from pants_oci.util_rules.base_images import (
+    BASE_DIR,
+    BaseDirectories,
+    BaseDirectoriesRequest,
+    BaseInterpreters,
+    BaseInterpretersRequest,
+    RegistryBaseRequest,
+    ResolvedBase,
+    blob_paths,
+)
 from pants_oci.util_rules.base_targets import BaseTargets, BaseTargetsRequest
 from pants_oci.util_rules.image_layers import ImageLayers, ImageLayersRequest
 from pants_oci.util_rules.layer_plan import lower_directories
 from pants_oci.util_rules.layers import BuildLayerRequest, BuiltLayer
-from pants_oci.util_rules.lockfile import BaseLockfile, BaseLockfileRequest, locked_base
+from pants_oci.util_rules.lockfile import (
+    BaseLockfile,
+    BaseLockfileRequest,
+    locked_base,
+)
 from pants_oci.util_rules.python import PexEntrypoint, PexEntrypointRequest, PexLayers
 from pants_oci.util_rules.registries import OciRegistries, RegistryNames, image_names
 from pants_oci.util_rules.registries import rules as registry_rules
-from pants_oci.util_rules.tool import BLOB_CACHE_DIR, RegistryEnvRequest
 from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 _LAYOUT_DIR = "image"
-_BASE_DIR = "base"
 _CONFIG = "__oci_image_config.json"
 
 
@@ -113,18 +124,22 @@ async def resolve_tag_vars(_: TagVarsRequest, oci: OciSubsystem) -> TagVars:
 
 @dataclass(frozen=True)
 class BuildImageRequest:
-    """Build an image: for each of its platforms, or an index of them. Its layout holds every
-    blob, base layers included (what `package` writes)."""
+    """Build an image: for each of its platforms, or an index of them; its layout as the
+    target's `formats` say (without a registry base's layer blobs for a `sparse-oci-layout`),
+    or holding every blob when `complete` (what `run` needs)."""
 
     address: Address
+    complete: bool = False
 
 
 @dataclass(frozen=True)
 class PlatformImageRequest:
-    """Build the image of one of the target's platforms."""
+    """Build the image of one of the target's platforms; `sparse`: its layout without its
+    registry base's layer blobs, which stay in that registry."""
 
     address: Address
     platform: str
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class BuiltImage:
     platforms: Tuple[str, ...]
     names: Tuple[RegistryNames, ...]
     docker_archive: Optional[Digest] = None
+    sparse: bool = False  # the layout lacks its registry base's layer blobs
 
     @property
     def manifest_digest(self) -> str:
@@ -162,31 +178,14 @@ class BuiltImage:
 
 
 @dataclass(frozen=True)
-class ResolvedBase:
-    """The base as assembly needs it: files in `digest`, and the path of the layout directory
-    or docker-archive among them (none for scratch)."""
-
-    digest: Optional[Digest]
-    path: Optional[str]
-    reference: Optional[str]
-    is_docker_archive: bool = False
-    # Where the base's layer blobs are in `digest`, when known (a registry base, another
-    # image): assembly reads only the base's documents, so its sandbox gets none of them.
-    layer_blobs: Tuple[str, ...] = ()
-
-    @property
-    def is_layout(self) -> bool:
-        return self.path is not None and not self.is_docker_archive
-
-
-@dataclass(frozen=True)
 class BaseRequest:
-    """A base with its layers: the image's layout holds every blob (what `package` writes),
-    and a pex_binary's Python is looked up in them."""
+    """A base, with its layers unless `with_layers` is false and the lockfile has the facts
+    of its image (a registry base's; any other base is at hand whole)."""
 
     address: Address
     base: ImageBase
     platform: str
+    with_layers: bool = True
 
 
 async def _local_base(address: Address, base: ImageBase) -> ResolvedBase:
@@ -225,13 +224,14 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
     if base.address is not None:
         found = await Get(BaseTargets, BaseTargetsRequest(request.address, base))
         [base_address] = found.addresses
+        # Whole: its layers are this image's, in no registry yet.
         built = await Get(BuiltImage, PlatformImageRequest(base_address, request.platform))
         assert isinstance(built.summary, wire.ImageAssembleResult), "one platform's image"
         return ResolvedBase(
-            await Get(Digest, AddPrefix(built.layout, _BASE_DIR)),
-            _BASE_DIR,
+            await Get(Digest, AddPrefix(built.layout, BASE_DIR)),
+            BASE_DIR,
             None,
-            layer_blobs=_blob_paths(_BASE_DIR, (layer.digest for layer in built.summary.layers)),
+            layer_blobs=blob_paths(BASE_DIR, (layer.digest for layer in built.summary.layers)),
         )
     assert base.spec is not None
     if base.spec.kind is BaseKind.SCRATCH:
@@ -240,80 +240,25 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
         return await _local_base(request.address, base)
     reference = base.spec.reference
     assert reference is not None
+    lockfile = await Get(BaseLockfile, BaseLockfileRequest())
     if reference.digest is None:
-        lockfile = await Get(BaseLockfile, BaseLockfileRequest())
         reference = parse_reference(
             locked_base(
                 lockfile, reference, request.platform, request.address, OciImageBaseField.alias
             )
         )
-    empty = await Get(Digest, CreateDigest([]))
-    # A base may be private: the pull runs with the user's credentials (docker config, helpers,
-    # Google), so it is never cached, and reads the host's blob cache, so it downloads only
-    # what this machine has never seen. Its output is content pinned by digest: every process
-    # after it is keyed by that content, the same for any credentials on any machine.
-    credentials = await Get(EnvironmentVars, RegistryEnvRequest())
-    pull = wire.BasePull(
-        str(reference),
-        output=_BASE_DIR,
-        platform=request.platform,
-        blob_cache=BLOB_CACHE_DIR,
-        with_layers=True,
-    )
-    result = await Get(
-        ProcessResult,
-        tool_request(
-            pull,
-            f"Fetch base image {reference.familiar} ({request.platform}) for {request.address}",
-            empty,
-            uncached_env=credentials,
-            # Content pinned by digest: once it succeeded, pantsd needs it no more than once.
-            cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
+    facts = None if lockfile.error else lockfile.images.get(str(reference.digest))
+    # Shallow: the manifest and config only, when nothing needs the layers' bytes.
+    pulled = await Get(
+        ResolvedBase,
+        RegistryBaseRequest(
+            str(reference),
+            request.platform,
+            with_layers=request.with_layers or facts is None,
+            purpose=f"for {request.address}",
         ),
     )
-    return ResolvedBase(
-        result.output_digest,
-        _BASE_DIR,
-        str(reference),
-        layer_blobs=_blob_paths(
-            _BASE_DIR, (layer.digest for layer in tool_output(pull, result).layers)
-        ),
-    )
-
-
-def _blob_paths(layout: str, digests: Iterable[str]) -> Tuple[str, ...]:
-    """The paths of blobs `digests` in the layout directory `layout` ("" for the root)."""
-    return tuple(os.path.join(layout, "blobs", *d.split(":", 1)) for d in digests)
-
-
-@dataclass(frozen=True)
-class BaseDirectoriesRequest:
-    base: ResolvedBase
-
-
-@dataclass(frozen=True)
-class BaseDirectories:
-    """The directories (and symlinks) of a base image's filesystem."""
-
-    paths: FrozenSet[str]
-
-
-@rule(desc="List the directories of an OCI base image")
-async def base_directories(request: BaseDirectoriesRequest) -> BaseDirectories:
-    base = request.base
-    if base.digest is None or base.path is None or base.is_docker_archive:
-        # scratch has none; a docker-archive base is not read (its layers keep their own).
-        return BaseDirectories(frozenset())
-    command = wire.ImageDirs(base.path)
-    result = await Get(
-        ProcessResult,
-        tool_request(
-            command,
-            f"List the directories of base image {base.reference or base.path}",
-            base.digest,
-        ),
-    )
-    return BaseDirectories(frozenset(tool_output(command, result).directories))
+    return dataclasses.replace(pulled, facts=facts)
 
 
 async def _on_lower_directories(
@@ -399,8 +344,9 @@ async def build_image(
 ) -> BuiltImage:
     target = await _image_target(request.address)
     platforms = image_platforms(target, oci)
+    sparse = not request.complete and is_sparse(target)
     if len(platforms) == 1:
-        return await Get(BuiltImage, PlatformImageRequest(request.address, platforms[0]))
+        return await Get(BuiltImage, PlatformImageRequest(request.address, platforms[0], sparse))
     if "docker-archive" in (target[OciImageFormatsField].value or ()):
         raise InvalidFieldException(
             softwrap(
@@ -413,7 +359,8 @@ async def build_image(
             )
         )
     images = await MultiGet(
-        Get(BuiltImage, PlatformImageRequest(request.address, platform)) for platform in platforms
+        Get(BuiltImage, PlatformImageRequest(request.address, platform, sparse))
+        for platform in platforms
     )
     image_dirs = tuple(f"platforms/{number}" for number in range(len(images)))
     placed = await MultiGet(
@@ -442,7 +389,9 @@ async def build_image(
         Get(Digest, DigestSubset(image.layout, PathGlobs(["blobs/**"]))) for image in images
     )
     layout = await Get(Digest, MergeDigests([index_layout, *platform_blobs]))
-    return BuiltImage(request.address, layout, tool_output(index, result), platforms, names)
+    return BuiltImage(
+        request.address, layout, tool_output(index, result), platforms, names, sparse=sparse
+    )
 
 
 def _check_platform(target: Target, platform: str, oci: OciSubsystem) -> None:
@@ -486,9 +435,10 @@ async def _pex_entrypoint(
                 """
             )
         )
+    found = await Get(BaseInterpreters, BaseInterpretersRequest(base))
     entrypoint = await Get(
         PexEntrypoint,
-        PexEntrypointRequest(address, image_base.text, base.digest, base.path, pexes[0]),
+        PexEntrypointRequest(address, image_base.text, pexes[0], found.interpreters),
     )
     return list(entrypoint.argv)
 
@@ -546,10 +496,17 @@ async def _base_files(base: ResolvedBase, *, with_layers: bool) -> Optional[Dige
 def _content_hash(base: ResolvedBase, layers: Sequence[BuiltLayer], config: bytes) -> str:
     """`{hash}` in tags: a hash of everything the image is made of, known before assembly."""
     made_of = [base.reference, [layer.digest for layer in layers], config.decode()]
+    # A registry base is named by digest; any other by its files.
+    files = base.digest if base.reference is None else None
     return hashlib.sha256(
         json.dumps(made_of, sort_keys=True).encode()
-        + (base.digest.fingerprint.encode() if base.digest else b"")
+        + (files.fingerprint.encode() if files else b"")
     ).hexdigest()[:12]
+
+
+def is_sparse(target: Target) -> bool:
+    """Whether the target's `formats` ask for a layout without its registry base's layers."""
+    return "sparse-oci-layout" in (target[OciImageFormatsField].value or ())
 
 
 def _docker_archive(target: Target) -> Optional[str]:
@@ -565,22 +522,24 @@ async def _with_layer_blobs(
     base: ResolvedBase,
     layers: Sequence[BuiltLayer],
     summary: wire.ImageAssembleResult,
+    *,
+    base_layers: bool,
 ) -> Digest:
-    """The assembled layout's documents (`--omit-layers`) plus every layer blob: the image's
-    own from their `layer build` outputs, the base's from the base's own output. Placed by
-    digest in Pants' store, never copied through a process: no assembly reads a layer, and no
-    image's cached output repeats one."""
+    """The assembled layout's documents (`--omit-layers`) plus the image's own layer blobs
+    from their `layer build` outputs and, with `base_layers`, the base's from the base's own
+    output. Placed by digest in Pants' store, never copied through a process: no assembly
+    reads a layer, and no image's cached output repeats one."""
     own_blobs = await MultiGet(Get(DigestEntries, Digest, layer.blob) for layer in layers)
     placed = await Get(
         Digest,
         CreateDigest(
-            FileEntry(_blob_paths("", [layer.digest])[0], entry.file_digest)
+            FileEntry(blob_paths("", [layer.digest])[0], entry.file_digest)
             for layer, entries in zip(layers, own_blobs)
             for entry in entries
             if isinstance(entry, FileEntry) and entry.path == BuiltLayer.BLOB_PATH
         ),
     )
-    if base.digest is None or base.path is None:
+    if base.digest is None or base.path is None or not base_layers:
         return await Get(Digest, MergeDigests([documents, placed]))
     base_blobs = await Get(
         Digest,
@@ -588,7 +547,7 @@ async def _with_layer_blobs(
             base.digest,
             PathGlobs(
                 # The image's layers that the base has: its own are not there.
-                _blob_paths(base.path, [layer.digest for layer in summary.layers]),
+                blob_paths(base.path, [layer.digest for layer in summary.layers]),
                 glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
             ),
         ),
@@ -604,9 +563,16 @@ async def build_platform_image(
     target = await _image_target(request.address)
     _check_platform(target, request.platform, oci)
     image_base = target[OciImageBaseField].image_base()
+    archive = _docker_archive(target)
+    # A sparse layout leaves a registry base's layers in its registry (`publish` mounts or
+    # copies them from there); a docker-archive holds them all.
+    sparse = request.sparse and archive is None
     # The base (maybe a download) and the layers' inputs (maybe PEX builds) at once.
     base, inputs = await MultiGet(
-        Get(ResolvedBase, BaseRequest(request.address, image_base, request.platform)),
+        Get(
+            ResolvedBase,
+            BaseRequest(request.address, image_base, request.platform, with_layers=not sparse),
+        ),
         Get(ImageLayers, ImageLayersRequest(request.address)),
     )
     config_values = image_config(target, request.platform)
@@ -618,7 +584,6 @@ async def build_platform_image(
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
     config = json.dumps(config_values, sort_keys=True, indent=1).encode()
     tags, names = await _tags_and_names(target, registries, _content_hash(base, layers, config))
-    archive = _docker_archive(target)
     # The layout's layer blobs are placed in Pants' store (`_with_layer_blobs`), not written by
     # the process: it needs them only for a docker-archive, or to take a docker-archive base's
     # out of its tar.
@@ -659,8 +624,10 @@ async def build_platform_image(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([archive] if archive else []))),
     )
     layout = await Get(Digest, RemovePrefix(layout_files, _LAYOUT_DIR))
+    # Only a registry base's layers can be left out: the registry holds them.
+    sparse = sparse and base.reference is not None
     if documents_only:
-        layout = await _with_layer_blobs(layout, base, layers, summary)
+        layout = await _with_layer_blobs(layout, base, layers, summary, base_layers=not sparse)
     return BuiltImage(
         request.address,
         layout,
@@ -668,12 +635,14 @@ async def build_platform_image(
         (request.platform,),
         names,
         archive_files if archive else None,
+        sparse=sparse,
     )
 
 
 def rules() -> Iterable[Union[Rule, UnionRule]]:
     return [
         *collect_rules(),
+        *base_images.rules(),
         *base_targets.rules(),
         *image_layers.rules(),
         *registry_rules(),

@@ -13,15 +13,25 @@ the image's platform, so the build is reproducible and never looks a tag up. The
           "media_type": "application/vnd.oci.image.index.v1+json",
           "platforms": {"linux/amd64": "sha256:...", "linux/arm64/v8": "sha256:..."}
         }
+      },
+      "images": {                              <- what builds need of a platform's image
+        "sha256:...": {                        <- (by manifest digest) without its layers
+          "directories": ["bin", "etc", ...],  <- its directories and symlinks
+          "pythons": [{"path": "/usr/local/bin/python3.11", "version": "3.11"}]
+        }
       }
     }
+
+With an image's facts at hand, a build whose output need not hold the base's layers (a
+`sparse-oci-layout`) downloads only the base's manifest and config. Lockfiles without
+`images` still work: builds then read the facts from the base's layers.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
@@ -30,6 +40,7 @@ from pants.engine.target import InvalidFieldException
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from pants_oci.core import wire
 from pants_oci.core.platforms import PlatformParts, platform_matches
 from pants_oci.core.reference import Reference
 from pants_oci.subsystems.oci import OciSubsystem
@@ -57,6 +68,32 @@ class LockedBase:
 
 
 @dataclass(frozen=True)
+class ImageFacts:
+    """What builds need to know of a base image's filesystem, recorded so that they need not
+    download its layers: its directories (and symlinks, which layers must not replace with
+    directories) and its Python interpreters, preferred first."""
+
+    directories: Tuple[str, ...]
+    pythons: Tuple[wire.PythonInterpreter, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "directories": sorted(self.directories),
+            "pythons": [python.to_json() for python in self.pythons],
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> ImageFacts:
+        return cls(
+            directories=tuple(str(path) for path in document["directories"]),
+            pythons=tuple(
+                wire.PythonInterpreter(path=str(entry["path"]), version=str(entry["version"]))
+                for entry in document["pythons"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class BaseLockfile:
     """The lockfile's entries by canonical reference (`docker.io/library/python:3.11-slim`);
     `exists` is false when there is no lockfile yet."""
@@ -64,6 +101,8 @@ class BaseLockfile:
     path: str
     exists: bool
     bases: FrozenDict[str, LockedBase]
+    # Facts of the platform images by manifest digest (see ImageFacts).
+    images: FrozenDict[str, ImageFacts]
     error: Optional[str] = None  # why the file cannot be read: builds fail, generating fixes
 
     def require_valid(self) -> None:
@@ -71,10 +110,12 @@ class BaseLockfile:
             raise LockfileError(self.error)
 
     def render(self) -> bytes:
-        return render_lockfile(self.bases)
+        return render_lockfile(self.bases, self.images)
 
 
-def render_lockfile(bases: Mapping[str, LockedBase]) -> bytes:
+def render_lockfile(
+    bases: Mapping[str, LockedBase], images: Mapping[str, ImageFacts] = FrozenDict()
+) -> bytes:
     document = {
         "//": (
             f"Base images pinned by `{GENERATE_COMMAND}`. Regenerate it, don't edit it; "
@@ -82,6 +123,7 @@ def render_lockfile(bases: Mapping[str, LockedBase]) -> bytes:
         ),
         "version": LOCKFILE_VERSION,
         "bases": {name: bases[name].to_json() for name in sorted(bases)},
+        "images": {digest: images[digest].to_json() for digest in sorted(images)},
     }
     return (json.dumps(document, indent=2) + "\n").encode()
 
@@ -91,7 +133,9 @@ def lock_key(reference: Reference) -> str:
     return str(reference if reference.tag else reference.with_tag("latest"))
 
 
-def _parse(path: str, content: bytes) -> FrozenDict[str, LockedBase]:
+def _parse(
+    path: str, content: bytes
+) -> Tuple[FrozenDict[str, LockedBase], FrozenDict[str, ImageFacts]]:
     fix = f"Regenerate it with `{GENERATE_COMMAND}`."
     try:
         document = json.loads(content)
@@ -100,16 +144,19 @@ def _parse(path: str, content: bytes) -> FrozenDict[str, LockedBase]:
                 f"The base-image lockfile {path} has version {document.get('version')!r}, "
                 f"not {LOCKFILE_VERSION}. {fix}"
             )
-        return FrozenDict(
-            {
-                name: LockedBase(
-                    digest=str(entry["digest"]),
-                    media_type=str(entry["media_type"]),
-                    platforms=FrozenDict({str(k): str(v) for k, v in entry["platforms"].items()}),
-                )
-                for name, entry in document["bases"].items()
-            }
-        )
+        bases = {
+            name: LockedBase(
+                digest=str(entry["digest"]),
+                media_type=str(entry["media_type"]),
+                platforms=FrozenDict({str(k): str(v) for k, v in entry["platforms"].items()}),
+            )
+            for name, entry in document["bases"].items()
+        }
+        images = {
+            str(digest): ImageFacts.from_json(facts)
+            for digest, facts in document.get("images", {}).items()
+        }
+        return FrozenDict(bases), FrozenDict(images)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise LockfileError(f"The base-image lockfile {path} is not valid ({e!r}). {fix}") from None
 
@@ -129,11 +176,12 @@ async def read_base_lockfile(_: BaseLockfileRequest, oci: OciSubsystem) -> BaseL
         ),
     )
     if not contents:
-        return BaseLockfile(oci.lockfile, False, FrozenDict())
+        return BaseLockfile(oci.lockfile, False, FrozenDict(), FrozenDict())
     try:
-        return BaseLockfile(oci.lockfile, True, _parse(oci.lockfile, contents[0].content))
+        bases, images = _parse(oci.lockfile, contents[0].content)
+        return BaseLockfile(oci.lockfile, True, bases, images)
     except LockfileError as e:
-        return BaseLockfile(oci.lockfile, True, FrozenDict(), error=str(e))
+        return BaseLockfile(oci.lockfile, True, FrozenDict(), FrozenDict(), error=str(e))
 
 
 def choose_platform(platforms: Mapping[str, str], wanted: str) -> Optional[str]:

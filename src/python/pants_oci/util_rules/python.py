@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Sequence, Tuple
 
 from pants.backend.python.goals.package_pex_binary import PexBinaryFieldSet
 from pants.backend.python.subsystems.setup import PythonSetup
@@ -24,14 +24,12 @@ from pants.backend.python.util_rules.interpreter_constraints import InterpreterC
 from pants.backend.python.util_rules.pex_from_targets import InterpreterConstraintsRequest
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestSubset, PathGlobs, Snapshot
-from pants.engine.process import ProcessResult
+from pants.engine.fs import DigestSubset, PathGlobs, Snapshot
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
 from pants.util.strutil import softwrap
 
 from pants_oci.core import wire
-from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 
 def is_pex_binary(target: Target) -> bool:
@@ -99,14 +97,13 @@ async def pex_layers(request: PexLayersRequest, python_setup: PythonSetup) -> Pe
 
 @dataclass(frozen=True)
 class PexEntrypointRequest:
-    """The entrypoint that runs `pex` with the Python of the base in `base_digest` (an OCI
-    layout with its layers, at `base_path`; None for scratch)."""
+    """The entrypoint that runs `pex` with one of `interpreters`, the base's Python
+    interpreters (preferred first; none for scratch)."""
 
     image: Address
     base: str
-    base_digest: Optional[Digest]
-    base_path: Optional[str]
     pex: PexLayers
+    interpreters: Tuple[wire.PythonInterpreter, ...]
 
 
 @dataclass(frozen=True)
@@ -120,20 +117,9 @@ def _describe(interpreters: Sequence[wire.PythonInterpreter]) -> str:
     return ", ".join(f"Python {i.version} at {i.path}" for i in interpreters)
 
 
-@rule(desc="Find the base image's Python")
+@rule(desc="Choose the base image's Python")
 async def pex_entrypoint(request: PexEntrypointRequest) -> PexEntrypoint:
-    interpreters: Tuple[wire.PythonInterpreter, ...] = ()
-    if request.base_digest is not None and request.base_path is not None:
-        command = wire.ImagePythons(request.base_path)
-        result = await Get(
-            ProcessResult,
-            tool_request(
-                command,
-                f"Find the Python interpreters of the base of {request.image}",
-                request.base_digest,
-            ),
-        )
-        interpreters = tool_output(command, result).interpreters
+    interpreters = request.interpreters
     pex = request.pex
     for interpreter in interpreters:
         if interpreter.version in pex.python_versions:

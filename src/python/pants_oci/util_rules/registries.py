@@ -27,14 +27,13 @@ from pants.util.strutil import softwrap
 
 from pants_oci.core.errors import InvalidReferenceError
 from pants_oci.core.reference import parse_reference, parse_repository, validate_tag
+from pants_oci.placeholders import TagVars, interpolate
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.target_types import (
     REGISTRY_ALIAS_PREFIX,
     OciImageRegistriesField,
     OciImageRepositoryField,
     OciImageTagsField,
-    TagVars,
-    interpolate,
     registry_problem,
 )
 
