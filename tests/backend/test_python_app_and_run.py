@@ -57,6 +57,10 @@ def test_python_app_image_layers_entrypoint_and_run(
     files = _example_files(APP, {'base="python:3.11-slim"': f'base="{python_base_image.ref}"'})
     files[f"{APP}/BUILD"] += (
         f'\noci_image(name="no-python", base="{busybox_image.ref}", dependencies=[":bin"])\n'
+        # The same image as a sparse layout, on the same base by tag: its Python comes from
+        # the lockfile's facts, its layers are not downloaded.
+        f'oci_image(name="sparse", base="{python_base_image.tag_ref}", dependencies=[":bin"],'
+        ' env={"GREETER_NAME": "a daemonless image"}, formats=["sparse-oci-layout"])\n'
     )
     repo = make_pants_repo(
         tmp_path / "repo",
@@ -98,6 +102,20 @@ def test_python_app_image_layers_entrypoint_and_run(
     run_pants("package", target, cwd=repo)
     after = [layer["digest"] for layer in _info(repo, target)["layers"]]
     assert after[:2] == [base_layer, requirements] and after[2] != sources
+
+    # Sparse, on the same base by tag: the entrypoint from the lockfile's facts, the same
+    # image without the base's layer.
+    run_pants("generate-oci-lockfile", cwd=repo)
+    facts = json.loads((repo / "oci.lock.json").read_text())["images"]
+    assert facts[python_base_image.manifest_digest]["pythons"][0] == {
+        "path": "/usr/bin/python3.11",
+        "version": "3.11",
+    }
+    run_pants("package", target, f"{APP}:sparse", cwd=repo)
+    sparse = _info(repo, f"{APP}:sparse")
+    assert sparse["manifest_digest"] == _info(repo, target)["manifest_digest"]
+    sparse_blobs = repo / "dist" / APP.replace("/", ".") / "sparse/blobs/sha256"
+    assert not (sparse_blobs / base_layer.split(":", 1)[1]).exists()
 
     # A base without a matching Python: the error names the image, the PEX and the fix.
     failed = run_pants("package", f"{APP}:no-python", cwd=repo, check=False)
