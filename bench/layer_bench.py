@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,14 +157,25 @@ class PerEntry:
 
 
 def measure_per_entry(small: Path, out: Path, runs: int) -> PerEntry:
-    floor, entries = syscall_floor(small)
+    """Best of ``runs`` of each; every run measures all four, one after the other, so that
+    a change in the machine's load between runs hits them alike."""
     tar_argv = ["tar", "-c", "-f", str(out / "t.tar"), "-C", str(small), "."]
+    measures: dict[str, Callable[[], float]] = {
+        "ours_none": lambda: build(small, out / "s.tar", "none"),
+        "ours_gzip": lambda: build(small, out / "s.tar.gz"),
+        "tar": lambda: timed(subprocess.run, tar_argv, check=True),
+        "floor": lambda: syscall_floor(small)[0],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():
+            seconds[name].append(measure())
     return PerEntry(
-        entries=entries,
-        ours_none=best_of(runs, lambda: build(small, out / "s.tar", "none")),
-        ours_gzip=best_of(runs, lambda: build(small, out / "s.tar.gz")),
-        tar=best_of(runs, lambda: timed(subprocess.run, tar_argv, check=True)),
-        floor=floor,
+        entries=syscall_floor(small)[1],
+        ours_none=min(seconds["ours_none"]),
+        ours_gzip=min(seconds["ours_gzip"]),
+        tar=min(seconds["tar"]),
+        floor=min(seconds["floor"]),
     )
 
 

@@ -10,6 +10,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Optional
 
 from pants_oci.core import tar_format
@@ -74,6 +75,8 @@ _NO_INHERITED: _Inherited = (None, None, None, None)
 _DIRECTORY, _FILE, _SYMLINK, _SPECIAL = -1, 0, 1, 2
 # O_NONBLOCK: a file that turned into a FIFO since it was listed must not hang the build.
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_DIRECTORY_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY
+_name = itemgetter(0)  # of a (name, ...) tuple
 
 
 def _sort_key(name: str) -> tuple[bool, str]:
@@ -116,6 +119,16 @@ class _Walker:
         self, node: Node | None, sources: list[DirSource], prefix: str, inherited: _Inherited
     ) -> None:
         """Write the entries inside one layer directory (``prefix`` is its path plus "/")."""
+        if (node is None or not node.children) and len(sources) == 1 and self.plain:
+            self._walk_source(sources[0], prefix)
+        else:
+            self._walk_merged(node, sources, prefix, inherited)
+
+    def _walk_merged(
+        self, node: Node | None, sources: list[DirSource], prefix: str, inherited: _Inherited
+    ) -> None:
+        """:meth:`walk` in general: entries given explicitly, from any number of directory
+        sources, whiteouts, overrides."""
         explicit = node.children if node is not None else {}
         found_dirs: dict[str, list[DirSource]] = {}
         found_leaves: dict[str, tuple[str, str, int]] = {}  # name -> (disk path, origin, kind)
@@ -150,6 +163,77 @@ class _Walker:
                 disk_path, origin, kind = found_leaves[name]
                 inherited_here = self._inherit(path, inherited) if self.overrides else inherited
                 self._disk_leaf(path, disk_path, origin, kind, inherited_here)
+
+    def _walk_source(self, source: DirSource, prefix: str) -> None:
+        """:meth:`walk` of a directory that holds one directory source's contents and nothing
+        else, in a layer without overrides: most of a typical layer. Nothing in it can clash
+        or be whited out and no path has an override to look up, so its entries go out
+        straight from the sorted listing."""
+        listing = self._list(source)
+        if listing is None:  # a directory with a whiteout's name: see _list()
+            self._walk_merged(None, [source], prefix, _NO_INHERITED)
+            return
+        existing_directories = self.builder.existing_directories
+        origin = source.origin
+        # Files are opened relative to their directory (one name to look up, not the whole
+        # path). It is opened for the first file after each subdirectory, so that a deep
+        # tree holds no descriptor per level.
+        dir_fd = None
+        try:
+            for name, kind, disk_path, subdirectory in listing:
+                path = prefix + name
+                if kind == _FILE:
+                    if dir_fd is None:
+                        dir_fd = _open_directory(source)
+                    self._regular_file(path, disk_path, origin, _NO_INHERITED, (dir_fd, name))
+                elif subdirectory is not None:
+                    if dir_fd is not None:
+                        os.close(dir_fd)
+                        dir_fd = None
+                    if path not in existing_directories:
+                        mode = self.builder.directory_mode
+                        self._emit(path, tar_format.DIRECTORY, mode, _NO_INHERITED)
+                    self._walk_source(subdirectory, path + "/")
+                else:
+                    self._disk_leaf(path, disk_path, origin, kind, _NO_INHERITED)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _list(self, source: DirSource) -> list[tuple[str, int, str, DirSource | None]] | None:
+        """What a directory source holds, sorted by name: (name, kind, disk path, and a
+        directory's own source), ignored entries left out and whiteout names refused as
+        :meth:`_scan` does. None if a directory there has a whiteout's name: only the general
+        walk sorts and checks those (it lists the directory again; only this odd case pays)."""
+        try:
+            entries = os.scandir(source.path)
+        except OSError as exc:
+            raise LayerError(f"cannot list {source.path}: {exc.strerror}") from None
+        spec = source.spec
+        follow = self.follow
+        listing: list[tuple[str, int, str, DirSource | None]] = []
+        with entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    # Regular files first: most entries are, and d_type tells without a stat.
+                    kind = _FILE if entry.is_file(follow_symlinks=follow) else self._kind(entry)
+                except OSError as exc:
+                    raise LayerError(f"cannot stat {entry.path}: {exc.strerror}") from None
+                if spec is not None:
+                    rel = source.rel + name
+                    if spec.match_file(rel + "/" if kind == _DIRECTORY else rel):
+                        continue
+                if kind != _DIRECTORY:
+                    if name.startswith(WHITEOUT_PREFIX):  # is_whiteout(), without a call
+                        reject_whiteout_name(name, entry.path)
+                    listing.append((name, kind, entry.path, None))
+                elif is_whiteout(name):
+                    return None
+                else:
+                    listing.append((name, kind, entry.path, self._subdirectory(source, entry)))
+        listing.sort(key=_name)  # code-point order (a key: comparing tuples costs 3x more)
+        return listing
 
     def _scan(
         self,
@@ -362,10 +446,22 @@ class _Walker:
                 "files, directories and links"
             )
 
-    def _regular_file(self, path: str, disk_path: str, origin: str, inherited: _Inherited) -> None:
+    def _regular_file(
+        self,
+        path: str,
+        disk_path: str,
+        origin: str,
+        inherited: _Inherited,
+        relative: tuple[int, str] | None = None,
+    ) -> None:
+        """A regular file at ``disk_path``, or at ``relative``: (its directory's descriptor,
+        its name)."""
         # open + fstat rather than stat + open: one path lookup fewer per file.
         try:
-            fd = os.open(disk_path, self.open_flags)
+            if relative is None:
+                fd = os.open(disk_path, self.open_flags)
+            else:
+                fd = os.open(relative[1], self.open_flags, dir_fd=relative[0])
         except OSError as exc:
             raise LayerError(f"cannot open {disk_path} (from {origin}): {exc.strerror}") from None
         try:
@@ -429,6 +525,13 @@ class _Walker:
         if os.read(fd, 1):
             raise _changed(disk_path)
         self.stream.write(tar_format.padding(size))
+
+
+def _open_directory(source: DirSource) -> int:
+    try:
+        return os.open(source.path, _DIRECTORY_OPEN_FLAGS)
+    except OSError as exc:
+        raise LayerError(f"cannot list {source.path}: {exc.strerror}") from None
 
 
 def _changed(disk_path: str) -> LayerError:

@@ -203,7 +203,9 @@ class LayerStream:
         self._pending = bytearray()
         self.tar_hash = hashlib.sha256()
         self.tar_size = 0
-        self.blob_hash = hashlib.sha256()
+        # Uncompressed, the blob is the tar: one hash serves as both digests.
+        self._identity = isinstance(self._compressor, _Uncompressed)
+        self.blob_hash = self.tar_hash if self._identity else hashlib.sha256()
         self.blob_size = 0
         self._emit(self._compressor.start())
 
@@ -242,7 +244,11 @@ class LayerStream:
     def _block(self, block: memoryview | bytes) -> None:
         self.tar_hash.update(block)
         self.tar_size += len(block)
-        self._emit(self._compressor.compress(block))
+        if self._identity:  # already hashed as the tar
+            self.blob_size += len(block)
+            self._sink.write(bytes(block))
+        else:
+            self._emit(self._compressor.compress(block))
 
     def _emit(self, data: bytes) -> None:
         if data:

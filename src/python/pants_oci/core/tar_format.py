@@ -18,6 +18,8 @@ Readers such as GNU tar, Go's ``archive/tar`` (umoci, containerd, skopeo) and Py
 
 from __future__ import annotations
 
+from zlib import adler32
+
 __all__ = [
     "BLOCK_SIZE",
     "DIRECTORY",
@@ -234,8 +236,9 @@ def _pax_header(  # noqa: PLR0917 - mirrors _ustar
 class HeaderFormatter:
     """Headers for entries that share one ownership and mtime: the common case in a layer.
 
-    Makes the same bytes as :func:`header`, with the shared fields formatted once; an entry
-    that needs PAX (or differs in ownership or mtime) goes through :func:`header`.
+    Makes the same bytes as :func:`header`, from a template per (type, mode) with the shared
+    fields formatted, and their byte sum taken, once; an entry that needs PAX (or differs in
+    ownership or mtime) goes through :func:`header`.
     """
 
     def __init__(self, *, uid: int, gid: int, mtime: int, uname: str, gname: str) -> None:
@@ -249,7 +252,7 @@ class HeaderFormatter:
             and _fits_name(gname_bytes)
         )
         self._uid, self._gid = uid, gid
-        self._mtime_field, mtime_sum = _mtime_field(mtime) if self._fast else (b"", 0)
+        self._mtime_field = _mtime_field(mtime)[0] if self._fast else b""
         # Everything after the typeflag for an entry without a link target.
         self._after_typeflag = b"".join(
             (
@@ -260,26 +263,43 @@ class HeaderFormatter:
                 _TAIL,
             )
         )
-        self._constant_sum = _CONSTANT_SUM + mtime_sum + sum(uname_bytes) + sum(gname_bytes)
+        # (typeflag, mode) -> (everything after the name as a %-format of the size's digits
+        # and the checksum, the byte sum of its constant parts)
+        self._templates: dict[tuple[bytes, int], tuple[bytes, int]] = {}
 
     def header(self, name: str, typeflag: bytes, mode: int, size: int = 0) -> bytes:
         """The header of an entry without a link target, owned and timed as shared."""
         name_bytes = name.encode("utf-8")
         if not (
-            self._fast and len(name_bytes) <= 100 and name.isascii() and size <= _MAX_NUMBER_12
+            self._fast
+            and len(name_bytes) <= 100
+            and name_bytes.isascii()
+            and size <= _MAX_NUMBER_12
         ):
             return header(name, typeflag, mode, size, **self._shared)  # type: ignore[arg-type]
+        layout, constant_sum = self._templates.get((typeflag, mode)) or self._template(
+            typeflag, mode
+        )
+        digits = b"%011o" % size
+        # The byte sum of the name and the size as zlib.adler32's low half (1 + the sum,
+        # modulo 65521), several times faster than sum(); exact here, where 100 ASCII bytes
+        # and 11 digits add up to at most 13 305.
+        checksum = constant_sum + (adler32(digits, adler32(name_bytes)) & 0xFFFF) - 1
+        return name_bytes.ljust(100, b"\x00") + layout % (digits, checksum)
+
+    def _template(self, typeflag: bytes, mode: int) -> tuple[bytes, int]:
         ids, ids_sum = _ids_field(mode, self._uid, self._gid)
-        size_field = b"%011o\x00" % size
-        checksum = self._constant_sum + sum(name_bytes) + ids_sum + sum(size_field) + typeflag[0]
-        return b"".join(
+        after = typeflag + self._after_typeflag
+        layout = b"".join(
             (
-                name_bytes.ljust(100, b"\x00"),
                 ids,
-                size_field,
+                b"%s\x00",  # the size
                 self._mtime_field,
-                b"%06o\x00 " % checksum,
-                typeflag,
-                self._after_typeflag,
+                b"%06o\x00 ",  # the checksum
+                after.replace(b"%", b"%%"),  # a user or group name may hold a %
             )
         )
+        # The checksum counts its own field as eight spaces.
+        constant_sum = ids_sum + sum(self._mtime_field) + 8 * ord(" ") + sum(after)
+        template = self._templates[typeflag, mode] = (layout, constant_sum)
+        return template
