@@ -3,7 +3,8 @@
 A download hashes the bytes as they arrive and checks them against the digest asked for
 before the final chunk is handed on; a connection that breaks midway continues with a
 ``Range: bytes=N-`` request (hashing on), up to ``options.max_retries`` times; a descriptor's
-size (or a document's limit) bounds how much is read.
+size (or a document's limit) bounds how much is read. A large blob downloaded to a file has
+its body read straight from the socket (see :mod:`._socket_body`) where that can be done.
 
 Private: :class:`~pants_oci.core.registry.RegistryClient`'s ``iter_blob``, ``read_blob`` and
 ``get_blob`` are the API.
@@ -15,7 +16,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import httpx
 
@@ -24,9 +25,16 @@ from pants_oci.core.errors import DigestMismatchError, DocumentError, OCIError, 
 from pants_oci.core.outputs import replacing
 from pants_oci.core.registry._http import content_length, content_range_start
 from pants_oci.core.registry._session import RepositorySession
+from pants_oci.core.registry._socket_body import socket_body
 from pants_oci.core.transport import ProgressCallback
 
 _log = logging.getLogger(__name__)
+
+# A body read from the socket leaves its connection closed (h11 never saw it), and the next
+# request connects again: worth it only for a body this large. On loopback it reads at about
+# twice httpx's throughput, in pieces of _PIECE.
+DIRECT_MIN = 8 * 1024 * 1024
+_PIECE = 1024 * 1024
 
 
 class BlobDownload:
@@ -66,6 +74,7 @@ class BlobDownload:
             self.close()
             raise client._too_large("blob", digest, announced, limit)
         self.size = size if size is not None else announced
+        self._buffer: memoryview | None = None
 
     def close(self) -> None:
         if self._response is not None:
@@ -116,6 +125,28 @@ class BlobDownload:
         return self.client._too_large("blob", self.digest, None, self.limit)
 
     def chunks(self) -> Iterator[bytes]:
+        """The blob's bytes as they arrive, verified (see the class)."""
+        return cast(Iterator[bytes], self._verified(direct=False))
+
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """As :meth:`chunks`, but a body of at least ``DIRECT_MIN`` bytes is read straight
+        from the socket where it can be: then a piece is a view of a buffer that the next
+        piece overwrites. For a consumer that is done with each piece at once (a file)."""
+        return self._verified(direct=True)
+
+    def _body(self, response: httpx.Response, direct: bool) -> Iterator[bytes | memoryview]:
+        """The body of ``response``: from the socket when ``direct`` and it can be."""
+        length = content_length(response)
+        if direct and length is not None and length >= DIRECT_MIN:
+            if self._buffer is None:
+                self._buffer = memoryview(bytearray(_PIECE))
+            pieces = socket_body(response, self._buffer)
+            if pieces is not None:
+                _log.debug("blob %s: reading %d bytes from the socket", self.digest, length)
+                return pieces
+        return response.iter_raw()  # raw: a blob's bytes are its identity
+
+    def _verified(self, direct: bool) -> Iterator[bytes | memoryview]:
         digest, options = self.digest, self.client.options
         hasher = new_hasher(digest.algorithm)
         total = self.size
@@ -139,7 +170,7 @@ class BlobDownload:
             # A full answer to a resumed request: drop what we already have.
             skip = done if response.status_code == 200 else 0
             try:
-                for raw in response.iter_raw():  # raw: a blob's bytes are its identity
+                for raw in self._body(response, direct):
                     chunk = raw
                     if skip:
                         chunk, skip = raw[skip:], max(0, skip - len(raw))
@@ -212,7 +243,8 @@ def download_to(
     if not isinstance(destination, (str, os.PathLike)):
         return _download_into(client, digest, destination, size, progress)
     with replacing(destination) as handle:
-        return _download_into(client, digest, handle, size, progress)
+        # Our own file: it takes each piece before the next overwrites it.
+        return _download_into(client, digest, handle, size, progress, direct=True)
 
 
 def _download_into(
@@ -221,10 +253,12 @@ def _download_into(
     writer: Any,
     size: int | None,
     progress: ProgressCallback | None,
+    *,
+    direct: bool = False,
 ) -> int:
     received = 0
     with open_blob(client, digest, progress, size=size) as download:
-        for chunk in download.chunks():
+        for chunk in download.pieces() if direct else download.chunks():
             writer.write(chunk)
             received += len(chunk)
     return received
