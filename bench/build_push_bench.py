@@ -1,13 +1,16 @@
 """Build an image layer from a directory tree and push the image: ours vs umoci + skopeo.
 
     cd /work/main && .pants-bootstrap/venv-*/bin/python bench/build_push_bench.py \\
-        [--size-mb 200] [--runs 3]
+        [--size-mb 200] [--runs 3] [--serial-api]
 
 Starts a docker-registry (CNCF distribution) in anonymous mode on loopback with the test
 harness, then times, for each tree, the whole job "one gzip layer of the tree under /data on
 an empty base, pushed as an image to the registry", three ways:
 
-* pants_oci's API: ``Image("scratch", target)``, ``add_files({"/data": tree})``, ``save()``;
+* pants_oci's API: ``Image("scratch", target)``, ``add_files({"/data": tree})``, ``save()``
+  (add_files uploads the layer while it writes it: its "build" step includes the upload,
+  and "push" is what is left of it, the config and the manifest); with ``--serial-api``
+  also with ``upload_while_building=False`` ("api-serial": build, then push);
 * pants_oci's CLI, one process per step as the Pants backend runs it:
   ``layer build``, ``image assemble --base scratch``, ``push``;
 * the peer tools: ``umoci init`` + ``umoci new`` + ``umoci insert TREE /data`` (as root),
@@ -51,6 +54,7 @@ PYTHON_LIB = Path("/usr/lib/python3.11")
 MARKER = ".bench-run"
 
 METHODS = ("api", "cli", "peer")
+SERIAL_API = "api-serial"  # the API with the upload left to save(): before/after in one run
 
 Times = dict[str, float]  # step name -> seconds
 
@@ -79,11 +83,11 @@ def warm(tree: Path) -> None:
 # --- The three ways -----------------------------------------------------------------------------
 
 
-def ours_api(tree: Path, target: str) -> tuple[Times, Image]:
+def ours_api(tree: Path, target: str, *, upload_while_building: bool = True) -> tuple[Times, Image]:
     """Build and push; returns the times and the (open) image, for the re-push."""
     times: Times = {}
     start = time.perf_counter()
-    image = Image("scratch", target)
+    image = Image("scratch", target, upload_while_building=upload_while_building)
     image.add_files({"/data": tree})
     times["build"] = time.perf_counter() - start
     times["push"] = timed(image.save)
@@ -184,7 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--serial-api",
+        action="store_true",
+        help=f"also time the API with upload_while_building=False ({SERIAL_API!r})",
+    )
     args = parser.parse_args()
+    methods = (*METHODS, SERIAL_API) if args.serial_api else METHODS
     if os.geteuid() != 0:
         print("warning: umoci insert is meant to run as root here", file=sys.stderr)
 
@@ -201,35 +211,46 @@ def main() -> None:
             trees = {"generated": generated, "python3.11": python_lib}
             results: dict[str, TreeResult] = {}
             for name, tree in trees.items():
-                results[name] = measure(name, tree, tmp / "work", registry.host, args.runs)
+                results[name] = measure(
+                    name, tree, tmp / "work", registry.host, args.runs, methods=methods
+                )
         finally:
             registry.stop()
     print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s\n")
     report(results)
 
 
-def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> TreeResult:
+def measure(
+    name: str,
+    tree: Path,
+    work_root: Path,
+    host: str,
+    runs: int,
+    *,
+    methods: tuple[str, ...] = METHODS,
+) -> TreeResult:
     """Build and push `tree` `runs` times each way, to fresh repositories of `host`."""
     nbytes = tree_bytes(tree)
     files = sum(1 for p in tree.rglob("*") if p.is_file())
     warm(tree)
     print(f"== {name}: {nbytes / 1e6:,.0f} MB in {files:,} files")
-    samples: dict[str, list[Times]] = {method: [] for method in METHODS}
-    repush: dict[str, list[float]] = {method: [] for method in METHODS}
+    samples: dict[str, list[Times]] = {method: [] for method in methods}
+    repush: dict[str, list[float]] = {method: [] for method in methods}
     sizes: dict[str, int] = {}
     for index in range(runs):
         # Rotate the order so no method always runs first (or last) on a warm machine.
-        for method in METHODS[index % 3 :] + METHODS[: index % 3]:
+        turn = index % len(methods)
+        for method in methods[turn:] + methods[:turn]:
             label = f"{name}-{method}-{index}"
             work = work_root / label
             work.mkdir(parents=True)
             target = f"{host}/bench/{label}:latest"
             mark(tree, label)
-            if method == "api":
-                times, image = ours_api(tree, target)
+            if method in ("api", SERIAL_API):
+                times, image = ours_api(tree, target, upload_while_building=method == "api")
                 with image:
-                    repush["api"].append(timed(image.save))
-                    sizes["api"] = image.layers[-1].size
+                    repush[method].append(timed(image.save))
+                    sizes[method] = image.layers[-1].size
             elif method == "cli":
                 times = ours_cli(tree, work, target)
                 repush["cli"].append(timed(lambda work=work, t=target: cli_push(work, t)))
@@ -240,14 +261,17 @@ def measure(name: str, tree: Path, work_root: Path, host: str, runs: int) -> Tre
                 repush["peer"].append(timed(lambda lay=layout, t=target: skopeo_push(lay, t)))
                 sizes["peer"] = layer_sizes(layout)[-1]
             samples[method].append(times)
-            print(f"  run {index} {method:<4} {sum(times.values()):6.2f} s  {times}")
+            load = os.getloadavg()[0]
+            print(
+                f"  run {index} {method:<4} {sum(times.values()):6.2f} s  {times}  load {load:.2f}"
+            )
             shutil.rmtree(work)
     (tree / MARKER).unlink()
     return TreeResult(
         bytes=nbytes,
         files=files,
-        best={method: best(samples[method]) for method in METHODS},
-        repush={method: min(repush[method]) for method in METHODS},
+        best={method: best(samples[method]) for method in methods},
+        repush={method: min(repush[method]) for method in methods},
         sizes=sizes,
     )
 
@@ -269,11 +293,17 @@ def report(results: dict[str, TreeResult]) -> None:
         )
     print("\nBest of the runs (median in brackets).\n\nSteps of the best run, seconds:")
     for name, r in results.items():
-        for method in METHODS:
+        for method in r.best:
             print(f"  {name:<10} {method:<4} {fmt(r.best[method])}")
+        if SERIAL_API in r.best:
+            serial, peer_ = r.best[SERIAL_API], r.best["peer"]
+            print(
+                f"  {name:<10} {SERIAL_API} / peer: {serial['total'] / peer_['total']:.2f}x "
+                f"({serial['median'] / peer_['median']:.2f})"
+            )
     print("\nNo-op re-push (same image, same repository), best, seconds; layer sizes, bytes:")
     for name, r in results.items():
-        repushes = ", ".join(f"{m} {r.repush[m]:.3f}" for m in METHODS)
+        repushes = ", ".join(f"{m} {r.repush[m]:.3f}" for m in r.repush)
         print(f"  {name:<10} {repushes}; layer sizes {r.sizes}")
 
 

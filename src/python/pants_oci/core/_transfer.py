@@ -1,6 +1,7 @@
 """Moving blobs: into a registry repository, ``max_concurrency`` at a time (a HEAD first, then
 mounted, uploaded from memory or a file, streamed from another repository, or fetched from a
-foreign layer's ``urls``), or into an OCI layout (hard-linked, copied or fetched).
+foreign layer's ``urls``), or into an OCI layout (hard-linked, copied or fetched); and a new
+layer into a registry while it is being written (:class:`LayerUploads`).
 
 A :class:`Blob` is a blob an image needs and where its bytes can be had: the image builder
 and :mod:`pants_oci.core.remote` describe what they publish as blobs, and leave the moving to
@@ -12,10 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pants_oci.core import media_types
 from pants_oci.core._transport_options import ProgressCallback
@@ -23,12 +24,14 @@ from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageBuildError
 from pants_oci.core.layout import ImageLayout
 from pants_oci.core.models import Descriptor
+from pants_oci.core.outputs import staged_file
 
 # httpx and the registry client are imported where a registry is reached.
 if TYPE_CHECKING:
+    from pants_oci.core.layer import LayerBlob
     from pants_oci.core.registry import RegistryClient
 
-__all__ = ["Blob", "place_blob", "transfer_blobs"]
+__all__ = ["Blob", "LayerUploads", "place_blob", "transfer_blobs"]
 
 _log = logging.getLogger(__name__)
 
@@ -244,3 +247,178 @@ def place_blob(layout: ImageLayout, blob: Blob, *, fetch: bool, required: bool) 
             "(`base pull --with-layers`) or let the writer fetch them"
         )
     return False
+
+
+# --- Uploading a layer while it is written ------------------------------------------------------
+
+# The least a PATCH of a layer being written carries (but the last; more when the upload is
+# behind): large enough that a request's round trip is a small part of its time, small
+# enough that an upload keeping up with the writer has little left to send at the end.
+STREAM_CHUNK_SIZE = 8 * 1024 * 1024
+
+
+class _Aborted(Exception):
+    """The writer failed, or the upload was cancelled: stop reading."""
+
+
+class GrowingFile:
+    """A file being written (the layer builder's sink) and read by an upload as it grows.
+
+    The writer never waits for the reader: the file is the buffer between them, so a slow
+    registry slows the upload, never the build."""
+
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        self._file = file
+        self._reader = os.open(path, os.O_RDONLY)  # opened now: the path is renamed later
+        self._changed = threading.Condition()
+        self._written = 0
+        self._offset = 0  # where the reader is
+        self._wanted = 0  # what the reader waits for: the writer wakes it only then
+        self._digest: Digest | None = None
+        self._aborted = False
+
+    # The writer's side.
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()  # where the reader's descriptor sees it
+        with self._changed:
+            self._written += len(data)
+            if self._written >= self._wanted:  # no waking (and GIL taking) for less
+                self._changed.notify_all()
+
+    def finish(self, digest: Digest) -> None:
+        """Every byte is written: the reader may go to the end."""
+        with self._changed:
+            self._digest = digest
+            self._changed.notify_all()
+
+    def abort(self) -> None:
+        """Stop the reader (its next read raises)."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+
+    # The reader's side (:class:`~pants_oci.core.registry._uploads.GrowingBlob`).
+
+    def available(self, at_least: int) -> int:
+        with self._changed:
+            self._wanted = self._offset + at_least
+            self._changed.wait_for(
+                lambda: (
+                    self._aborted
+                    or self._digest is not None
+                    or self._written - self._offset >= at_least
+                )
+            )
+            self._check_aborted()
+            return self._written - self._offset
+
+    def read(self, size: int) -> bytes:
+        with self._changed:
+            self._check_aborted()
+            assert size <= self._written - self._offset, "read only what is available"
+        data = os.pread(self._reader, size, self._offset)
+        if len(data) != size:
+            raise ImageBuildError("the layer file shrank while it was being uploaded")
+        self._offset += size
+        return data
+
+    def _check_aborted(self) -> None:
+        if self._aborted:
+            raise _Aborted
+
+    def digest(self) -> Digest | None:
+        with self._changed:
+            return self._digest
+
+    def close_reader(self) -> None:
+        os.close(self._reader)
+
+
+class LayerUpload:
+    """A thread uploading a layer to ``target`` while it is written to a :class:`GrowingFile`.
+
+    Best effort: whatever goes wrong is logged, and the layer is uploaded the usual way
+    (HEAD first, then from the finished file, with retries) when the image is pushed."""
+
+    def __init__(self, target: RegistryClient, growing: GrowingFile) -> None:
+        self.target = target
+        self._growing = growing
+        self._thread = threading.Thread(
+            target=self._run, name="pants-oci-layer-upload", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        target = self.target
+        where = f"{target.registry}/{target.repository}"
+        try:
+            result = target.upload_blob_while_written(self._growing, chunk_size=STREAM_CHUNK_SIZE)
+        except _Aborted:
+            _log.debug("upload of a layer being written to %s: stopped", where)
+        except Exception as exc:
+            _log.info(
+                "uploading a layer to %s while it was written failed (the push uploads it "
+                "from its file): %s",
+                where,
+                exc,
+            )
+        else:
+            if result is None:
+                _log.debug("layer small enough to upload whole: left to the push to %s", where)
+            else:
+                _log.debug("layer %s is in %s, uploaded while it was written", result[0], where)
+        finally:
+            self._growing.close_reader()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def cancel(self) -> None:
+        """Stop it (at its next read of the file) and drop its session; returns once stopped."""
+        self._growing.abort()
+        self._thread.join()
+
+
+class LayerUploads:
+    """The uploads an image's new layers started while they were written: at most
+    ``max_concurrency`` running (a new layer waits for the oldest)."""
+
+    def __init__(self, max_concurrency: int) -> None:
+        self._max_concurrency = max_concurrency
+        self._running: list[LayerUpload] = []
+
+    def write(
+        self, target: RegistryClient, path: Path, writer: Callable[[GrowingFile], LayerBlob]
+    ) -> LayerBlob:
+        """Write a layer blob to ``path`` with ``writer(sink)`` while a thread uploads it to
+        ``target``; its last chunk and the closing PUT follow once the blob is written.
+        ``path`` appears only complete, as with
+        :meth:`~pants_oci.core.layer.LayerBuilder.write_file`."""
+        while len(self._running) >= self._max_concurrency:
+            self._running[0].wait()
+            del self._running[0]
+        with staged_file(path.parent, f".{path.name}.") as staged:
+            growing = GrowingFile(staged.file, staged.path)
+            upload = LayerUpload(target, growing)
+            try:
+                blob = writer(growing)
+                staged.commit(path)
+            except BaseException:
+                upload.cancel()  # the layer will not be: neither will its upload
+                raise
+            growing.finish(blob.digest)
+        self._running.append(upload)
+        return blob
+
+    def wait(self) -> None:
+        """Let every upload finish (a failed one was logged: the push uploads its layer)."""
+        for upload in self._running:
+            upload.wait()
+        self._running.clear()
+
+    def cancel(self) -> None:
+        for upload in self._running:
+            upload.cancel()
+        self._running.clear()

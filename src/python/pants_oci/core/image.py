@@ -27,6 +27,11 @@ What :meth:`Image.save` does, in order, so that a failure part-way changes no ta
 2. the image config;
 3. the manifest, once, under the first tag; the other tags are the same bytes PUT again.
 
+On an image with a target, :meth:`Image.add_files` uploads the new layer there while it
+writes it (in chunks; a blob, which no tag names until save() puts the manifest): save()
+finds it there (HEAD), or, when that upload failed (a registry refusing chunks, say),
+uploads the layer from its file. ``upload_while_building=False`` leaves it all to save().
+
 Reproducibility: the image's ``created`` time, its history entries and every file in the
 layers :meth:`Image.add_files` makes are stamped with ``SOURCE_DATE_EPOCH`` (or 0, which is
 1970-01-01T00:00:00Z), so the same inputs give the same digests on any machine.
@@ -34,6 +39,7 @@ layers :meth:`Image.add_files` makes are stamped with ``SOURCE_DATE_EPOCH`` (or 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,14 +52,14 @@ from pants_oci.core import media_types
 from pants_oci.core._bases import Base, BaseLoader
 from pants_oci.core._clients import Clients
 from pants_oci.core._compat import zip_strict
-from pants_oci.core._transfer import Blob, place_blob, transfer_blobs
+from pants_oci.core._transfer import Blob, LayerUploads, place_blob, transfer_blobs
 from pants_oci.core._transport_options import ProgressCallback, TransportOptions
 from pants_oci.core.auth import Keychain
 from pants_oci.core.base_spec import SCRATCH
 from pants_oci.core.compression import Compression
 from pants_oci.core.digest import Digest, sha256_of_bytes
-from pants_oci.core.errors import DocumentError, ImageBuildError, InvalidValueError
-from pants_oci.core.layer import LayerBuilder, Source, resolve_source_date_epoch
+from pants_oci.core.errors import DocumentError, ImageBuildError, InvalidValueError, OCIError
+from pants_oci.core.layer import LayerBlob, LayerBuilder, Source, resolve_source_date_epoch
 from pants_oci.core.layout import (
     BASE_DIGEST_ANNOTATION,
     BASE_NAME_ANNOTATION,
@@ -86,6 +92,8 @@ from pants_oci.core.validation import (
 # that building from scratch or a local base (`pants-oci image assemble`) does not import them.
 if TYPE_CHECKING:
     from pants_oci.core.registry import RegistryClient
+
+_log = logging.getLogger(__name__)
 
 # RunConfig (what Image.get_image_config returns) and resolve_source_date_epoch are defined
 # in their own modules and re-exported here, with the builder they serve.
@@ -181,7 +189,7 @@ class Image:
     for ``"scratch"``, is the image's platform. ``base_reference`` names the registry image a
     layout base came from, where base layers missing from the layout are fetched (a layout
     written by ``pants-oci base pull`` records it itself). ``source_date_epoch`` overrides
-    ``$SOURCE_DATE_EPOCH``.
+    ``$SOURCE_DATE_EPOCH``. ``upload_while_building``: see the module's docstring.
 
     Close the image (or use it as a context manager) to drop its connections and the
     temporary directory its new layers are written to.
@@ -198,6 +206,7 @@ class Image:
         base_reference: Reference | str | None = None,
         source_date_epoch: int | None = None,
         copy_foreign_layers: bool = False,
+        upload_while_building: bool = True,
     ) -> None:
         self.options = options or TransportOptions()
         self.target = (
@@ -205,12 +214,14 @@ class Image:
         )  # None: only the writers can publish
         self.platform = _platform_argument(platform)
         self.copy_foreign_layers = copy_foreign_layers
+        self.upload_while_building = upload_while_building
         self.epoch = resolve_source_date_epoch(source_date_epoch)
         self.created = created_timestamp(self.epoch)
         self.annotations: dict[str, str] = {}
         self._clients = Clients(keychain, self.options)
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._synced: set[Digest] = set()
+        self._uploads = LayerUploads(self.options.max_concurrency)
         self._cmd_set = False
         explicit_base = (
             parse_reference(base_reference) if isinstance(base_reference, str) else base_reference
@@ -241,6 +252,7 @@ class Image:
 
     def close(self) -> None:
         """Close registry connections and delete the files of layers made by add_files."""
+        self._uploads.cancel()
         self._clients.close()
         if self._workdir is not None:
             self._workdir.cleanup()
@@ -417,7 +429,7 @@ class Image:
         directory.mkdir(exist_ok=True)
         handle, name = tempfile.mkstemp(dir=directory, suffix=".layer")
         os.close(handle)
-        blob = builder.write_file(name, compression=compression, level=level)
+        blob = self._write_layer(builder, Path(name), compression, level)
         targets = ", ".join(sorted(files))
         return self.add_layer(
             blob.digest,
@@ -427,6 +439,27 @@ class Image:
             blob=Path(name),
             created_by=f"pants-oci add_files {targets}",
         )
+
+    def _write_layer(
+        self, builder: LayerBuilder, path: Path, compression: Compression, level: int | None
+    ) -> LayerBlob:
+        """Write the layer's file; uploading it to the target meanwhile when there is one."""
+        target = self._upload_target()
+        if target is None:
+            return builder.write_file(path, compression=compression, level=level)
+        return self._uploads.write(
+            target, path, lambda sink: builder.write(sink, compression=compression, level=level)
+        )
+
+    def _upload_target(self) -> RegistryClient | None:
+        """The target's client, when add_files is to upload to it while building."""
+        if self.target is None or not self.upload_while_building:
+            return None
+        try:
+            return self.client()
+        except (OCIError, OSError) as exc:  # save() reports it, if it is what the image is for
+            _log.debug("not uploading while building: no client for %s: %s", self.target, exc)
+            return None
 
     def add_layer(
         self,
@@ -549,6 +582,7 @@ class Image:
         """Put the image's layers (those :meth:`sync` has not) and its config in ``target``,
         and return the documents: all but the manifest, which :meth:`save` (or an index's)
         puts last."""
+        self._uploads.wait()  # a layer they put in the target is found there (HEAD)
         data = self.get_image_data()
         blobs = [self._blob(layer) for layer in self._layers]
         blobs = [blob for blob in blobs if blob.digest not in self._synced]

@@ -41,11 +41,13 @@ from pants_oci.core.registry._index_walk import ImageManifest, walk_to_image_man
 from pants_oci.core.registry._session import RepositorySession
 from pants_oci.core.registry._uploads import (
     BlobSource,
+    GrowingBlob,
     copy_by_streaming,
     session_location,
     session_status,
     start_upload,
     upload_from_source,
+    upload_while_written,
 )
 from pants_oci.core.transport import ProgressCallback, TransportOptions
 
@@ -408,6 +410,25 @@ class RegistryClient(RepositorySession):
             progress=progress,
             check_exists=check_exists,
         )
+
+    def upload_blob_while_written(
+        self,
+        blob: GrowingBlob,
+        *,
+        chunk_size: int = 8 * 1024 * 1024,
+    ) -> tuple[Digest, int] | None:
+        """Upload a blob while it is being written: ``blob.available(n)`` waits for the
+        writer, ``blob.read(n)`` reads what it counted, and ``blob.digest()`` is the blob's
+        digest once the writer has finished.
+
+        Whenever ``chunk_size`` bytes or more (at least the registry's
+        ``OCI-Chunk-Min-Length``) are written, they go in a ``PATCH``; the closing
+        ``PUT ?digest=`` carries the last bytes. When the digest is known while bytes remain
+        to send, a blob the repository has already is not sent on. Returns (digest, size),
+        or None when the blob was written whole within its first chunk (upload it with
+        :meth:`upload_blob`). Nothing is retried: on failure the session is cancelled and
+        the error raised."""
+        return upload_while_written(self, blob, chunk_size)
 
     def upload_status(
         self, location: httpx.URL | str, *, retries: int | None = None

@@ -603,3 +603,94 @@ class _StreamedUpload(_PatchUpload):
             self.done += len(block)
             yield block
             self.report(self.done)
+
+
+# --- Blobs still being written ----------------------------------------------------------------
+
+# The most one PATCH of a blob being written carries: what was written while the previous
+# one was sent, when the upload falls behind (each PATCH costs a round trip, and registries
+# commit each to storage before they answer: distribution's filesystem driver fsyncs).
+_MOST_PER_PATCH = 64 * 1024 * 1024
+
+
+class GrowingBlob(Protocol):
+    """A blob whose bytes are still being written (a layer being built), read as they come."""
+
+    def digest(self) -> Digest | None:
+        """The blob's digest once the writer has finished (then :meth:`available` counts
+        every byte left); None until then."""
+        ...
+
+    def available(self, at_least: int, /) -> int:
+        """How many bytes are written and not yet read, once there are ``at_least`` (or
+        the writer has finished: then maybe fewer)."""
+        ...
+
+    def read(self, size: int, /) -> bytes:
+        """The next ``size`` bytes, of those :meth:`available` counted."""
+        ...
+
+
+def upload_while_written(
+    client: RegistryClient, blob: GrowingBlob, chunk_size: int
+) -> tuple[Digest, int] | None:
+    """:meth:`RegistryClient.upload_blob_while_written`: POST, a PATCH (with its
+    ``Content-Range``) of what is written whenever there are ``chunk_size`` bytes or more,
+    then PUT ?digest= with the rest. None, and no request, when the blob was written whole
+    within its first chunk. Nothing is retried; on failure the session is cancelled."""
+    if blob.available(chunk_size) < chunk_size:
+        return None
+    location, minimum = _new_session(client)
+    upload = _WhileWritten(client, blob, location)
+    try:
+        return upload.run(max(chunk_size, minimum))
+    except BaseException as failure:
+        upload.cancel()
+        if isinstance(failure, _SessionLost):
+            raise failure.cause from None
+        raise
+
+
+class _WhileWritten:
+    """The session of :func:`upload_while_written`, and how much of the blob it holds."""
+
+    def __init__(self, client: RegistryClient, blob: GrowingBlob, location: httpx.URL) -> None:
+        self.client = client
+        self.blob = blob
+        self.location = location
+        self.offset = 0
+
+    def run(self, least: int) -> tuple[Digest, int]:
+        """PATCH what is written, ``least`` bytes or more at a time, until the writer is
+        done; then the rest, its last bytes in the closing PUT; (digest, size)."""
+        most = max(least, _MOST_PER_PATCH)
+        while (digest := self.blob.digest()) is None:
+            length = self.blob.available(least)
+            if length >= least:  # (fewer: the writer has finished; its digest is known now)
+                self._patch(min(length, most))
+        # A blob the repository has already (a layer built unchanged) is not sent on.
+        if self.blob.available(0) and (existing := self.client.blob_exists(digest)) is not None:
+            self.cancel()
+            return digest, existing
+        while (length := self.blob.available(0)) > most:
+            self._patch(most)
+        size = self.offset + length
+        _finish(self.client, self.location, digest, self._body(length), length=length, size=size)
+        return digest, size
+
+    def _patch(self, length: int) -> None:
+        # (A session holding other bytes than were sent fails the closing PUT's digest.)
+        body = self._body(length)
+        self.location, _held = _patch(self.client, self.location, body, self.offset, length)
+        self.offset += length
+
+    def _body(self, length: int) -> Iterator[bytes]:
+        # Read as it is sent: a large chunk is never in memory whole (nor one large buffer,
+        # which httpcore copies what is left of after every partial send).
+        while length > 0:
+            piece = self.blob.read(min(_READ_SIZE, length))
+            length -= len(piece)
+            yield piece
+
+    def cancel(self) -> None:
+        self.client.cancel_upload(self.location)
