@@ -30,6 +30,7 @@ STDLIB_CORE_MODULES = frozenset(
         "media_types",
         "errors",
         "platforms",
+        "python_venv",
         "validation",
         "wire",
     }

@@ -282,7 +282,8 @@ oci_image(
     name="from_layout",
     base="oci-layout:bases/busybox-layout",
     dependencies=[":tool"],
-    # Set, so the PEX is not run with a Python the base does not have.
+    # The PEX as it is, with an entrypoint of its own: the base has no Python to run a venv.
+    python_layout="pex",
     entrypoint=["sh", "-c", "test -f /app/tool.pex/__main__.py && echo pex is there"],
     formats=["oci-layout", "docker-archive"],
     # The archive names the image as `publish` would push it.

@@ -61,6 +61,8 @@ def test_python_app_image_layers_entrypoint_and_run(
         # the lockfile's facts, its layers are not downloaded.
         f'oci_image(name="sparse", base="{python_base_image.tag_ref}", dependencies=[":bin"],'
         ' env={"GREETER_NAME": "a daemonless image"}, formats=["sparse-oci-layout"])\n'
+        f'oci_image(name="as-pex", base="{python_base_image.ref}", dependencies=[":bin"],'
+        ' env={"GREETER_NAME": "a daemonless image"}, python_layout="pex")\n'
     )
     repo = make_pants_repo(
         tmp_path / "repo",
@@ -68,24 +70,43 @@ def test_python_app_image_layers_entrypoint_and_run(
         extra_toml=f'[source]\nroot_patterns = ["/{APP}"]\n',
     )
     target = f"{APP}:python-app"
-    run_pants("package", target, cwd=repo)
+    run_pants("package", target, f"{APP}:as-pex", cwd=repo)
     info = _info(repo, target)
     layout = repo / "dist" / APP.replace("/", ".") / "python-app"
-    base_layer, requirements, sources = (layer["digest"] for layer in info["layers"])
+    base_layer, venv, requirements, sources = (layer["digest"] for layer in info["layers"])
     assert base_layer == python_base_image.layer_digest
-    # Third-party requirements and the PEX runtime in one layer, the app's code in another.
-    pex = "examples.python-app/bin.pex"
+    # A venv run by the base's Python; each third-party distribution in a layer of its own,
+    # the app's code in another; no PEX machinery anywhere.
+    site = "opt/venv/lib/python3.11/site-packages"
+    assert {"opt/venv/pyvenv.cfg", "opt/venv/bin/python", "opt/venv/bin/bin"} <= set(
+        _layer_names(layout, venv)
+    )
     required = _layer_names(layout, requirements)
-    assert f"{pex}/.deps/humanize-4.9.0-py3-none-any.whl" in required
-    assert f"{pex}/.bootstrap" in required
-    assert not any(name.endswith("main.py") for name in required)
+    assert f"{site}/humanize/__init__.py" in required
+    assert f"{site}/humanize-4.9.0.dist-info/METADATA" in required
     code = _layer_names(layout, sources)
-    assert f"{pex}/greeter/main.py" in code and f"{pex}/__main__.py" in code
-    assert not any("/.deps" in name for name in code)
+    assert f"{site}/greeter/main.py" in code
+    everything = [*required, *code, *_layer_names(layout, venv)]
+    assert not any(".bootstrap" in name or "PEX-INFO" in name for name in everything)
     config = json.loads(_blob(layout, info["config_digest"]))
-    # The base's Python runs the PEX; the base's cmd (`python3`) is not inherited.
-    assert config["config"]["Entrypoint"] == ["/usr/bin/python3.11", f"/{pex}"]
+    # The venv's Python runs the entry point; the base's cmd (`python3`) is not inherited.
+    assert config["config"]["Entrypoint"] == ["/opt/venv/bin/python", "/opt/venv/bin/bin"]
     assert "Cmd" not in config["config"]
+
+    # `python_layout="pex"`: the packed PEX in two layers, run by the base's Python.
+    pex_layout = repo / "dist" / APP.replace("/", ".") / "as-pex"
+    pex_info = _info(repo, f"{APP}:as-pex")
+    pex_requirements, pex_sources = (layer["digest"] for layer in pex_info["layers"][1:])
+    pex = "examples.python-app/bin.pex"
+    assert f"{pex}/.deps/humanize-4.9.0-py3-none-any.whl" in _layer_names(
+        pex_layout, pex_requirements
+    )
+    assert f"{pex}/greeter/main.py" in _layer_names(pex_layout, pex_sources)
+    pex_config = json.loads(_blob(pex_layout, pex_info["config_digest"]))
+    assert pex_config["config"]["Entrypoint"] == ["/usr/bin/python3.11", f"/{pex}"]
+    umoci_unpack(pex_layout, "latest", tmp_path / "pex-bundle")
+    ran_pex = runc_run(tmp_path / "pex-bundle", None)
+    assert ran_pex.stdout == "Hello from a daemonless image: 1500000 bytes is 1.5 MB.\n"
 
     bundle = tmp_path / "bundle"
     umoci_unpack(layout, "latest", bundle)
@@ -101,7 +122,7 @@ def test_python_app_image_layers_entrypoint_and_run(
     main.write_text(main.read_text().replace("Hello from", "Hi from"))
     run_pants("package", target, cwd=repo)
     after = [layer["digest"] for layer in _info(repo, target)["layers"]]
-    assert after[:2] == [base_layer, requirements] and after[2] != sources
+    assert after[:3] == [base_layer, venv, requirements] and after[3] != sources
 
     # Sparse, on the same base by tag: the entrypoint from the lockfile's facts, the same
     # image without the base's layer.

@@ -17,6 +17,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     DictStringToStringField,
+    IntField,
     StringField,
     StringSequenceField,
     Target,
@@ -523,16 +524,63 @@ class OciImageSkipPushField(BoolField):
     )
 
 
+class OciImagePythonLayoutField(StringField):
+    alias = "python_layout"
+    default = "venv"
+    valid_choices = ("venv", "pex")
+    help = help_text(
+        """
+        How the image holds its `pex_binary` dependency.
+
+        `"venv"` (the default): a virtual environment at `/opt/venv` that the base's Python
+        runs with no PEX bootstrap at start-up. Its layers: the venv itself (`pyvenv.cfg`,
+        `bin/python` linked to the base's interpreter), then the third-party distributions,
+        one layer each or in stable groups under `python_layer_budget`, then the first-party
+        code in site-packages. The same distribution gives the same layer in every image, so a
+        registry stores it once; bumping one requirement changes only its layer.
+
+        `"pex"`: the packed PEX at its output path, in two layers (its requirements with the
+        PEX runtime, then its code), run by the base's Python through the PEX bootstrap.
+        """
+    )
+
+
+class OciImagePythonLayerBudgetField(IntField):
+    alias = "python_layer_budget"
+    help = help_text(
+        """
+        The most layers a `pex_binary`'s third-party distributions take with
+        `python_layout="venv"` (default: `[oci].python_layer_budget`). Up to that many
+        distributions get a layer each; beyond, the largest half of the budget keep a layer
+        each and the rest share the other half, grouped by a hash of their names, so each
+        group changes only when one of its members does. See docs/python.md.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not 1 <= value <= 100:
+            raise field_error(
+                cls.alias,
+                address,
+                value,
+                "is out of range: give 1 to 100 (registries and runtimes refuse images of "
+                "more than about 127 layers, and the base and the image's other layers count).",
+            )
+        return value
+
+
 class OciImageDependenciesField(Dependencies):
     help = help_text(
         """
         What to put in the image, as layers on top of the base's, in this order:
 
           * each `oci_layer` dependency: one layer, in the order of their addresses;
-          * each `pex_binary` dependency: two layers, its third-party requirements (with the
-            PEX runtime) and then its own code, so a code change rebuilds and re-pushes only
-            the small one; the entrypoint runs the PEX with the base's Python unless
-            `entrypoint` is set;
+          * a `pex_binary` dependency: a venv with its third-party distributions, one layer
+            each or in groups (`python_layer_budget`), and then its own code, so a code change
+            rebuilds and re-pushes only the small top layer (`python_layout` says how); the
+            entrypoint runs it with the base's Python unless `entrypoint` is set;
           * all other dependencies together, in one final layer: sources (`files`,
             `resources`, `python_sources`, `shell_sources`, ...) and what `pants package`
             builds of other targets (`archive`, ...).
@@ -567,6 +615,8 @@ class OciImageTarget(Target):
         OciImageRegistriesField,
         OciImageSkipPushField,
         OciImageFormatsField,
+        OciImagePythonLayoutField,
+        OciImagePythonLayerBudgetField,
         OutputPathField,
         RestartableField,
     )

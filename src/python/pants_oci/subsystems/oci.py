@@ -147,6 +147,16 @@ class OciSubsystem(Subsystem):
         ),
         advanced=True,
     )
+    python_layer_budget = IntOption(
+        default=40,
+        help=softwrap(
+            """
+            The most layers a `pex_binary`'s third-party distributions take in an image with
+            `python_layout="venv"`, unless its `python_layer_budget` field says otherwise.
+            Changing it regroups the distributions of images over the budget.
+            """
+        ),
+    )
     default_platform = StrOption(
         default="linux/amd64",
         help=softwrap(

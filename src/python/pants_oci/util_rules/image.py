@@ -44,7 +44,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from pants_oci.core import wire
-from pants_oci.core.base_spec import OCI_LAYOUT_PREFIX, SCRATCH, BaseKind
+from pants_oci.core.base_spec import SCRATCH, BaseKind
 from pants_oci.core.errors import InvalidValueError
 from pants_oci.core.platforms import check_platform
 from pants_oci.core.reference import DEFAULT_TAG, parse_reference
@@ -73,8 +73,6 @@ from pants_oci.util_rules.base_images import (
     BASE_DIR,
     BaseDirectories,
     BaseDirectoriesRequest,
-    BaseInterpreters,
-    BaseInterpretersRequest,
     RegistryBaseRequest,
     ResolvedBase,
     blob_paths,
@@ -88,7 +86,6 @@ from pants_oci.util_rules.lockfile import (
     BaseLockfileRequest,
     locked_base,
 )
-from pants_oci.util_rules.python import PexEntrypoint, PexEntrypointRequest, PexLayers
 from pants_oci.util_rules.registries import OciRegistries, RegistryNames, image_names
 from pants_oci.util_rules.registries import rules as registry_rules
 from pants_oci.util_rules.tool_commands import tool_output, tool_request
@@ -409,40 +406,6 @@ def _check_platform(target: Target, platform: str, oci: OciSubsystem) -> None:
         )
 
 
-async def _pex_entrypoint(
-    address: Address, image_base: ImageBase, base: ResolvedBase, pexes: Sequence[PexLayers]
-) -> List[str]:
-    """The entrypoint of an image that runs its one pex_binary with the base's Python."""
-    if len(pexes) > 1:
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                Target {address} depends on several pex_binary targets
-                ({", ".join(str(pex.address) for pex in pexes)}), so it cannot tell which
-                one to run. Set its `{OciImageEntrypointField.alias}` field.
-                """
-            )
-        )
-    if base.is_docker_archive:
-        raise InvalidFieldException(
-            softwrap(
-                f"""
-                Target {address} runs the pex_binary {pexes[0].address} on the
-                `{OciImageBaseField.alias}` {image_base.text!r}, whose Python cannot be looked
-                up in a docker-archive. Set the `{OciImageEntrypointField.alias}` field
-                (e.g. `["/usr/local/bin/python3.11", "/{pexes[0].pex_path}"]`), or use the
-                base as an `{OCI_LAYOUT_PREFIX}` directory.
-                """
-            )
-        )
-    found = await Get(BaseInterpreters, BaseInterpretersRequest(base))
-    entrypoint = await Get(
-        PexEntrypoint,
-        PexEntrypointRequest(address, image_base.text, pexes[0], found.interpreters),
-    )
-    return list(entrypoint.argv)
-
-
 def _layer_directory(index: int) -> str:
     """Where the `index`th layer's blob and metadata are in the assembly's sandbox."""
     return f"layers/{index}"
@@ -567,19 +530,16 @@ async def build_platform_image(
     # A sparse layout leaves a registry base's layers in its registry (`publish` mounts or
     # copies them from there); a docker-archive holds them all.
     sparse = request.sparse and archive is None
-    # The base (maybe a download) and the layers' inputs (maybe PEX builds) at once.
-    base, inputs = await MultiGet(
-        Get(
-            ResolvedBase,
-            BaseRequest(request.address, image_base, request.platform, with_layers=not sparse),
-        ),
-        Get(ImageLayers, ImageLayersRequest(request.address)),
+    base = await Get(
+        ResolvedBase,
+        BaseRequest(request.address, image_base, request.platform, with_layers=not sparse),
     )
+    # A pex_binary is resolved for the platform and the base's Python.
+    inputs = await Get(ImageLayers, ImageLayersRequest(request.address, request.platform, base))
     config_values = image_config(target, request.platform)
-    if inputs.pexes and config_values["entrypoint"] is None:
-        config_values["entrypoint"] = await _pex_entrypoint(
-            request.address, image_base, base, inputs.pexes
-        )
+    if inputs.pex_entrypoint is not None and config_values["entrypoint"] is None:
+        config_values["entrypoint"] = list(inputs.pex_entrypoint)
+    config_values["env"] = {**inputs.pex_env, **config_values["env"]}
     layer_requests = await _on_lower_directories(base, inputs.requests)
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
     config = json.dumps(config_values, sort_keys=True, indent=1).encode()

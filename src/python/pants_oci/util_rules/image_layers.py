@@ -1,13 +1,15 @@
-"""An `oci_image`'s own layers, ready to build: its layer plan (layer_plan.py) carried out.
+"""An `oci_image`'s own layers for one platform, ready to build: its layer plan (layer_plan.py)
+carried out.
 
 Each planned layer gets its files: an `oci_layer`'s dependencies (layers.py), a `pex_binary`'s
-requirements or code (python.py), or the image's other dependencies together.
+venv and distributions or its code (python_image.py), or the image's other dependencies
+together.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import Snapshot
@@ -19,6 +21,7 @@ from pants.engine.target import (
     WrappedTarget,
     WrappedTargetRequest,
 )
+from pants.util.frozendict import FrozenDict
 
 from pants_oci.layer_target_types import (
     OciLayerDependenciesField,
@@ -28,7 +31,16 @@ from pants_oci.layer_target_types import (
     OciLayerModeField,
     OciLayerUidField,
 )
-from pants_oci.target_types import OciImageBaseField, OciImageDependenciesField
+from pants_oci.subsystems.oci import OciSubsystem
+from pants_oci.target_types import (
+    OciImageBaseField,
+    OciImageDependenciesField,
+    OciImageEntrypointField,
+    OciImagePythonLayerBudgetField,
+    OciImagePythonLayoutField,
+)
+from pants_oci.util_rules import python_image
+from pants_oci.util_rules.base_images import ResolvedBase
 from pants_oci.util_rules.base_targets import BaseTargets, BaseTargetsRequest
 from pants_oci.util_rules.layer_plan import (
     DependencyKind,
@@ -39,23 +51,28 @@ from pants_oci.util_rules.layer_plan import (
     plan_layers,
 )
 from pants_oci.util_rules.layers import BuildLayerRequest, LayerContent, LayerContentRequest
-from pants_oci.util_rules.python import PexLayers, PexLayersRequest, is_pex_binary
+from pants_oci.util_rules.python import is_pex_binary
+from pants_oci.util_rules.python_image import PythonLayers, PythonLayersRequest
 
 
 @dataclass(frozen=True)
 class ImageLayersRequest:
-    """The own layers of the `oci_image` at `address` (the same for each of its platforms)."""
+    """The own layers of the `oci_image` at `address` for one of its platforms, on its
+    resolved `base` (whose Python runs its `pex_binary`)."""
 
     address: Address
+    platform: str
+    base: ResolvedBase
 
 
 @dataclass(frozen=True)
 class ImageLayers:
-    """What an image's own layers are made of, in image order; and its `pex_binary`
-    dependencies, whose one, when the image sets no entrypoint, is what it runs."""
+    """What an image's own layers are made of, in image order; and, when it has a
+    `pex_binary`, the entrypoint that runs it and the environment it sets."""
 
     requests: Tuple[BuildLayerRequest, ...]
-    pexes: Tuple[PexLayers, ...]
+    pex_entrypoint: Optional[Tuple[str, ...]]
+    pex_env: FrozenDict[str, str]
 
 
 def _image_dependency(target: Target) -> ImageDependency:
@@ -91,7 +108,7 @@ def _layer_request(layer: PlannedLayer, content: Snapshot) -> BuildLayerRequest:
 
 
 @rule(desc="Gather the content of an OCI image's layers")
-async def image_layers(request: ImageLayersRequest) -> ImageLayers:
+async def image_layers(request: ImageLayersRequest, oci: OciSubsystem) -> ImageLayers:
     wrapped = await Get(
         WrappedTarget,
         WrappedTargetRequest(request.address, description_of_origin="the `oci_image` rules"),
@@ -117,27 +134,48 @@ async def image_layers(request: ImageLayersRequest) -> ImageLayers:
         Get(LayerContent, LayerContentRequest(addresses, layer.owner))
         for layer, addresses in zip(oci_layers, layer_dependencies)
     )
-    pexes = await MultiGet(Get(PexLayers, PexLayersRequest(a)) for a in plan.pexes)
-    files: Dict[Tuple[Address, LayerSource], Snapshot] = {
-        (layer.owner, layer.source): content.snapshot
+    layers: Dict[Tuple[Address, LayerSource], List[BuildLayerRequest]] = {
+        (layer.owner, layer.source): [_layer_request(layer, content.snapshot)]
         for layer, content in zip(oci_layers, contents)
     }
-    for pex in pexes:
-        files[(pex.address, LayerSource.PEX_REQUIREMENTS)] = pex.requirements
-        files[(pex.address, LayerSource.PEX_SOURCES)] = pex.sources
+    python = None
+    if plan.pexes:
+        python = await Get(
+            PythonLayers,
+            PythonLayersRequest(
+                request.address,
+                plan.pexes,
+                request.platform,
+                request.base,
+                base_text=target[OciImageBaseField].image_base().text,
+                layout=target[OciImagePythonLayoutField].value or "venv",
+                budget=_budget(target, oci),
+                entrypoint_set=target[OciImageEntrypointField].value is not None,
+            ),
+        )
+        layers.update(python.layers_by_source())
     if plan.other_content:
         rest = await Get(
             LayerContent, LayerContentRequest(Addresses(plan.other_content), request.address)
         )
-        files[(request.address, LayerSource.OTHER_CONTENT)] = rest.snapshot
-    requests = [
-        _layer_request(layer, files[(layer.owner, layer.source)])
-        for layer in plan.layers
         # A last layer with no file in it is left out.
-        if layer.source is not LayerSource.OTHER_CONTENT or files[(layer.owner, layer.source)].files
+        if rest.snapshot.files:
+            other = PlannedLayer(request.address, LayerSource.OTHER_CONTENT)
+            layers[(request.address, LayerSource.OTHER_CONTENT)] = [
+                _layer_request(other, rest.snapshot)
+            ]
+    requests = [
+        built for layer in plan.layers for built in layers.get((layer.owner, layer.source), ())
     ]
-    return ImageLayers(tuple(requests), tuple(pexes))
+    if python is None:
+        return ImageLayers(tuple(requests), None, FrozenDict())
+    return ImageLayers(tuple(requests), python.entrypoint, python.env)
+
+
+def _budget(target: Target, oci: OciSubsystem) -> int:
+    budget = target[OciImagePythonLayerBudgetField].value
+    return oci.python_layer_budget if budget is None else budget
 
 
 def rules() -> Iterable[Rule]:
-    return collect_rules()
+    return [*collect_rules(), *python_image.rules()]

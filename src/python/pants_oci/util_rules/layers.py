@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
 from pants.core.target_types import FileSourceField
@@ -38,6 +38,7 @@ from pants.engine.target import (
 from pants.util.strutil import softwrap
 
 from pants_oci.core import wire
+from pants_oci.core.python_venv import venv_directories
 from pants_oci.subsystems.oci import OciSubsystem
 from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
@@ -64,6 +65,18 @@ class NothingToPutInALayer(Exception):
 
 
 @dataclass(frozen=True)
+class VenvContent:
+    """A layer's part of the Python venv at `venv`: the venv's own files (run by the base's
+    `interpreter`, when given), and the distributions whose installed-wheel archives are
+    `wheels` (paths in the layer's content, unpacked into the venv's site-packages)."""
+
+    venv: str
+    python_version: str
+    interpreter: Optional[str] = None
+    wheels: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BuildLayerRequest:
     address: Address
     content: Snapshot
@@ -76,11 +89,19 @@ class BuildLayerRequest:
     # Directories (or symlinks) of the layers below that this layer's paths go through: it
     # writes no entry for them, so their owner and mode stay the base's.
     existing_directories: Tuple[str, ...] = ()
+    venv: Optional[VenvContent] = None
 
     def paths(self) -> Tuple[str, ...]:
-        """Where this layer's files go in the image (relative, no leading `/`)."""
-        return tuple(
-            posixpath.join(self.destination, path).lstrip("/") for path in self.content.files
+        """Where this layer's files go in the image (relative, no leading `/`); a path ending
+        in `/` is a directory it makes. Of a layer of distributions, only the venv's
+        directories, which every such layer goes through: what else it makes is left out, so
+        it writes the same bytes whatever the layers below it."""
+        venv = self.venv
+        made = () if venv is None else venv_directories(venv.venv, venv.python_version)
+        files = () if venv and venv.wheels else self.content.files
+        return (
+            *(posixpath.join(self.destination, path).lstrip("/") for path in files),
+            *(f"{directory}/" for directory in made),
         )
 
 
@@ -175,7 +196,30 @@ async def layer_content(request: LayerContentRequest) -> LayerContent:
     return LayerContent(snapshot)
 
 
+def _venv_entries(venv: VenvContent) -> List[Dict[str, Any]]:
+    entries: List[Dict[str, Any]] = [
+        {
+            "kind": "installed-wheel",
+            "source": wheel,
+            "target": venv.venv,
+            "python_version": venv.python_version,
+        }
+        for wheel in sorted(venv.wheels)
+    ]
+    if venv.interpreter is not None:
+        entries.append(
+            {
+                "kind": "venv",
+                "target": venv.venv,
+                "interpreter": venv.interpreter,
+                "python_version": venv.python_version,
+            }
+        )
+    return entries
+
+
 def layer_spec(request: BuildLayerRequest, oci: OciSubsystem) -> bytes:
+    wheels = set(request.venv.wheels) if request.venv else set()
     entries = [
         {
             "source": path,
@@ -185,7 +229,10 @@ def layer_spec(request: BuildLayerRequest, oci: OciSubsystem) -> bytes:
             "gid": request.gid,
         }
         for path in sorted(request.content.files)
+        if path not in wheels
     ]
+    if request.venv is not None:
+        entries.extend(_venv_entries(request.venv))
     spec = {
         "entries": entries,
         "uid": request.uid,

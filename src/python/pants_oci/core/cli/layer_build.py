@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from pants_oci.core.cli.inputs import (
     typed,
 )
 from pants_oci.core.cli.output import emit
-from pants_oci.core.errors import InputFileError
+from pants_oci.core.errors import InputFileError, LayerError
 from pants_oci.core.validation import check_absolute_path
 
 if TYPE_CHECKING:
@@ -45,7 +46,15 @@ _SPEC_KEYS = (
     "directory_mode",
     "existing_directories",
 )
-_ENTRY_KEYS = ("source", "target", "mode", "uid", "gid")
+_ENTRY_KEYS = ("source", "target", "mode", "uid", "gid", "kind", "python_version", "interpreter")
+# The keys each kind of entry uses (besides `kind`): another key with a value is an error, not
+# silently ignored (the files of a venv get the spec's uid/gid and their own modes).
+_KIND_KEYS = {
+    "path": ("source", "target", "mode", "uid", "gid"),
+    "installed-wheel": ("source", "target", "python_version"),
+    "venv": ("target", "interpreter", "python_version"),
+}
+_KINDS = tuple(_KIND_KEYS)
 # The compression levels the layer builder takes (gzip runs on isal: 0-3).
 _LEVELS = {"gzip": (0, 3), "zstd": (1, 22)}
 
@@ -67,11 +76,13 @@ def layer_build_command(args: argparse.Namespace, _options: TransportOptions) ->
     # layer holds must be an input of the process, and so part of its cache key.
     root = os.path.realpath(os.getcwd())
     builder = _layer_builder(spec, where, epoch=epoch, follow_symlinks=follow)
-    for number, raw_entry in enumerate(entries):
-        _add_entry(builder, raw_entry, f"{where}: entries[{number}]", root=root, ignore=ignore)
-
-    check_output_directory(args.output)
-    blob = builder.write_file(args.output, compression=compression, level=level)
+    with _Venvs() as venvs:
+        for number, raw_entry in enumerate(entries):
+            entry_where = f"{where}: entries[{number}]"
+            _add_entry(builder, venvs, raw_entry, entry_where, root=root, ignore=ignore)
+        venvs.add_to(builder)
+        check_output_directory(args.output)
+        blob = builder.write_file(args.output, compression=compression, level=level)
     emit(
         wire.LayerBuildResult(
             digest=str(blob.digest),
@@ -119,16 +130,67 @@ def _layer_builder(
     )
 
 
+class _Venvs:
+    """The Python venvs a layer spec's `installed-wheel` entries unpack into: one staging
+    directory per venv path, added to the layer once all are unpacked.
+
+    The staging directories live in a temporary directory made on the first such entry, in
+    the system's temporary directory: never in the working directory, where a source such as
+    ``.`` would read them into the layer (under a random name), and which may be read-only."""
+
+    def __init__(self) -> None:
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        self._staging: dict[str, str] = {}
+
+    def __enter__(self) -> _Venvs:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+    def unpack(self, archive: str, venv: str, python_version: str) -> None:
+        from pants_oci.core.python_venv import unpack_installed_wheel
+
+        if self._temporary is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="pants-oci-venv-")
+        if venv not in self._staging:
+            self._staging[venv] = os.path.join(self._temporary.name, str(len(self._staging)))
+            os.mkdir(self._staging[venv])
+        unpack_installed_wheel(archive, self._staging[venv], venv, python_version)
+
+    def add_to(self, builder: LayerBuilder) -> None:
+        builder.add_files(dict(self._staging))
+
+
 def _add_entry(
-    builder: LayerBuilder, raw_entry: Any, where: str, *, root: str, ignore: Sequence[str]
+    builder: LayerBuilder,
+    venvs: _Venvs,
+    raw_entry: Any,
+    where: str,
+    *,
+    root: str,
+    ignore: Sequence[str],
 ) -> None:
-    """One entry of the spec: its source at its target, with its mode and ownership."""
+    """One entry of the spec: its source at its target, with its mode and ownership; or a
+    distribution unpacked into a venv (`installed-wheel`); or a venv's own files (`venv`)."""
     entry = json_object(raw_entry, where, _ENTRY_KEYS)
+    kind = typed(entry, "kind", str, where, None) or "path"
+    if kind not in _KINDS:
+        raise InputFileError(f"{where}: 'kind' must be one of {', '.join(_KINDS)}, got {kind!r}")
+    keys = _KIND_KEYS[kind]
+    unused = sorted(k for k, v in entry.items() if v is not None and k not in ("kind", *keys))
+    if unused:
+        owners = "" if kind == "path" else " (its files get the spec's uid and gid)"
+        raise InputFileError(
+            f"{where}: a {kind!r} entry takes no {unused}; its keys are {sorted(keys)}{owners}"
+        )
     source = typed(entry, "source", str, where, None)
     target = typed(entry, "target", str, where, None)
-    if not source or not target:
+    if (not source and "source" in keys) or not target:
+        needs = "a 'source' path and " if "source" in keys else ""
         raise InputFileError(
-            f"{where}: needs a 'source' path and an absolute 'target' path in the "
+            f"{where}: needs {needs}an absolute 'target' path in the "
             f"image, got source={source!r} target={target!r}"
         )
     mode = octal_mode(entry.get("mode"), where)
@@ -136,9 +198,48 @@ def _add_entry(
         check_absolute_path(target, "'target'")
     uid = checked_id(entry, "uid", where)
     gid = checked_id(entry, "gid", where)
+    if kind == "installed-wheel":
+        # The archive is opened through any symlinks: judged by the file it reads.
+        location = os.path.realpath(source)
+        if not _is_inside(location, root):
+            raise _outside(where, source, location, root)
+    if kind != "path":
+        _add_venv_entry(builder, venvs, entry, kind, where)
+        return
     _check_source_inside(source, root, builder.follow_symlinks, where)
     builder.add_files({target: source}, ignore=ignore)
     builder.set_source_overrides(target, source, mode=mode, uid=uid, gid=gid)
+
+
+def _add_venv_entry(
+    builder: LayerBuilder, venvs: _Venvs, entry: Mapping[str, Any], kind: str, where: str
+) -> None:
+    from pants_oci.core import python_venv
+    from pants_oci.core.layer import CustomFile
+
+    target = entry["target"]
+    version = typed(entry, "python_version", str, where, None)
+    if not version:
+        raise InputFileError(f"{where}: a {kind!r} entry needs 'python_version' (e.g. \"3.11\")")
+    with input_values(where):
+        if kind == "installed-wheel":
+            try:
+                venvs.unpack(entry["source"], target, version)
+            except LayerError as exc:  # it names the archive; say which entry gave it
+                raise LayerError(f"{where}: {exc}") from None
+            return
+        interpreter = typed(entry, "interpreter", str, where, None)
+        if not interpreter:
+            raise InputFileError(f"{where}: a 'venv' entry needs the base's 'interpreter' path")
+        files: dict[str, Any] = {
+            f"{target.rstrip('/')}/pyvenv.cfg": CustomFile(
+                data=python_venv.pyvenv_cfg(interpreter, version)
+            ),
+            python_venv.site_packages(target, version): CustomFile(kind="directory"),
+        }
+        for link, points_to in python_venv.interpreter_links(target, interpreter, version).items():
+            files[link] = CustomFile(kind="symlink", link_target=points_to)
+        builder.add_files(files)
 
 
 def _check_source_inside(source: str, root: str, follow_symlinks: bool, where: str) -> None:
