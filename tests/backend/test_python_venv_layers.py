@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from tests.harness.busybox import PushedImage, host_architecture
 from tests.harness.distribution import OCI_INDEX, push_blob, push_manifest, sha256_digest
+from tests.harness.python_base import SYSTEM_PYTHON
 from tests.harness.registry import Registry, access_log
 from tests.harness.tools import runc_run, umoci_unpack
 from tests.harness.wheels import (
@@ -28,6 +30,7 @@ from tests.harness.wheels import (
     STANDARD_PINS,
     find_links_with,
     import_name,
+    pex_binary,
     pure_wheel,
 )
 from tests.pants_runs import make_pants_repo, run_pants
@@ -85,8 +88,40 @@ def _multi_platform_base(base: PushedImage, registry: Registry) -> str:
     return f"{registry.host}/python-multi@{digest}"
 
 
+def _complete_platforms() -> dict[str, str]:
+    """Complete platforms of the Python the base carries (PEX's `interpreter inspect` of the
+    host's /usr/bin/python3.11), for the host's machine and for the other one."""
+    pex3 = pex_binary().parent / "pex3"
+    inspected = subprocess.run(
+        [
+            str(pex3),
+            "interpreter",
+            "inspect",
+            "--markers",
+            "--tags",
+            "--python",
+            str(SYSTEM_PYTHON),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    host, other = MACHINE[HOST], MACHINE[OTHER]
+    return {
+        "svc/three/host.json": inspected,
+        "svc/three/other.json": inspected.replace(host, other),
+    }
+
+
 def _service(
-    name: str, dists: list[str], base: str, registry: Registry, extra: str
+    name: str,
+    dists: list[str],
+    base: str,
+    registry: Registry,
+    *,
+    extra: str = "",
+    pex_extra: str = "",
 ) -> dict[str, str]:
     imports = "\n".join(f"import {import_name(d)}" for d in dists)
     modules = ", ".join(import_name(d) for d in dists)
@@ -99,7 +134,7 @@ def _service(
     deps = ", ".join(f'"3rdparty:{d}"' for d in dists)
     build = f"""
 python_sources(name="src", dependencies=[{deps}])
-pex_binary(name="bin", entry_point="main.py", dependencies=[":src"])
+pex_binary(name="bin", entry_point="main.py", dependencies=[":src"], {pex_extra})
 oci_image(
     name="image",
     base="{base}",
@@ -176,15 +211,27 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
     platforms = f'platforms=["linux/{HOST}", "linux/{OTHER}"],'
     files = {
         "3rdparty/BUILD": _requirements(dict(links.pins)),
-        **_service("one", ALL, base, registry, platforms),
-        **_service("two", TWO, base, registry, ""),
+        **_service("one", ALL, base, registry, extra=platforms),
+        **_service("two", TWO, base, registry),
+        # Resolved for the pex_binary's complete platforms, its distributions in 2 layers.
+        **_service(
+            "three",
+            TWO,
+            base,
+            registry,
+            extra=f"{platforms} python_layer_budget=2,",
+            pex_extra='complete_platforms=[":host", ":other"]',
+        ),
+        "svc/three/BUILD.platforms": 'file(name="host", source="host.json")\n'
+        'file(name="other", source="other.json")\n',
+        **_complete_platforms(),
     }
     repo = make_pants_repo(
         tmp_path / "repo",
         files,
         extra_toml=f'[python-repos]\nfind_links = ["file://{links.directory}"]\n',
     )
-    run_pants("package", "svc/one:image", "svc/two:image", cwd=repo)
+    run_pants("package", "svc/one:image", "svc/two:image", "svc/three:image", cwd=repo)
     one, two = _manifests(_layout(repo, "one")), _manifests(_layout(repo, "two"))
     assert sorted(one) == sorted([HOST, OTHER]) and list(two) == [HOST]
     one_host = _layers_by_distribution(_layout(repo, "one"), one[HOST])
@@ -210,6 +257,19 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
         machine = MACHINE[arch]
         assert f"{SITE}/ocitest_native/_native.cpython-311-{machine}-linux-gnu.so" in names
         assert not any(MACHINE[a] in n for a in MACHINE if a != arch for n in names)
+
+    # Complete platforms: each platform's PEX is resolved for the matching one; under a
+    # budget of 2, the seven distributions share two layers (venv and code besides).
+    three = _manifests(_layout(repo, "three"))
+    for arch in (HOST, OTHER):
+        layers = three[arch]["layers"]
+        assert len(layers) == 1 + 1 + 2 + 1
+        by_distribution = _layers_by_distribution(_layout(repo, "three"), three[arch])
+        assert sorted(by_distribution) == TWO_RESOLVED
+        assert len(set(by_distribution.values())) == 2
+        native_names = _names(_layout(repo, "three"), by_distribution["ocitest-native"])
+        so = f"{SITE}/ocitest_native/_native.cpython-311-{MACHINE[arch]}-linux-gnu.so"
+        assert so in native_names
 
     # runc runs service two: the venv's Python imports its third-party packages, native
     # one included, from the layers they are in.

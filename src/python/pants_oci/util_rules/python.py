@@ -28,6 +28,7 @@ from pants.backend.python.target_types import (
     ResolvedPexEntryPoint,
     ResolvePexEntryPointRequest,
 )
+from pants.backend.python.target_types_rules import resolve_pex_entry_point
 from pants.backend.python.util_rules import pex_from_targets
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import CompletePlatforms, Pex, PexPlatforms
@@ -297,5 +298,10 @@ async def packed_pex(request: PackedPexRequest, defaults: PexBinaryDefaults) -> 
 
 
 def rules() -> Iterable[Rule]:
-    # The InterpreterConstraintsRequest rule, also in repos without the Python backend.
-    return [*collect_rules(), *pex_from_targets.rules()]  # type: ignore[no-untyped-call]
+    # What building a PEX needs, also in repos without the Python backend.
+    return [
+        *collect_rules(),
+        *pex_from_targets.rules(),  # type: ignore[no-untyped-call]
+        *collect_rules({"resolve_pex_entry_point": resolve_pex_entry_point}),
+        *PexBinaryDefaults.rules(),
+    ]
