@@ -173,6 +173,9 @@ BAD_VALUES = [
     ("oci_image", 'registries=["@"]', "'@'", '"@ghcr"'),
     ("oci_image", 'registries=["@team/ghcr"]', "'@team/ghcr'", "a key of `[oci].registries`"),
     ("oci_image", 'formats=["tarball"]', "'tarball'", "docker-archive"),
+    ("oci_image", "python_layer_budget=0", "0", "give 1 to 100"),
+    ("oci_image", "python_layer_budget=500", "500", "about 127 layers"),
+    ("oci_image", 'python_layout="zipapp"', "zipapp", "pex"),
     (
         "oci_image",
         'formats=["oci-layout", "sparse-oci-layout"]',
