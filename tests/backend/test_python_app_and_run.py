@@ -143,6 +143,7 @@ def test_python_app_image_layers_entrypoint_and_run(
     assert failed.returncode != 0
     assert f"{APP}:no-python" in failed.stderr and f"{APP}:bin" in failed.stderr
     assert "no Python interpreter" in failed.stderr and "3.11" in failed.stderr
+    assert 'python_layout="pex"' in failed.stderr
 
 
 def test_run_hello_example_with_arguments_and_environment(

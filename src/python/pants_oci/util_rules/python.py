@@ -97,11 +97,19 @@ def choose_interpreter(
     base: str,
     pex: PexPython,
     interpreters: Sequence[wire.PythonInterpreter],
+    *,
+    venv: bool,
 ) -> wire.PythonInterpreter:
-    """The first of the base's `interpreters` whose version the PEX allows."""
+    """The first of the base's `interpreters` whose version the PEX allows; a `venv` needs
+    one, a PEX only for the default entrypoint."""
     for interpreter in interpreters:
         if interpreter.version in pex.versions:
             return interpreter
+    fix = (
+        'set `python_layout="pex"` and an `entrypoint` that runs the PEX'
+        if venv
+        else "set `entrypoint` yourself"
+    )
     raise InvalidFieldException(
         softwrap(
             f"""
@@ -110,7 +118,7 @@ def choose_interpreter(
             {" OR ".join(pex.interpreter_constraints)}), but its `base` {base!r} has
             {_describe(interpreters)}. Use a base with a matching Python (e.g.
             `python:{pex.versions[-1] if pex.versions else "3"}-slim`), change the
-            interpreter constraints of {pex.address}, or set `entrypoint` yourself.
+            interpreter constraints of {pex.address}, or {fix}.
             """
         )
     )

@@ -134,7 +134,13 @@ async def _interpreter(request: PythonLayersRequest) -> Optional[wire.PythonInte
     )
     if not found.interpreters and request.layout == "pex" and request.entrypoint_set:
         return None
-    return choose_interpreter(request.image, request.base_text, python, found.interpreters)
+    return choose_interpreter(
+        request.image,
+        request.base_text,
+        python,
+        found.interpreters,
+        venv=request.layout == "venv",
+    )
 
 
 def _pex_layer(pex: PackedPex, source: LayerSource) -> BuildLayerRequest:
