@@ -181,6 +181,14 @@ def _names(layout: Path, digest: str) -> list[str]:
         return tar.getnames()
 
 
+def _member(layout: Path, digest: str, site_path: str) -> str:
+    """A file of a layer, by its path in site-packages."""
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(_blob(layout, digest)))) as tar:
+        member = tar.extractfile(f"{SITE}/{site_path}")
+        assert member is not None
+        return member.read().decode()
+
+
 def _layers_by_distribution(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
     """Each distribution's layer digest, found by the `.dist-info` directory it holds."""
     found = {}
@@ -257,6 +265,14 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
         machine = MACHINE[arch]
         assert f"{SITE}/ocitest_native/_native.cpython-311-{machine}-linux-gnu.so" in names
         assert not any(MACHINE[a] in n for a in MACHINE if a != arch for n in names)
+        wheel = _member(
+            _layout(repo, "one"), layers[native], "ocitest_native-1.0.0.dist-info/WHEEL"
+        )
+        tags = [line.split(": ", 1)[1] for line in wheel.splitlines() if line.startswith("Tag:")]
+        assert tags == [
+            f"cp311-cp311-manylinux_2_17_{machine}",
+            f"cp311-cp311-manylinux2014_{machine}",
+        ]
 
     # Complete platforms: each platform's PEX is resolved for the matching one; under a
     # budget of 2, the seven distributions share two layers (venv and code besides).
