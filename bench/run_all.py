@@ -2,8 +2,9 @@
 
     .pants-bootstrap/venv-*/bin/python bench/run_all.py [--quick]
 
-The goals are issue 17's. Each row's numbers come from this run, ours and the peer's measured
-one after the other on the same machine, with the same inputs:
+The goals are issue 17's (the Python rows: issue 18's). Each row's numbers come from this
+run, ours and the peer's measured one after the other on the same machine, with the same
+inputs:
 
 * the edit loop under pantsd (bench/package_bench.py's Sandbox): a one-file-edit
   `pants package` against a no-op one, in an examples-like repo (a big generated layer and a
@@ -16,11 +17,15 @@ one after the other on the same machine, with the same inputs:
   `curl -o`;
 * the cost per tar entry on 20,000 small files (bench/layer_bench.py), against GNU tar;
 * the bytes of a large base's layer moved to package a `sparse-oci-layout` on it and to
-  publish it to the base's registry, against the whole base a complete layout downloads.
+  publish it to the base's registry, against the whole base a complete layout downloads;
+* ten Python services over one resolve (bench/python_layers_bench.py, issue 18): the unique
+  bytes a registry stores with a layer per distribution against one requirements layer per
+  image, and what a one-pin bump uploads against that distribution's layer.
 
 Default sizes follow the issue (1 GB tree, 256 MiB blob, 200 MB big layer, 1 GB base, best of
-3 runs); `--quick` (100 MB tree, big layer and base, 64 MiB blob, 1 run) finishes in a few
-minutes. Progress goes to stderr; the machine and the table to stdout.
+3 runs, Python distributions of 50-500 KB and 4-12 MB); `--quick` (100 MB tree, big layer and
+base, 64 MiB blob, 1 run, distributions of 20-120 KB and 1-3 MB) finishes in a few minutes.
+Progress goes to stderr; the machine and the table to stdout.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src/python"), str(REPO)]
 
 import build_push_bench  # noqa: E402
+import python_layers_bench  # noqa: E402
 import registry_blob_bench  # noqa: E402
 from common import machine, tool_version  # noqa: E402
 from layer_bench import make_big_tree, make_small_tree, measure_per_entry  # noqa: E402
@@ -84,10 +90,27 @@ class Sizes:
     small_files: int  # per tar entry
     base_mb: int  # the large base's data
     runs: int  # best of
+    python: python_layers_bench.Payloads  # the Python distributions' sizes
 
 
-FULL = Sizes(tree_mb=1024, blob_mib=256, big_layer_mb=200, small_files=20_000, base_mb=1024, runs=3)
-QUICK = Sizes(tree_mb=100, blob_mib=64, big_layer_mb=100, small_files=20_000, base_mb=100, runs=1)
+FULL = Sizes(
+    tree_mb=1024,
+    blob_mib=256,
+    big_layer_mb=200,
+    small_files=20_000,
+    base_mb=1024,
+    runs=3,
+    python=python_layers_bench.FULL,
+)
+QUICK = Sizes(
+    tree_mb=100,
+    blob_mib=64,
+    big_layer_mb=100,
+    small_files=20_000,
+    base_mb=100,
+    runs=1,
+    python=python_layers_bench.QUICK,
+)
 
 
 @dataclass(frozen=True)
@@ -333,6 +356,51 @@ def base_bytes_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
     ]
 
 
+def python_layers_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
+    """Ten services over one resolve, each image in both Python layouts in one registry."""
+    result = python_layers_bench.measure(tmp, sizes.python, caches)
+    print(python_layers_bench.report(result), flush=True)
+    venv, pex = result.storage["venv"], result.storage["pex"]
+    bump, pex_bump = result.bumps["venv"], result.bumps["pex"]
+    layer = result.bumped_layer[1]
+    users = f"{result.bumped_users} of {result.services}"
+    return [
+        Row(
+            f"{result.services} services over one resolve ({result.distributions} "
+            f"distributions, {megabytes(result.resolve_bytes)}): unique bytes stored (layers + "
+            "configs, base left out), venv layers vs one requirements layer per image (pex)",
+            megabytes(venv.unique),
+            megabytes(pex.unique),
+            times(venv.unique / pex.unique),
+            "≤ 0.5x",
+            yes(venv.unique / pex.unique <= 0.5)
+            if result.storage_checked
+            else "no: the registry stores blobs not accounted for",
+        ),
+        Row(
+            f"bump one pin (used by {users} services), publish the venv images: distinct layer "
+            f"bytes uploaded vs that distribution's layer ({len(bump.layer_digests)} layer, "
+            f"sent {bump.layer_uploads}x: once per repository; {bump.configs} configs, "
+            f"{megabytes(bump.config_bytes)}; {bump.others} other blobs)",
+            megabytes(bump.layer_bytes),
+            megabytes(layer),
+            times(bump.layer_bytes / layer),
+            "= 1.0x (only that layer)",
+            yes(result.venv_only_bumped),
+        ),
+        Row(
+            "same bump, all bytes uploaded (layers + configs, every repository): venv images vs "
+            f"pex images ({len(pex_bump.layer_digests)} layers: each requirements layer, and "
+            "the code layer with its PEX-INFO)",
+            megabytes(bump.upload_bytes),
+            megabytes(pex_bump.upload_bytes),
+            f"{bump.upload_bytes / pex_bump.upload_bytes:.4f}x",
+            "(context)",
+            "",
+        ),
+    ]
+
+
 # --- Running and reporting ----------------------------------------------------------------
 
 
@@ -354,13 +422,21 @@ def attempt(name: str, measure: Benchmark, directory: Path) -> list[Row]:
     return rows
 
 
-BENCHMARKS = ("edit-examples", "edit-user", "build-push", "pull", "per-entry", "base-bytes")
+BENCHMARKS = (
+    "edit-examples",
+    "edit-user",
+    "build-push",
+    "pull",
+    "per-entry",
+    "base-bytes",
+    "python-layers",
+)
 
 
 def measure_all(sizes: Sizes, only: Sequence[str] = BENCHMARKS) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="run-all-bench-") as temp:
         tmp = Path(temp)
-        caches = tmp / "pants-caches"  # shared by both sandboxes: the tool PEX resolves once
+        caches = tmp / "pants-caches"  # shared by the Pants repos: the tool PEX resolves once
         benchmarks: dict[str, Benchmark] = {
             "edit-examples": lambda d: examples_edit_rows(d, sizes, caches),
             "edit-user": lambda d: user_edit_rows(d, sizes, caches),
@@ -368,6 +444,7 @@ def measure_all(sizes: Sizes, only: Sequence[str] = BENCHMARKS) -> list[Row]:
             "pull": lambda d: pull_rows(d, sizes),
             "per-entry": lambda d: per_entry_rows(d, sizes),
             "base-bytes": lambda d: base_bytes_rows(d, sizes, caches),
+            "python-layers": lambda d: python_layers_rows(d, sizes, caches),
         }
         rows: list[Row] = []
         for name in only:
