@@ -13,7 +13,7 @@ from pants.engine.fs import EMPTY_DIGEST
 from pants.engine.process import ProcessCacheScope
 
 from pants_oci.core import cli, wire
-from pants_oci.util_rules.tool import BLOB_CACHE_DIR
+from pants_oci.util_rules.tool import BLOB_CACHE_DIR, PUSH_LEDGER_DIR
 from pants_oci.util_rules.tool_commands import tool_request
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src/python/pants_oci"
@@ -132,6 +132,9 @@ def test_tool_requests_keep_what_each_command_writes() -> None:
     assert outputs(pull) == ((), ("base",), True)
     for command in (wire.ImageDirs("b"), wire.Inspect("r/a:1"), wire.Push("l", ("r/a:1",))):
         assert outputs(command) == ((), (), False)
+    assert outputs(wire.Push("l", ("r/a:1",), ledger=PUSH_LEDGER_DIR)) == ((), (), True)
+    with pytest.raises(ValueError, match="push ledger is mounted at"):
+        tool_request(wire.Push("l", ("r/a:1",), ledger="/elsewhere"), "d", EMPTY_DIGEST)
     with pytest.raises(ValueError, match="blob cache is mounted at"):
         tool_request(wire.BasePull("r", "base", blob_cache="/elsewhere"), "d", EMPTY_DIGEST)
 

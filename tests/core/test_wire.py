@@ -128,6 +128,8 @@ def test_inspect_and_push_argv() -> None:
         "b@x",
     )
     assert _parse(wire.Push("l", to=("r/a:1",))).base_reference is None
+    assert _parse(wire.Push("l", to=("r/a:1",))).ledger is None
+    assert _parse(wire.Push("l", to=("r/a:1",), ledger="cache/pushed")).ledger == "cache/pushed"
 
 
 def test_run_argv() -> None:

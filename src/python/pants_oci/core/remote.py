@@ -44,6 +44,7 @@ from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference
 # The registry client and httpx are imported where a registry is reached.
 if TYPE_CHECKING:
     from pants_oci.core.blob_cache import CachedRegistrySource
+    from pants_oci.core.push_ledger import PushLedger
     from pants_oci.core.registry import RegistryClient
 
 __all__ = [
@@ -261,6 +262,7 @@ def push_layout(
     options: TransportOptions | None = None,
     copy_foreign_layers: bool = False,
     progress: ProgressCallback | None = None,
+    ledger: PushLedger | None = None,
 ) -> list[tuple[Reference, Digest]]:
     """Push the one image (or index) of an OCI layout to each of ``references``, exactly as
     it is (same bytes, same digest).
@@ -269,6 +271,11 @@ def push_layout(
     before on the same registry; blobs the layout lacks copied from ``base_reference`` or the
     registry image the layout records), then the manifest under the first tag, then the same
     bytes under the others. Returns (reference, digest) per reference, in order.
+
+    With a ``ledger`` (:class:`~pants_oci.core.push_ledger.PushLedger`), a blob the first
+    repository of a registry lacks is mounted from another repository of that registry the
+    ledger says has it (uploaded when the registry declines); the blobs of every repository
+    pushed to are recorded in it, and it is saved, when the push ends.
     """
     layout = ImageLayout.open(directory)
     root = layout.only_image("push needs a layout with exactly one image (or one index)")
@@ -300,6 +307,7 @@ def push_layout(
                 updated,
                 copy_foreign_layers=copy_foreign_layers,
                 progress=progress,
+                ledger=ledger,
             )
         except OCIError as error:
             if not updated:
@@ -308,6 +316,8 @@ def push_layout(
         return [(ref, results[id(ref)]) for ref in refs]
     finally:
         clients.close()
+        if ledger is not None:
+            ledger.save()
 
 
 def _documents_to_push(
@@ -358,16 +368,20 @@ def _push_groups(
     *,
     copy_foreign_layers: bool,
     progress: ProgressCallback | None,
+    ledger: PushLedger | None = None,
 ) -> None:
     """Each repository in turn: blobs, child manifests, then the root under its tags."""
     first_in_registry: dict[str, RegistryClient] = {}
     for name, group in by_repository.items():
         target = clients.get(group[0])
         earlier = first_in_registry.setdefault(target.registry, target)
+        sources: dict[str, RegistryClient] = {}
         for document in documents:
             blobs = document.blobs
             if earlier is not target:  # the registry has them already: mount, not upload
                 blobs = tuple(Blob(blob.descriptor, remote=earlier) for blob in blobs)
+            elif ledger is not None:
+                blobs = tuple(_from_ledger(ledger, target, blob, sources) for blob in blobs)
             transfer_blobs(
                 target, blobs, copy_foreign_layers=copy_foreign_layers, progress=progress
             )
@@ -377,8 +391,35 @@ def _push_groups(
         root_doc = documents[-1]
         digest = put_manifest_tags(target, root_doc.raw, root_doc.media_type, tags, updated)
         _log.debug("pushed %s", name)
+        if ledger is not None:
+            pushed = (
+                str(blob.digest)
+                for document in documents
+                for blob in document.blobs
+                if copy_foreign_layers or not blob.foreign
+            )
+            ledger.record(str(target.base_url), target.repository, pushed)
         for ref in group:
             results[id(ref)] = digest
+
+
+def _from_ledger(
+    ledger: PushLedger, target: RegistryClient, blob: Blob, sources: dict[str, RegistryClient]
+) -> Blob:
+    """``blob``, to be mounted from the repository of ``target``'s registry that the ledger
+    last saw it in, with its local bytes to upload when the registry declines (a blob with
+    no local bytes, or a base's blob mounted from the base's repository, is left as it is)."""
+    if blob.data is None and blob.path is None:
+        return blob
+    if blob.mountable and blob.remote is not None and blob.remote.base_url == target.base_url:
+        return blob
+    for repository in ledger.sources(str(target.base_url), str(blob.digest)):
+        if repository != target.repository:
+            if repository not in sources:
+                sources[repository] = target.for_repository(repository)
+            remote = sources[repository]
+            return Blob(blob.descriptor, blob.data, blob.path, remote=remote, mountable=True)
+    return blob
 
 
 # --- Copy ---------------------------------------------------------------------------------------

@@ -525,6 +525,8 @@ class Push(JsonCommand[PushResult]):
     layout: str
     to: Tuple[str, ...]
     base_reference: Optional[str] = None
+    # A push ledger directory (`--ledger`): mount what other repositories received before.
+    ledger: Optional[str] = None
 
     def argv(self) -> Tuple[str, ...]:
         return (
@@ -532,6 +534,7 @@ class Push(JsonCommand[PushResult]):
             self.layout,
             *_repeated("--to", self.to),
             *_optional("--base-reference", self.base_reference),
+            *_optional("--ledger", self.ledger),
         )
 
 

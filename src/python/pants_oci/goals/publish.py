@@ -10,9 +10,13 @@ Pants' publish goal knows of each process only its exit status, and reports all 
 process by it: a push of several names that failed after some moved could only say that all of
 them failed. So each name gets a push of its own (as each tag gets a `docker push` in Pants'
 docker backend), and the goal tries every one of them, whatever failed before. What that costs:
-a process per name, and a `HEAD` per blob for each name after an image's first in a repository;
-two repositories of one registry no longer mount the image's blobs from each other (base layers
-still come from the base's repository).
+a process per name, and a `HEAD` per blob for each name after an image's first in a repository.
+Blobs shared across repositories of one registry are still sent once: every push reads and
+adds to the machine's push ledger (`push --ledger`, in the blob cache's named cache, so shared
+by all the pushes of a publish and by later publishes), which says which repositories of the
+registry received each blob, and a blob another repository has is mounted from there rather
+than uploaded (base layers still come from the base's repository; a stale entry costs an
+upload).
 
 The push runs the image tool as an interactive (never cached) process, so it can see the
 user's docker config, credential helpers and Google credentials; they are resolved inside that
@@ -43,7 +47,7 @@ from pants_oci.core import wire
 from pants_oci.package_types import BuiltOciImage
 from pants_oci.target_types import OciImageRegistriesField, OciImageSkipPushField
 from pants_oci.util_rules.registries import RegistryNames
-from pants_oci.util_rules.tool import RegistryEnvRequest
+from pants_oci.util_rules.tool import PUSH_LEDGER_DIR, RegistryEnvRequest
 from pants_oci.util_rules.tool_commands import tool_request
 
 
@@ -156,7 +160,7 @@ async def publish_oci_image(request: PublishOciImageRequest) -> PublishProcesses
         Get(
             Process,
             tool_request(
-                wire.Push(image.layout_dir, to=name.references),
+                wire.Push(image.layout_dir, to=name.references, ledger=PUSH_LEDGER_DIR),
                 f"Push {field_set.address} to {name.references[0]}",
                 package.digest,
                 uncached_env=env,

@@ -318,6 +318,9 @@ async def build_oci_tool(oci: OciSubsystem, pex_environment: PexEnvironment) -> 
 # sandboxes): a base image is downloaded once per machine. Blobs are verified on every read.
 BLOB_CACHE_NAME = "pants_oci_blobs"
 BLOB_CACHE_DIR = ".pants-oci-blob-cache"
+# In the same named cache: the push ledger of the machine (where it pushed which blob), that
+# every push of a publish, and of later publishes, mounts blobs by (`push --ledger`).
+PUSH_LEDGER_DIR = f"{BLOB_CACHE_DIR}/pushed"
 
 _CACHED_ENV = FrozenDict({"PATH": "/usr/bin:/bin"})
 _CACHED_ENV_KEYS = frozenset({"PATH", "PEX_ROOT", "PEX_IGNORE_RCFILES"})

@@ -16,7 +16,7 @@ from pants.engine.process import FallibleProcessResult, ProcessCacheScope, Proce
 from pants.util.frozendict import FrozenDict
 
 from pants_oci.core import wire
-from pants_oci.util_rules.tool import BLOB_CACHE_DIR, OciToolRequest
+from pants_oci.util_rules.tool import BLOB_CACHE_DIR, PUSH_LEDGER_DIR, OciToolRequest
 
 ResultT = TypeVar("ResultT", bound=wire.Result)
 
@@ -34,6 +34,13 @@ def _outputs(command: wire.Command) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
 
 
 def _uses_blob_cache(command: wire.Command) -> bool:
+    if isinstance(command, wire.Push) and command.ledger is not None:
+        if command.ledger != PUSH_LEDGER_DIR:
+            raise ValueError(
+                f"The host's push ledger is mounted at {PUSH_LEDGER_DIR!r} only, not at "
+                f"{command.ledger!r}."
+            )
+        return True
     if not isinstance(command, wire.BasePull) or command.blob_cache is None:
         return False
     if command.blob_cache != BLOB_CACHE_DIR:

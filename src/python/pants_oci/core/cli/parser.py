@@ -254,6 +254,11 @@ def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     push.add_argument("layout", metavar="LAYOUT_DIR")
     push.add_argument("--to", action="append", required=True, metavar="REF")
     push.add_argument("--base-reference", metavar="REF")
+    push.add_argument(
+        "--ledger",
+        metavar="DIR",
+        help="a push ledger: mount blobs from repositories of the registry pushed to before",
+    )
 
     copy = _command(
         common, commands, "copy", copy_command, "copy an image (every platform) between registries"

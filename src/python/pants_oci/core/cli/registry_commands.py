@@ -59,6 +59,7 @@ def _displayed(reference: Reference) -> str:
 
 
 def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    from pants_oci.core.push_ledger import PushLedger
     from pants_oci.core.remote import push_layout
 
     references = [reference_argument(text, "--to") for text in args.to]
@@ -73,6 +74,7 @@ def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
             base_reference=args.base_reference,
             options=options,
             progress=args.progress(doing),
+            ledger=PushLedger(args.ledger) if args.ledger else None,
         )
     except PartialPushError as error:
         args.doing = None  # its message names every destination, moved or not
