@@ -28,9 +28,10 @@ images in that registry. Then:
 Goals (issue 18): venv's unique bytes <= 0.5x the pex layout's; after the bump, the only layer
 the venv images upload is that distribution's.
 
-The publisher uploads a blob to each repository that lacks it (it does not mount across
-repositories between images), so a layer shared by N images' repositories is sent N times:
-both the distinct blobs uploaded and every upload are reported.
+The publisher mounts a blob that another repository of the registry received before (the
+machine's push ledger) rather than uploading it again, so a layer shared by N images'
+repositories is sent once and mounted N - 1 times: the distinct blobs uploaded, every upload
+and the mounts are reported.
 """
 
 from __future__ import annotations
@@ -350,10 +351,12 @@ class Result:
 
     @property
     def venv_only_bumped(self) -> bool:
-        """The venv images' bump uploaded that layer, their configs, and nothing else."""
+        """The venv images' bump uploaded that layer (once: the other repositories mount
+        it), their configs, and nothing else."""
         venv = self.bumps["venv"]
         return (
             venv.layer_digests == {self.bumped_layer[0]}
+            and venv.layer_uploads == 1
             and venv.configs == self.bumped_users
             and venv.others == 0
         )
@@ -529,7 +532,7 @@ def report(result: Result) -> str:
         "  the registry's storage holds exactly the blobs accounted for: "
         f"{'yes' if result.storage_checked else 'NO'}",
         f"  first publish uploaded: venv {megabytes(result.first_publish_uploads['venv'])}, "
-        f"pex {megabytes(result.first_publish_uploads['pex'])} (a blob once per repository)",
+        f"pex {megabytes(result.first_publish_uploads['pex'])}",
         "",
         f"bump {result.bumped} {VERSION} -> {BUMPED_VERSION} "
         f"(used by {result.bumped_users} of {result.services} services); "

@@ -378,13 +378,13 @@ def python_layers_rows(tmp: Path, sizes: Sizes, caches: Path) -> list[Row]:
             else "no: the registry stores blobs not accounted for",
         ),
         Row(
-            f"bump one pin (used by {users} services), publish the venv images: distinct layer "
-            f"bytes uploaded vs that distribution's layer ({len(bump.layer_digests)} layer, "
-            f"sent {bump.layer_uploads}x: once per repository; {bump.configs} configs, "
+            f"bump one pin (used by {users} services), publish the venv images: layer bytes "
+            f"uploaded vs that distribution's layer ({len(bump.layer_digests)} layer, "
+            f"uploaded {bump.layer_uploads}x, {bump.mounts} mounts; {bump.configs} configs, "
             f"{megabytes(bump.config_bytes)}; {bump.others} other blobs)",
-            megabytes(bump.layer_bytes),
+            megabytes(bump.layer_upload_bytes),
             megabytes(layer),
-            times(bump.layer_bytes / layer),
+            times(bump.layer_upload_bytes / layer),
             "= 1.0x (only that layer)",
             yes(result.venv_only_bumped),
         ),
