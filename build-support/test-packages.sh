@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by ./test after bootstrap.sh: installs the Debian packages that the test suite runs for
 # real (registry, image tools, container runtimes). A file of its own, not part of bootstrap.sh,
-# because bootstrap.sh is an input of the main environment's stamp (see buildgrid.sh).
+# because bootstrap.sh is an input of the main environment's stamp (see tool-venvs.sh).
 
 # Debian packages that the test suite runs for real: registry, image tools, container runtime.
 TEST_DEBIAN_PACKAGES=(docker-registry skopeo umoci runc busybox-static podman)

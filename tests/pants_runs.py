@@ -70,8 +70,11 @@ def stop_pantsd_in(root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def make_pants_repo(root: Path, files: Mapping[str, str], *, extra_toml: str = "") -> Path:
-    """A throwaway Pants repo using this checkout's backend, Pants and pex tool."""
+def make_pants_repo(
+    root: Path, files: Mapping[str, str], *, extra_toml: str = "", python_toml: str = ""
+) -> Path:
+    """A throwaway Pants repo using this checkout's backend, Pants and pex tool;
+    `python_toml` goes into its `[python]` table, `extra_toml` after the tables it has."""
     root.mkdir(parents=True, exist_ok=True)
     config = tomllib.loads((REPO / "pants.toml").read_text())
     pex_cli = config["pex-cli"]
@@ -85,6 +88,7 @@ backend_packages = ["pants.backend.python", "pants_oci"]
 
 [python]
 interpreter_constraints = ["CPython==3.11.*"]
+{python_toml}
 
 [pex-cli]
 version = "{pex_cli["version"]}"

@@ -94,7 +94,14 @@ oci_image(
     info = built.image_info()
     contents = rule_runner.request(DigestContents, [built.layout])
     index = json.loads(next(c.content for c in contents if c.path == "index.json"))
-    [entry] = index["manifests"]
+    # The image, then its SBOMs and provenance (`[oci].supply_chain` is on by default).
+    [entry, *attached] = index["manifests"]
+    assert [a["artifactType"] for a in attached] == [
+        "application/spdx+json",
+        "application/vnd.cyclonedx+json",
+        "application/vnd.in-toto+json",
+    ]
+    assert [r["subject"] for r in info["referrers"]] == [built.manifest_digest] * 3
     assert entry["digest"] == info["manifest_digest"] == built.manifest_digest
     assert entry["annotations"]["org.opencontainers.image.ref.name"] == "img-img"
     manifest = json.loads(_blob(contents, info["manifest_digest"]))
@@ -111,6 +118,30 @@ oci_image(
     assert config["config"]["StopSignal"] == "SIGQUIT"
     assert (config["os"], config["architecture"]) == ("linux", "arm64")
     assert config["created"] == "1970-01-01T00:00:00Z"
+
+
+def _attached_types(rule_runner: RuleRunner, name: str) -> list[str]:
+    built = rule_runner.request(BuiltImage, [BuildImageRequest(Address("img", target_name=name))])
+    contents = rule_runner.request(DigestContents, [built.layout])
+    index = json.loads(next(c.content for c in contents if c.path == "index.json"))
+    return [m["artifactType"] for m in index["manifests"] if "artifactType" in m]
+
+
+def test_the_supply_chain_is_turned_off_per_target_or_for_all(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "img/BUILD": """
+oci_image(name="on")
+oci_image(name="off", supply_chain=False)
+oci_image(name="forced", supply_chain=True)
+"""
+        }
+    )
+    assert len(_attached_types(rule_runner, "on")) == 3
+    assert _attached_types(rule_runner, "off") == []
+    configure(rule_runner, "--oci-supply-chain=false")
+    assert _attached_types(rule_runner, "on") == []
+    assert len(_attached_types(rule_runner, "forced")) == 3
 
 
 def test_unknown_tag_placeholder_is_a_field_error_before_anything_is_built(
@@ -331,7 +362,8 @@ oci_image(
     # The layout is tagged with the target's own tags; the archive names it everywhere.
     contents = rule_runner.request(DigestContents, [built.layout])
     index = json.loads(next(c.content for c in contents if c.path == "index.json"))
-    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [
+    refs = [m["annotations"].get("org.opencontainers.image.ref.name") for m in index["manifests"]]
+    assert [ref for ref in refs if ref] == [
         "1.0",
         content_hash,
     ]

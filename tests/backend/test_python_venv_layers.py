@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from tests.harness.busybox import PushedImage, host_architecture
-from tests.harness.distribution import OCI_INDEX, push_blob, push_manifest, sha256_digest
-from tests.harness.python_base import SYSTEM_PYTHON
+from tests.harness.distribution import OCI_INDEX
+from tests.harness.python_base import SYSTEM_PYTHON, multi_platform_python_base
 from tests.harness.registry import Registry, access_log
 from tests.harness.tools import runc_run, umoci_unpack
 from tests.harness.wheels import (
@@ -46,46 +46,6 @@ SITE = "opt/venv/lib/python3.11/site-packages"
 HOST = host_architecture()
 OTHER = "arm64" if HOST == "amd64" else "amd64"
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
-
-
-def _multi_platform_base(base: PushedImage, registry: Registry) -> str:
-    """The Python base as an index: the host's image, and the same layer labelled for the
-    other architecture (it would not run there; the test only reads what is built on it)."""
-    image = base.image
-    other_config = {**json.loads(image.config), "architecture": OTHER}
-    config = json.dumps(other_config, sort_keys=True, separators=(",", ":")).encode()
-    manifest = json.loads(image.manifest)
-    manifest["config"] = {
-        **manifest["config"],
-        "digest": sha256_digest(config),
-        "size": len(config),
-    }
-    other_manifest = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    entries = [
-        (image.manifest, HOST),
-        (other_manifest, OTHER),
-    ]
-    index = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": json.loads(body)["mediaType"],
-                "digest": sha256_digest(body),
-                "size": len(body),
-                "platform": {"os": "linux", "architecture": arch},
-            }
-            for body, arch in entries
-        ],
-    }
-    index_bytes = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-    with registry.httpx_client() as client:
-        for blob in (image.layer, image.config, config):
-            push_blob(client, "python-multi", blob)
-        for body, _ in entries:
-            push_manifest(client, "python-multi", sha256_digest(body), body)
-        digest = push_manifest(client, "python-multi", "3.11", index_bytes, OCI_INDEX)
-    return f"{registry.host}/python-multi@{digest}"
 
 
 def _complete_platforms() -> dict[str, str]:
@@ -215,7 +175,7 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
     registry = registry_anonymous
     links = find_links_with(tmp_path / "wheels")
     pure_wheel(links.directory, BUMPED, "1.1.0")  # the bump, already on the index
-    base = _multi_platform_base(python_base_image, registry)
+    base = multi_platform_python_base(python_base_image, registry, OTHER)
     platforms = f'platforms=["linux/{HOST}", "linux/{OTHER}"],'
     files = {
         "3rdparty/BUILD": _requirements(dict(links.pins)),

@@ -80,7 +80,7 @@ oci_image(name="whole", repository="{repository}-whole",{image})
     assert base_layer == base.layer_digest
     blobs = {f"sha256:{path.name}" for path in (sparse_dir / "blobs/sha256").iterdir()}
     assert base_layer not in blobs and own_layer in blobs
-    [entry] = json.loads((sparse_dir / "index.json").read_text())["manifests"]
+    [entry, *_attached] = json.loads((sparse_dir / "index.json").read_text())["manifests"]
     assert entry["annotations"]["dev.pants-oci.blob-source"] == base.ref
 
     # The same image as a whole build, which reads the base's directories from its layer.

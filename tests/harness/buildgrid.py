@@ -5,7 +5,7 @@ One server is one `bgd server start` process on a loopback port with the instanc
 server's directory, the ActionCache in memory. The ActionCache is therefore lost by `stop()`
 (the CAS survives): keep the runs that must share processes within one server lifetime.
 
-`bgd` comes from the virtualenv that ./test installs (build-support/buildgrid.sh) and names in
+`bgd` comes from the virtualenv that ./test installs (build-support/tool-venvs.sh) and names in
 $PANTS_OCI_BGD; BuildGrid's grpcio/protobuf pins keep it out of the test environment itself.
 """
 

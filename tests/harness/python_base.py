@@ -18,13 +18,17 @@ from tests.harness.busybox import (
     PATH_ENV,
     ImageBlobs,
     LayerFiles,
+    PushedImage,
     base_files,
+    host_architecture,
     image_from_layer,
     pack_layer,
     put,
     tar_entry,
 )
+from tests.harness.distribution import OCI_INDEX, push_blob, push_manifest, sha256_digest
 from tests.harness.processes import HarnessError, require_binary
+from tests.harness.registry import Registry
 
 # The Debian system interpreter, not the test venv's (pyenv) one: its stdlib lives at the
 # /usr prefix the image copies it to, and the libraries it links are the host's.
@@ -232,3 +236,44 @@ def build_python_base_image(python: Path = SYSTEM_PYTHON) -> ImageBlobs:
         cmd=["/usr/bin/python3"],
         created_by=f"pants_oci test harness: python {host.version} base from {host.executable}",
     )
+
+
+def multi_platform_python_base(base: PushedImage, registry: Registry, other_arch: str) -> str:
+    """The pushed Python base as an index in `registry` (repository `python-multi`, tag
+    `3.11`): the host's image, and the same layer labelled for `other_arch` (it would not run
+    there; tests only read what is built on it). Returns the index pinned by digest."""
+    image = base.image
+    other_config = {**json.loads(image.config), "architecture": other_arch}
+    config = json.dumps(other_config, sort_keys=True, separators=(",", ":")).encode()
+    manifest = json.loads(image.manifest)
+    manifest["config"] = {
+        **manifest["config"],
+        "digest": sha256_digest(config),
+        "size": len(config),
+    }
+    other_manifest = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    entries = [
+        (image.manifest, host_architecture()),
+        (other_manifest, other_arch),
+    ]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": json.loads(body)["mediaType"],
+                "digest": sha256_digest(body),
+                "size": len(body),
+                "platform": {"os": "linux", "architecture": arch},
+            }
+            for body, arch in entries
+        ],
+    }
+    index_bytes = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+    with registry.httpx_client() as client:
+        for blob in (image.layer, image.config, config):
+            push_blob(client, "python-multi", blob)
+        for body, _ in entries:
+            push_manifest(client, "python-multi", sha256_digest(body), body)
+        digest = push_manifest(client, "python-multi", "3.11", index_bytes, OCI_INDEX)
+    return f"{registry.host}/python-multi@{digest}"

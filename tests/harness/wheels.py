@@ -139,8 +139,11 @@ def _write_wheel(path: Path, files: Mapping[str, bytes], dist_info: str) -> Path
     return path
 
 
-def _metadata(name: str, version: str, requires: Iterable[str]) -> bytes:
+def _metadata(
+    name: str, version: str, requires: Iterable[str], headers: Mapping[str, str] | None = None
+) -> bytes:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"{header}: {value}" for header, value in (headers or {}).items()]
     lines += [f"Requires-Dist: {requirement}" for requirement in requires]
     lines.append(f"Summary: {name}, made by tests/harness/wheels.py")
     return ("\n".join(lines) + "\n\n").encode()
@@ -164,18 +167,20 @@ def pure_wheel(
     payload_size: int = DEFAULT_PAYLOAD_SIZE,
     requires: Sequence[str] = (),
     console_script: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``<name>-<version>-py3-none-any.whl`` (name normalized) into ``directory``.
 
     It installs the package ``<import_name>`` (``__init__.py``: NAME, VERSION, ``main()``) with
     ``payload.bin``, ``payload_size`` bytes from :func:`payload_bytes`; ``requires`` are its
-    Requires-Dist lines; ``console_script`` names a console script calling ``main``."""
+    Requires-Dist lines; ``console_script`` names a console script calling ``main``;
+    ``metadata`` adds METADATA headers (``License-Expression``, ``License``)."""
     package = import_name(name)
     dist_info = f"{normalized_name(name)}-{version}.dist-info"
     files = {
         f"{package}/__init__.py": _init_py(name, version, None),
         f"{package}/payload.bin": payload_bytes(name, version, payload_size),
-        f"{dist_info}/METADATA": _metadata(name, version, requires),
+        f"{dist_info}/METADATA": _metadata(name, version, requires, metadata),
         f"{dist_info}/WHEEL": _wheel_file(True, ["py3-none-any"]),
     }
     if console_script:
@@ -249,11 +254,13 @@ def find_links_with(
     console_scripts: Mapping[str, str] | None = None,
     payload_size: int = DEFAULT_PAYLOAD_SIZE,
     python_tag: str = "cp311",
+    metadata: Mapping[str, Mapping[str, str]] | None = None,
 ) -> FindLinks:
     """Fill ``directory`` with a pure wheel per ``dists`` entry (name -> version) and a native
     wheel per arch per ``native`` entry. ``requires`` gives a distribution's Requires-Dist
     lines (only for those in ``dists``), ``console_scripts`` a distribution's console script
-    name (default: ``ocitest-alpha`` has the script ``ocitest-alpha`` when in ``dists``).
+    name (default: ``ocitest-alpha`` has the script ``ocitest-alpha`` when in ``dists``),
+    ``metadata`` a pure distribution's extra METADATA headers.
 
     With the defaults: ten pure distributions (``ocitest-alpha`` ... ``ocitest-juliett``, all
     1.0.0) and ``ocitest-native`` 1.0.0 for x86_64 and aarch64. To bump one pin, give
@@ -271,6 +278,7 @@ def find_links_with(
             payload_size=payload_size,
             requires=tuple(requires.get(name, ())),
             console_script=console_scripts.get(name),
+            metadata=(metadata or {}).get(name),
         )
         for name, version in sorted(dists.items())
     ]

@@ -21,6 +21,7 @@ from pants.engine.target import (
     StringField,
     StringSequenceField,
     Target,
+    TriBoolField,
 )
 from pants.util.strutil import help_text
 
@@ -571,6 +572,21 @@ class OciImagePythonLayerBudgetField(IntField):
         return value
 
 
+class OciImageSupplyChainField(TriBoolField):
+    alias = "supply_chain"
+    help = help_text(
+        """
+        Whether to attach an SBOM (SPDX 2.3 and CycloneDX 1.6) and SLSA provenance to the image
+        (default: `[oci].supply_chain`, on). They are made from what the build knows: the base
+        by digest, each third-party Python distribution with its lockfile hash and declared
+        license, the first-party code, the interpreter, the layers. `pants package` writes
+        them into the OCI layout beside the image; `pants publish` pushes them as OCI 1.1
+        referrers (the referrers API, or the fallback tag on registries without it). See
+        docs/supply-chain.md.
+        """
+    )
+
+
 class OciImageDependenciesField(Dependencies):
     help = help_text(
         """
@@ -617,6 +633,7 @@ class OciImageTarget(Target):
         OciImageFormatsField,
         OciImagePythonLayoutField,
         OciImagePythonLayerBudgetField,
+        OciImageSupplyChainField,
         OutputPathField,
         RestartableField,
     )

@@ -25,10 +25,12 @@ from pants_oci.core.models import (
     DockerManifestList,
     ImageConfig,
     OCIIndex,
+    OCIManifest,
     Platform,
     parse_manifest,
 )
 from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference, validate_tag
+from pants_oci.core.referrers import layout_referrers
 from pants_oci.core.remote import put_manifest_tags
 
 __all__ = ["ImageIndex", "build_index", "index_layouts"]
@@ -126,6 +128,7 @@ def index_layouts(
         raise ImageBuildError("an image index needs at least one image layout")
     output = ImageLayout.create(directory)
     entries: list[tuple[Platform, Descriptor]] = []
+    attached: list[Descriptor] = []
     blob_sources: dict[str, str] = {}
     root_annotations: dict[str, str] = {}
     for source in sources:
@@ -145,6 +148,7 @@ def index_layouts(
             if layout.has_blob(descriptor.digest) and not output.has_blob(descriptor.digest):
                 _link_or_copy(layout.blob_path(descriptor.digest), output, descriptor.digest)
         entries.append((platform, manifest.descriptor(platform=platform)))
+        attached.extend(_copy_referrers(layout, entry.digest, output))
         if BLOB_SOURCE_ANNOTATION in annotations:
             blob_source = annotations[BLOB_SOURCE_ANNOTATION]
             blob_sources[parse_reference(blob_source).name] = blob_source
@@ -161,7 +165,21 @@ def index_layouts(
     index = OCIIndex(manifests=tuple(descriptor for _, descriptor in entries))
     root = output.write_document(index, annotations=root_annotations or None)
     output.set_refs({tag: [root] for tag in tags})
+    output.add_untagged(attached)
     return root, entries
+
+
+def _copy_referrers(layout: ImageLayout, digest: Digest, output: ImageLayout) -> list[Descriptor]:
+    """The artifacts attached to the image ``digest`` in ``layout`` (its SBOMs, provenance),
+    copied to ``output`` (they are small); their descriptors."""
+    found = layout_referrers(layout, digest)
+    for referrer in found:
+        artifact = parse_manifest(layout.read_blob(referrer.digest), referrer.media_type)
+        assert isinstance(artifact, OCIManifest)
+        for descriptor in (referrer, artifact.config, *artifact.layers):
+            if not output.has_blob(descriptor.digest):
+                output.write_blob(layout.read_blob(descriptor.digest))
+    return found
 
 
 def _link_or_copy(path: Path, layout: ImageLayout, digest: Digest) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,8 +315,14 @@ class ImageLayout:
 
     def _images(self) -> dict[Digest, Descriptor]:
         """The ``index.json`` entries by digest: one per image (or index), however many ref
-        names it has."""
-        return {entry.digest: entry for entry in self.index().manifests}
+        names it has. Artifacts attached to an image (entries with an ``artifactType``: an
+        SBOM, a provenance statement; see :mod:`pants_oci.core.referrers`) are not images."""
+        return {
+            entry.digest: entry
+            for entry in self.index().manifests
+            if entry.artifact_type is None
+            or (entry.annotations or {}).get(REF_NAME_ANNOTATION) is not None
+        }
 
     def only_image(self, needs: str) -> Descriptor:
         """The ``index.json`` entry of the layout's one image (or index). ImageArchiveError
@@ -393,6 +399,23 @@ class ImageLayout:
         )
 
     # --- Reading images -----------------------------------------------------------------------
+
+    def add_untagged(self, descriptors: Sequence[Descriptor]) -> None:
+        """List manifests in ``index.json`` without a ref name (as attached artifacts are),
+        each once, after the entries already there."""
+        for descriptor in descriptors:
+            if not self.has_blob(descriptor.digest):
+                raise ImageArchiveError(
+                    f"cannot list {descriptor.digest}: it is not a blob in {self.root}"
+                )
+        index = self.index()
+        listed = {entry.digest for entry in index.manifests}
+        added = tuple(entry for entry in descriptors if entry.digest not in listed)
+        if added:
+            outputs.atomic_write(
+                self.root / _INDEX_FILE,
+                index.replace(manifests=(*index.manifests, *added)).to_bytes(),
+            )
 
     def resolve(self, ref: str, platform: Platform | None = None) -> Descriptor:
         """The descriptor of the single-platform manifest that ``ref`` (a ref name or a

@@ -18,6 +18,7 @@ Standard library only, and Python 3.9 compatible: the Pants backend imports the 
 
 from __future__ import annotations
 
+import email.parser
 import json
 import os
 import posixpath
@@ -27,10 +28,12 @@ import zipfile
 import zlib
 from typing import Dict, Set, Tuple
 
+from pants_oci.core import wire
 from pants_oci.core.errors import InvalidValueError, LayerError
 
 __all__ = [
     "DEFAULT_VENV",
+    "distribution_metadata",
     "interpreter_links",
     "launcher_script",
     "pyvenv_cfg",
@@ -197,3 +200,38 @@ def unpack_installed_wheel(archive: str, staging: str, venv: str, python_version
         # zlib.error and EOFError: a member whose compressed bytes are damaged or cut short.
         raise LayerError(f"{where}: not a readable installed-wheel zip ({exc})") from None
     return written
+
+
+# A `License` field may hold a whole license text: its first line, at most this long, names it.
+_LICENSE_TEXT_LIMIT = 200
+
+
+def distribution_metadata(archive: str) -> wire.LayerDistribution:
+    """The name, version and declared license of the distribution in the installed-wheel
+    ``archive``, from its ``*.dist-info/METADATA`` (``License-Expression``, else the first
+    line of ``License``)."""
+    where = f"installed wheel {archive}"
+    try:
+        with _open_archive(archive, where) as wheel:
+            names = [
+                name
+                for name in wheel.namelist()
+                if name.count("/") == 1 and name.endswith(".dist-info/METADATA")
+            ]
+            if len(names) != 1:
+                raise LayerError(f"{where}: has {len(names)} top-level *.dist-info/METADATA, not 1")
+            headers = email.parser.BytesHeaderParser().parsebytes(wheel.read(names[0]))
+    except (zipfile.BadZipFile, ValueError, KeyError, zlib.error, EOFError) as exc:
+        raise LayerError(f"{where}: not a readable installed-wheel zip ({exc})") from None
+    name, version = headers.get("Name"), headers.get("Version")
+    if not name or not version:
+        raise LayerError(f"{where}: its METADATA has no Name or no Version")
+    expression = (headers.get("License-Expression") or "").strip() or None
+    text = (headers.get("License") or "").strip().splitlines()
+    license_text = text[0].strip()[:_LICENSE_TEXT_LIMIT] if text and text[0].strip() else None
+    return wire.LayerDistribution(
+        name=str(name).strip(),
+        version=str(version).strip(),
+        license_expression=expression,
+        license=None if expression else license_text,
+    )

@@ -313,6 +313,7 @@ def push_layout(
             if not updated:
                 raise
             raise _partial_push_error(error, refs, clients, updated, layout_digest) from error
+        _push_referrers(layout, documents, clients, by_repository)
         return [(ref, results[id(ref)]) for ref in refs]
     finally:
         clients.close()
@@ -335,6 +336,37 @@ def _documents_to_push(
     if source is not None and any(clients.get(r).base_url == source.base_url for r in refs):
         base_layers = _base_layers(source, parse_reference(str(source_text)))
     return _layout_documents(layout, root, source, base_layers)
+
+
+def _push_referrers(
+    layout: ImageLayout,
+    documents: Sequence[_Document],
+    clients: Clients,
+    by_repository: dict[str, list[Reference]],
+) -> None:
+    """The layout's artifacts attached to the pushed image (or its index's images): after
+    the image, into each repository, as referrers (see :mod:`pants_oci.core.referrers`)."""
+    from pants_oci.core.referrers import layout_referrers, push_referrers
+
+    attached = []
+    for document in documents:
+        for entry in layout_referrers(layout, sha256_of_bytes(document.raw)):
+            manifest = parse_manifest(layout.read_blob(entry.digest), entry.media_type)
+            assert isinstance(manifest, OCIManifest)
+            blobs = [layout.read_blob(layer.digest) for layer in manifest.layers]
+            attached.append((manifest, blobs))
+    if not attached:
+        return
+    for group in by_repository.values():
+        target = clients.get(group[0])
+        how = push_referrers(target, attached)
+        _log.info(
+            "attached %d artifacts in %s/%s by %s",
+            len(attached),
+            target.registry,
+            target.repository,
+            "the referrers API" if how == "api" else "the fallback tag",
+        )
 
 
 def _partial_push_error(

@@ -157,8 +157,19 @@ def _write(kind: Any, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class LayerDistribution(Result):
+    """A Python distribution a layer unpacked, as its metadata (`METADATA`) names it."""
+
+    name: str
+    version: str
+    license_expression: Optional[str] = None  # `License-Expression`: an SPDX expression
+    license: Optional[str] = None  # `License`: free text
+
+
+@dataclass(frozen=True)
 class LayerBuildResult(Result):
-    """`layer build`: the blob written (also the `META_JSON` that `image assemble` takes)."""
+    """`layer build`: the blob written (also the `META_JSON` that `image assemble` takes),
+    and the Python distributions its `installed-wheel` entries unpacked."""
 
     COMMAND: ClassVar[str] = "layer build"
 
@@ -167,6 +178,7 @@ class LayerBuildResult(Result):
     size: int
     media_type: str
     uncompressed_size: int
+    distributions: Optional[Tuple[LayerDistribution, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -211,8 +223,19 @@ class AssembledBase(Result):
 
 
 @dataclass(frozen=True)
+class AttachedReferrer(Result):
+    """An artifact attached to an image (its subject) as an OCI 1.1 referrer: an SBOM or a
+    provenance statement."""
+
+    digest: str  # of the artifact's manifest
+    artifact_type: str
+    subject: str  # the image manifest's digest
+
+
+@dataclass(frozen=True)
 class ImageAssembleResult(Result):
-    """`image assemble`: the image written to the output layout (its "image info")."""
+    """`image assemble`: the image written to the output layout (its "image info"), and the
+    artifacts attached to it there (`--supply-chain`)."""
 
     COMMAND: ClassVar[str] = "image assemble"
 
@@ -222,11 +245,13 @@ class ImageAssembleResult(Result):
     layers: Tuple[AssembledLayer, ...]
     tags: Tuple[str, ...]
     base: AssembledBase
+    referrers: Optional[Tuple[AttachedReferrer, ...]] = None
 
 
 @dataclass(frozen=True)
 class ImageIndexResult(Result):
-    """`image index`: the index written to the output layout, and its images by platform."""
+    """`image index`: the index written to the output layout, its images by platform, and
+    the artifacts attached to them (carried over from the images' layouts)."""
 
     COMMAND: ClassVar[str] = "image index"
 
@@ -234,6 +259,7 @@ class ImageIndexResult(Result):
     media_type: str
     tags: Tuple[str, ...]
     platforms: Tuple[Tuple[str, str], ...]  # (platform, manifest digest), in index order
+    referrers: Optional[Tuple[AttachedReferrer, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +337,51 @@ class PushResult(Result):
     pushed: Tuple[PushedReference, ...]
     updated: Optional[Tuple[str, ...]] = None
     not_updated: Optional[Tuple[str, ...]] = None
+
+
+# --- Inputs: documents the backend writes for a command ---------------------------------------
+#
+# Read and written as results are; a wrong one is the backend's error, reported by the command
+# as a bad input file.
+
+
+@dataclass(frozen=True)
+class FactsDistribution(Result):
+    """A third-party Python distribution in the image, as the resolve installed it."""
+
+    name: str
+    version: str
+    archive: Optional[str] = None  # the wheel file it was installed from
+    sha256: Optional[str] = None  # of that file (or the sdist it was built from): the lockfile's
+
+
+@dataclass(frozen=True)
+class FactsPython(Result):
+    """The image's `pex_binary`: who runs it, and what it was resolved from."""
+
+    pex_binary: str  # its address
+    version: str  # the base's Python, major.minor
+    interpreter: Optional[str] = None  # its path in the image
+    resolve: Optional[str] = None
+    lockfile: Optional[str] = None  # the resolve's lockfile, relative to the build root
+    lockfile_sha256: Optional[str] = None
+    sources_layer: Optional[str] = None  # the digest of the layer with the first-party code
+    distributions: Tuple[FactsDistribution, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildFacts(Result):
+    """`image assemble --supply-chain FACTS`: what the build knows of the image, beyond what
+    assembly sees itself (layers, base digest, platform), for its SBOM and provenance."""
+
+    COMMAND: ClassVar[str] = "image assemble --supply-chain"
+
+    image: str  # the oci_image's address
+    targets: Tuple[str, ...]  # the addresses its layers come from, the image's first
+    pants_version: str
+    base: Optional[str] = None  # the `base` field, as written
+    base_lockfile: Optional[str] = None  # the lockfile that pinned it, if one did
+    python: Optional[FactsPython] = None
 
 
 # --- Commands: what the backend runs -------------------------------------------------------------
@@ -443,6 +514,7 @@ class ImageAssemble(JsonCommand[ImageAssembleResult]):
     omit_layers: bool = False
     docker_archive: Optional[str] = None
     archive_names: Tuple[str, ...] = ()
+    supply_chain: Optional[str] = None  # a BuildFacts file: attach an SBOM and provenance
 
     def argv(self) -> Tuple[str, ...]:
         return (
@@ -461,6 +533,7 @@ class ImageAssemble(JsonCommand[ImageAssembleResult]):
             *_switch("--omit-layers", self.omit_layers),
             *_optional("--docker-archive", self.docker_archive),
             *_repeated("--archive-name", self.archive_names),
+            *_optional("--supply-chain", self.supply_chain),
         )
 
 

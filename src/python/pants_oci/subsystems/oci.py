@@ -6,6 +6,7 @@ from enum import Enum
 from typing import Any
 
 from pants.option.option_types import (
+    BoolOption,
     DictOption,
     EnumOption,
     FloatOption,
@@ -154,6 +155,17 @@ class OciSubsystem(Subsystem):
             The most layers a `pex_binary`'s third-party distributions take in an image with
             `python_layout="venv"`, unless its `python_layer_budget` field says otherwise.
             Changing it regroups the distributions of images over the budget.
+            """
+        ),
+    )
+    supply_chain = BoolOption(
+        default=True,
+        help=softwrap(
+            """
+            Attach an SBOM (SPDX 2.3 and CycloneDX 1.6 JSON) and SLSA v1 provenance (an in-toto
+            statement) to every image, unless its `supply_chain` field says otherwise: written
+            into the OCI layout by `package`, pushed as OCI 1.1 referrers by `publish`. They
+            are byte-reproducible (their only time is `[oci].source_date_epoch`).
             """
         ),
     )

@@ -43,6 +43,8 @@ class ResolvedBase:
     facts: Optional[ImageFacts] = None
     # False for a registry base pulled without its layer blobs (its documents only).
     has_layers: bool = True
+    # The base-image lockfile that pinned a registry base's tag (None when pinned in BUILD).
+    locked_by: Optional[str] = None
 
     @property
     def is_layout(self) -> bool:

@@ -62,13 +62,14 @@ from pants_oci.target_types import (
     OciImageLabelsField,
     OciImagePlatformsField,
     OciImageStopSignalField,
+    OciImageSupplyChainField,
     OciImageTagsField,
     OciImageUserField,
     OciImageVolumesField,
     OciImageWorkdirField,
     image_output_path,
 )
-from pants_oci.util_rules import base_images, base_targets, image_layers
+from pants_oci.util_rules import base_images, base_targets, image_layers, supply_chain
 from pants_oci.util_rules.base_images import (
     BASE_DIR,
     BaseDirectories,
@@ -88,10 +89,12 @@ from pants_oci.util_rules.lockfile import (
 )
 from pants_oci.util_rules.registries import OciRegistries, RegistryNames, image_names
 from pants_oci.util_rules.registries import rules as registry_rules
+from pants_oci.util_rules.supply_chain import BuildFactsRequest
 from pants_oci.util_rules.tool_commands import tool_output, tool_request
 
 _LAYOUT_DIR = "image"
 _CONFIG = "__oci_image_config.json"
+_FACTS = "__oci_build_facts.json"
 
 
 @dataclass(frozen=True)
@@ -238,12 +241,14 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
     reference = base.spec.reference
     assert reference is not None
     lockfile = await Get(BaseLockfile, BaseLockfileRequest())
+    locked_by = None
     if reference.digest is None:
         reference = parse_reference(
             locked_base(
                 lockfile, reference, request.platform, request.address, OciImageBaseField.alias
             )
         )
+        locked_by = lockfile.path
     facts = None if lockfile.error else lockfile.images.get(str(reference.digest))
     # Shallow: the manifest and config only, when nothing needs the layers' bytes.
     pulled = await Get(
@@ -255,7 +260,7 @@ async def resolve_base(request: BaseRequest) -> ResolvedBase:
             purpose=f"for {request.address}",
         ),
     )
-    return dataclasses.replace(pulled, facts=facts)
+    return dataclasses.replace(pulled, facts=facts, locked_by=locked_by)
 
 
 async def _on_lower_directories(
@@ -269,6 +274,35 @@ async def _on_lower_directories(
         dataclasses.replace(layer, existing_directories=directories)
         for layer, directories in zip(layer_requests, placed)
     ]
+
+
+async def _supply_chain_facts(
+    target: Target,
+    oci: OciSubsystem,
+    base: ResolvedBase,
+    inputs: ImageLayers,
+    layers: Sequence[BuiltLayer],
+) -> Optional[wire.BuildFacts]:
+    """The build facts of the image's SBOM and provenance; None when they are off."""
+    wanted = target[OciImageSupplyChainField].value
+    if not (oci.supply_chain if wanted is None else wanted):
+        return None
+    code = inputs.python.code_layer if inputs.python else None
+    code_digest = next(
+        (built.digest for request, built in zip(inputs.requests, layers) if request == code),
+        None,
+    )
+    return await Get(
+        wire.BuildFacts,
+        BuildFactsRequest(
+            target.address,
+            base,
+            target[OciImageBaseField].image_base().text,
+            tuple(request.address for request in inputs.requests),
+            inputs.python,
+            code_digest,
+        ),
+    )
 
 
 def image_config(target: Target, platform: str) -> Dict[str, Any]:
@@ -415,7 +449,12 @@ _LAYER_METADATA = "meta.json"
 
 
 async def _assembly_input(
-    layers: Sequence[BuiltLayer], config: bytes, base: ResolvedBase, *, with_blobs: bool
+    layers: Sequence[BuiltLayer],
+    config: bytes,
+    base: ResolvedBase,
+    facts: Optional[wire.BuildFacts],
+    *,
+    with_blobs: bool,
 ) -> Digest:
     """The layers' metadata (under `_layer_directory`), the config and the base; the layer
     blobs, the base's too, only `with_blobs`."""
@@ -431,7 +470,10 @@ async def _assembly_input(
         Get(Digest, AddPrefix(digest, _layer_directory(index)))
         for index, digest in enumerate(merged)
     )
-    config_digest = await Get(Digest, CreateDigest([FileContent(_CONFIG, config)]))
+    files = [FileContent(_CONFIG, config)]
+    if facts is not None:
+        files.append(FileContent(_FACTS, json.dumps(facts.to_json(), sort_keys=True).encode()))
+    config_digest = await Get(Digest, CreateDigest(files))
     base_files = await _base_files(base, with_layers=with_blobs)
     return await Get(
         Digest,
@@ -542,6 +584,7 @@ async def build_platform_image(
     config_values["env"] = {**inputs.pex_env, **config_values["env"]}
     layer_requests = await _on_lower_directories(base, inputs.requests)
     layers = await MultiGet(Get(BuiltLayer, BuildLayerRequest, r) for r in layer_requests)
+    facts = await _supply_chain_facts(target, oci, base, inputs, layers)
     config = json.dumps(config_values, sort_keys=True, indent=1).encode()
     tags, names = await _tags_and_names(target, registries, _content_hash(base, layers, config))
     # The layout's layer blobs are placed in Pants' store (`_with_layer_blobs`), not written by
@@ -569,13 +612,14 @@ async def build_platform_image(
         archive_names=tuple(name for entry in names for name in entry.references)
         if archive
         else (),
+        supply_chain=_FACTS if facts else None,
     )
     result = await Get(
         ProcessResult,
         tool_request(
             assemble,
             f"Assemble OCI image {request.address}",
-            await _assembly_input(layers, config, base, with_blobs=with_blobs),
+            await _assembly_input(layers, config, base, facts, with_blobs=with_blobs),
         ),
     )
     summary = tool_output(assemble, result)
@@ -605,5 +649,6 @@ def rules() -> Iterable[Union[Rule, UnionRule]]:
         *base_images.rules(),
         *base_targets.rules(),
         *image_layers.rules(),
+        *supply_chain.rules(),
         *registry_rules(),
     ]

@@ -52,7 +52,7 @@ from pants_oci.util_rules.layer_plan import (
 )
 from pants_oci.util_rules.layers import BuildLayerRequest, LayerContent, LayerContentRequest
 from pants_oci.util_rules.python import is_pex_binary
-from pants_oci.util_rules.python_image import PythonLayers, PythonLayersRequest
+from pants_oci.util_rules.python_image import PythonFacts, PythonLayers, PythonLayersRequest
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class ImageLayers:
     requests: Tuple[BuildLayerRequest, ...]
     pex_entrypoint: Optional[Tuple[str, ...]]
     pex_env: FrozenDict[str, str]
+    python: Optional[PythonFacts] = None  # for the SBOM
 
 
 def _image_dependency(target: Target) -> ImageDependency:
@@ -169,7 +170,7 @@ async def image_layers(request: ImageLayersRequest, oci: OciSubsystem) -> ImageL
     ]
     if python is None:
         return ImageLayers(tuple(requests), None, FrozenDict())
-    return ImageLayers(tuple(requests), python.entrypoint, python.env)
+    return ImageLayers(tuple(requests), python.entrypoint, python.env, python.facts)
 
 
 def _budget(target: Target, oci: OciSubsystem) -> int:

@@ -115,19 +115,21 @@ class BuiltLayer:
     diff_id: str
     size: int
     media_type: str
+    # The Python distributions it unpacked (`layer build`'s), for the image's SBOM.
+    distributions: Tuple[wire.LayerDistribution, ...] = ()
 
     BLOB_PATH = _BLOB
 
     def metadata_json(self) -> bytes:
-        return json.dumps(
-            {
-                "digest": self.digest,
-                "diff_id": self.diff_id,
-                "size": self.size,
-                "media_type": self.media_type,
-            },
-            sort_keys=True,
-        ).encode()
+        metadata: Dict[str, Any] = {
+            "digest": self.digest,
+            "diff_id": self.diff_id,
+            "size": self.size,
+            "media_type": self.media_type,
+        }
+        if self.distributions:
+            metadata["distributions"] = [d.to_json() for d in self.distributions]
+        return json.dumps(metadata, sort_keys=True).encode()
 
 
 def _nothing_to_put(owner: Address, target: Target, why: str) -> NothingToPutInALayer:
@@ -269,6 +271,7 @@ async def build_layer(request: BuildLayerRequest, oci: OciSubsystem) -> BuiltLay
         diff_id=built.diff_id,
         size=built.size,
         media_type=built.media_type,
+        distributions=built.distributions or (),
     )
 
 

@@ -25,6 +25,7 @@ from pants.backend.python.target_types import (
     PexBinaryDefaults,
     PexCompletePlatformsField,
     PexLayout,
+    PythonResolveField,
     ResolvedPexEntryPoint,
     ResolvePexEntryPointRequest,
 )
@@ -184,6 +185,8 @@ class PackedPex:
     entry: PexEntry
     args: Tuple[str, ...]
     env: FrozenDict[str, str]
+    resolve: Optional[str] = None  # with `[python].enable_resolves`
+    lockfile: Optional[str] = None  # the resolve's, relative to the build root
 
 
 _REQUIREMENT_PARTS = (".bootstrap", ".deps/**")
@@ -226,7 +229,9 @@ async def _complete_platforms(
 
 
 @rule(desc="Build a PEX for an OCI image")
-async def packed_pex(request: PackedPexRequest, defaults: PexBinaryDefaults) -> PackedPex:
+async def packed_pex(
+    request: PackedPexRequest, defaults: PexBinaryDefaults, python_setup: PythonSetup
+) -> PackedPex:
     wrapped = await Get(
         WrappedTarget,
         WrappedTargetRequest(request.address, description_of_origin="the `oci_image` rules"),
@@ -289,6 +294,9 @@ async def packed_pex(request: PackedPexRequest, defaults: PexBinaryDefaults) -> 
         and entry.path.endswith(".whl")
     )
     resolved = entry_point.val
+    resolve = None
+    if python_setup.enable_resolves and wrapped.target.has_field(PythonResolveField):
+        resolve = wrapped.target[PythonResolveField].normalized_value(python_setup)
     return PackedPex(
         address=request.address,
         pex_path=output_filename,
@@ -302,6 +310,8 @@ async def packed_pex(request: PackedPexRequest, defaults: PexBinaryDefaults) -> 
         ),
         args=tuple(field_set.args.value or ()),
         env=FrozenDict(field_set.env.value or {}),
+        resolve=resolve,
+        lockfile=python_setup.resolves.get(resolve) if resolve else None,
     )
 
 

@@ -76,6 +76,15 @@ class PythonLayersRequest:
 
 
 @dataclass(frozen=True)
+class PythonFacts:
+    """What the image's SBOM and provenance say of its one pex_binary."""
+
+    pex: PackedPex
+    interpreter: Optional[wire.PythonInterpreter]
+    code_layer: Optional[BuildLayerRequest]  # the layer of its first-party code
+
+
+@dataclass(frozen=True)
 class PythonLayers:
     """The layers of each pex_binary (bottom first, keyed by what the layer plan calls them),
     and the entrypoint and environment that run the image's one pex_binary."""
@@ -83,6 +92,7 @@ class PythonLayers:
     layers: Tuple[Tuple[Address, LayerSource, Tuple[BuildLayerRequest, ...]], ...]
     entrypoint: Optional[Tuple[str, ...]]
     env: FrozenDict[str, str]
+    facts: Optional[PythonFacts] = None
 
     def layers_by_source(self) -> Dict[Tuple[Address, LayerSource], List[BuildLayerRequest]]:
         return {(owner, source): list(requests) for owner, source, requests in self.layers}
@@ -254,22 +264,27 @@ async def python_layers(request: PythonLayersRequest) -> PythonLayers:
         for address in request.pexes
     )
     if request.layout == "pex":
+        layers = tuple(
+            (pex.address, source, (_pex_layer(pex, source),))
+            for pex in pexes
+            for source in (LayerSource.PEX_REQUIREMENTS, LayerSource.PEX_SOURCES)
+        )
         return PythonLayers(
-            tuple(
-                (pex.address, source, (_pex_layer(pex, source),))
-                for pex in pexes
-                for source in (LayerSource.PEX_REQUIREMENTS, LayerSource.PEX_SOURCES)
-            ),
+            layers,
             None if interpreter is None else (interpreter.path, "/" + pexes[0].pex_path),
             FrozenDict(),
+            # Of one pex_binary only: an SBOM lists the distributions of the image's one venv.
+            PythonFacts(pexes[0], interpreter, layers[1][2][0]) if len(pexes) == 1 else None,
         )
     assert interpreter is not None
     [pex] = pexes
     venv = await _venv_layers(pex, interpreter, request.budget)
+    code = venv[LayerSource.PEX_SOURCES]
     return PythonLayers(
         tuple((pex.address, source, layers) for source, layers in venv.items()),
         _venv_entrypoint(pex),
         pex.env,
+        PythonFacts(pex, interpreter, code[0] if code else None),
     )
 
 

@@ -155,8 +155,10 @@ class OciToolRequest:
 
 def _core_package_files() -> Iterable[FileContent]:
     """The core library's modules, its subpackages' too, read from this plugin's own
-    installation."""
-    yield FileContent("pants_oci/__init__.py", b"")
+    installation; and the package's `__init__.py`, which holds only the version (that the
+    SBOMs and provenance name)."""
+    package = importlib.resources.files("pants_oci")
+    yield FileContent("pants_oci/__init__.py", package.joinpath("__init__.py").read_bytes())
     yield from _package_files(importlib.resources.files("pants_oci.core"), "pants_oci/core")
 
 

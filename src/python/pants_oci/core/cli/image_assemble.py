@@ -8,7 +8,8 @@ and a layer may be given by its metadata alone.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from pants_oci.core.errors import InputFileError, InvalidReferenceError
 
 if TYPE_CHECKING:
     from pants_oci.core.image import Image
+    from pants_oci.core.layout import ImageLayout
     from pants_oci.core.models import Platform
 
 __all__ = ["image_assemble_command"]
@@ -47,7 +49,7 @@ _CONFIG_KEYS = (
     "stop_signal",
     "platform",
 )
-_META_KEYS = ("digest", "diff_id", "size", "media_type", "uncompressed_size")
+_META_KEYS = ("digest", "diff_id", "size", "media_type", "uncompressed_size", "distributions")
 
 
 def image_assemble_command(args: argparse.Namespace, options: TransportOptions) -> None:
@@ -61,6 +63,7 @@ def image_assemble_command(args: argparse.Namespace, options: TransportOptions) 
     where = f"image config {args.config}"
     config = json_object(read_json(args.config, "image config"), where, _CONFIG_KEYS)
     platform = _config_platform(config, where)
+    facts = _read_facts(args.supply_chain) if args.supply_chain else None
     base: str | Path = SCRATCH if args.base == SCRATCH else Path(args.base)
     layers = [_checked_layer(spec, metadata_alone=args.omit_layers) for spec in args.layer]
     if args.docker_archive and any(blob is None for blob, _ in layers):
@@ -83,8 +86,30 @@ def image_assemble_command(args: argparse.Namespace, options: TransportOptions) 
                 blob=blob,
             )
         _apply_config(image, config, where)
-        _write_outputs(image, args, tags, archive_names)
-        emit(_summary(image, tags))
+        licenses = _layer_distributions(meta for _, meta in layers)
+        referrers = _write_outputs(image, args, tags, archive_names, facts=facts, licenses=licenses)
+        emit(_summary(image, tags, referrers))
+
+
+def _read_facts(path: str) -> wire.BuildFacts:
+    """The `--supply-chain` file: what the build knows of the image (wire.BuildFacts)."""
+    try:
+        with open(path, "rb") as handle:
+            return wire.BuildFacts.from_json(handle.read())
+    except OSError as exc:
+        raise InputFileError(f"--supply-chain {path}: cannot read it: {exc}") from None
+    except wire.ToolOutputError as exc:
+        raise InputFileError(f"--supply-chain {path}: not build facts: {exc.problem}") from None
+
+
+def _layer_distributions(metas: Iterable[Mapping[str, Any]]) -> dict[str, wire.LayerDistribution]:
+    """The Python distributions the layers unpacked (`layer build`'s `distributions`)."""
+    found: dict[str, wire.LayerDistribution] = {}
+    for meta in metas:
+        for entry in meta.get("distributions") or ():
+            distribution = wire.LayerDistribution.from_json(json.dumps(entry))
+            found[distribution.name] = distribution
+    return found
 
 
 def _config_platform(config: Mapping[str, Any], where: str) -> Platform | None:
@@ -231,10 +256,17 @@ def _archive_names(args: argparse.Namespace, tags: Sequence[str]) -> list[str]:
 
 
 def _write_outputs(
-    image: Image, args: argparse.Namespace, tags: Sequence[str], archive_names: Sequence[str]
-) -> None:
-    """The layout at ``--output`` and the ``--docker-archive``: both or neither."""
-    from pants_oci.core.layout import staged_directory
+    image: Image,
+    args: argparse.Namespace,
+    tags: Sequence[str],
+    archive_names: Sequence[str],
+    *,
+    facts: wire.BuildFacts | None,
+    licenses: Mapping[str, wire.LayerDistribution],
+) -> tuple[wire.AttachedReferrer, ...] | None:
+    """The layout at ``--output`` (with the image's SBOMs and provenance attached, given
+    ``facts``) and the ``--docker-archive``: both or neither."""
+    from pants_oci.core.layout import ImageLayout, staged_directory
 
     # The layout is built beside --output, the archive (itself written to a temporary file and
     # renamed) next, and only then is the layout renamed into place (see
@@ -245,6 +277,9 @@ def _write_outputs(
             image.write_layout(
                 staged, tags, include_base_layers=False, omit_layers=args.omit_layers
             )
+            referrers = None
+            if facts is not None:
+                referrers = _attach_supply_chain(image, ImageLayout.open(staged), facts, licenses)
             if args.docker_archive:
                 image.write_docker_archive(
                     args.docker_archive,
@@ -257,9 +292,34 @@ def _write_outputs(
         if archive_done:
             Path(args.docker_archive).unlink(missing_ok=True)
         raise
+    return referrers
 
 
-def _summary(image: Image, tags: Sequence[str]) -> wire.ImageAssembleResult:
+def _attach_supply_chain(
+    image: Image,
+    layout: ImageLayout,
+    facts: wire.BuildFacts,
+    licenses: Mapping[str, wire.LayerDistribution],
+) -> tuple[wire.AttachedReferrer, ...]:
+    from pants_oci.core.supply_chain import SubjectImage, attach_supply_chain
+
+    data = image.get_image_data()
+    base_ref, base_digest = image.base_reference, image.base_manifest_digest
+    subject = SubjectImage(
+        name=facts.image,
+        manifest_digest=str(data.manifest_digest),
+        platform=str(image.image_platform),
+        layers=tuple(str(layer.digest) for layer in data.manifest.layers),
+        created=data.config.created or "1970-01-01T00:00:00Z",
+        base_reference=str(base_ref) if base_ref else None,
+        base_digest=str(base_digest) if base_digest else None,
+    )
+    return attach_supply_chain(layout, data.manifest.descriptor(), subject, facts, licenses)
+
+
+def _summary(
+    image: Image, tags: Sequence[str], referrers: tuple[wire.AttachedReferrer, ...] | None
+) -> wire.ImageAssembleResult:
     """The command's JSON output: the image's digests, layers, tags and base."""
     from pants_oci.core import media_types
 
@@ -284,4 +344,5 @@ def _summary(image: Image, tags: Sequence[str]) -> wire.ImageAssembleResult:
             reference=str(base_ref) if base_ref else None,
             manifest_digest=str(base_digest) if base_digest else None,
         ),
+        referrers=referrers,
     )

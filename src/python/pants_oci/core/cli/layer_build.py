@@ -83,6 +83,7 @@ def layer_build_command(args: argparse.Namespace, _options: TransportOptions) ->
         venvs.add_to(builder)
         check_output_directory(args.output)
         blob = builder.write_file(args.output, compression=compression, level=level)
+        distributions = venvs.distributions()
     emit(
         wire.LayerBuildResult(
             digest=str(blob.digest),
@@ -90,6 +91,7 @@ def layer_build_command(args: argparse.Namespace, _options: TransportOptions) ->
             size=blob.size,
             media_type=blob.media_type,
             uncompressed_size=blob.uncompressed_size,
+            distributions=distributions,
         )
     )
 
@@ -141,6 +143,7 @@ class _Venvs:
     def __init__(self) -> None:
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self._staging: dict[str, str] = {}
+        self._unpacked: list[wire.LayerDistribution] = []
 
     def __enter__(self) -> _Venvs:
         return self
@@ -150,7 +153,7 @@ class _Venvs:
             self._temporary.cleanup()
 
     def unpack(self, archive: str, venv: str, python_version: str) -> None:
-        from pants_oci.core.python_venv import unpack_installed_wheel
+        from pants_oci.core.python_venv import distribution_metadata, unpack_installed_wheel
 
         if self._temporary is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="pants-oci-venv-")
@@ -158,6 +161,13 @@ class _Venvs:
             self._staging[venv] = os.path.join(self._temporary.name, str(len(self._staging)))
             os.mkdir(self._staging[venv])
         unpack_installed_wheel(archive, self._staging[venv], venv, python_version)
+        self._unpacked.append(distribution_metadata(archive))
+
+    def distributions(self) -> tuple[wire.LayerDistribution, ...] | None:
+        """The distributions unpacked, by name (None when no entry unpacked one)."""
+        if not self._unpacked:
+            return None
+        return tuple(sorted(self._unpacked, key=lambda d: (d.name.lower(), d.version)))
 
     def add_to(self, builder: LayerBuilder) -> None:
         builder.add_files(dict(self._staging))

@@ -24,12 +24,23 @@ __all__ = [
 def image_index_command(args: argparse.Namespace, _options: TransportOptions) -> None:
     from pants_oci.core import media_types
     from pants_oci.core.index import index_layouts
-    from pants_oci.core.layout import staged_directory
+    from pants_oci.core.layout import ImageLayout, staged_directory
     from pants_oci.core.reference import DEFAULT_TAG
+    from pants_oci.core.referrers import layout_referrers
 
     tags = tag_arguments(args.tag) or [DEFAULT_TAG]
     with staged_directory(args.output) as staged:
         root, entries = index_layouts(args.image, staged, tags, include_layers=not args.omit_layers)
+        written = ImageLayout.open(staged)
+        referrers = tuple(
+            wire.AttachedReferrer(
+                digest=str(referrer.digest),
+                artifact_type=referrer.artifact_type or "",
+                subject=str(entry.digest),
+            )
+            for _, entry in entries
+            for referrer in layout_referrers(written, entry.digest)
+        )
     emit(
         wire.ImageIndexResult(
             manifest_digest=str(root.digest),
@@ -38,6 +49,7 @@ def image_index_command(args: argparse.Namespace, _options: TransportOptions) ->
             platforms=tuple(
                 dict((str(platform), str(entry.digest)) for platform, entry in entries).items()
             ),
+            referrers=referrers or None,
         )
     )
 

@@ -31,6 +31,8 @@ from pants_oci.core.cli.registry_commands import (
     copy_command,
     inspect_command,
     push_command,
+    referrers_command,
+    sbom_command,
 )
 from pants_oci.core.errors import InputFileError
 
@@ -42,7 +44,17 @@ _DEFAULTS = TransportOptions()  # the flags' defaults are the library's
 
 RUN_COMMAND = "run"
 # The top-level command names (see build_parser), to tell `run`'s `--` from another command's.
-COMMANDS = ("layer", "base", "image", "push", "copy", "inspect", RUN_COMMAND)
+COMMANDS = (
+    "layer",
+    "base",
+    "image",
+    "push",
+    "copy",
+    "inspect",
+    "referrers",
+    "sbom",
+    RUN_COMMAND,
+)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -245,6 +257,11 @@ def _image_assemble_command(image_commands: Any, common: argparse.ArgumentParser
         action="store_true",
         help="write the documents only, no layer blob; a --layer may then be its metadata alone",
     )
+    assemble.add_argument(
+        "--supply-chain",
+        metavar="FACTS.json",
+        help="attach an SBOM (SPDX, CycloneDX) and provenance, from these build facts",
+    )
 
 
 def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -273,6 +290,21 @@ def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     inspect.add_argument("--raw", action="store_true", help="the exact bytes of the document")
     inspect.add_argument("--config", action="store_true", help="the image config")
     inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+
+    referrers = _command(
+        common,
+        commands,
+        "referrers",
+        referrers_command,
+        "list the artifacts attached to an image (SBOMs, provenance)",
+    )
+    referrers.add_argument("reference", metavar="REF")
+    referrers.add_argument("--artifact-type", metavar="MEDIA_TYPE")
+    referrers.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    sbom = _command(common, commands, "sbom", sbom_command, "print the SBOM attached to an image")
+    sbom.add_argument("reference", metavar="REF")
+    sbom.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
+    sbom.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
 
 
 def _run_command(commands: Any, common: argparse.ArgumentParser) -> None:

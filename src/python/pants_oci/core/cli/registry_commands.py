@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from pants_oci.core import wire
@@ -182,3 +183,48 @@ def _pretty_config(raw: bytes, what: str) -> bytes:
         raise DocumentError(
             f"{what} is not valid JSON ({exc}); `inspect --config --raw` prints its bytes"
         ) from None
+
+
+def referrers_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The artifacts attached to an image, by the referrers API or the fallback tag."""
+    from pants_oci.core.referrers import referrers
+
+    reference = reference_argument(args.reference)
+    found = referrers(
+        reference,
+        artifact_type=args.artifact_type,
+        platform=platform_argument(args.platform),
+        options=options,
+    )
+    emit(
+        {
+            "reference": str(reference),
+            "referrers": [
+                {
+                    "subject": str(item.subject),
+                    "digest": str(item.descriptor.digest),
+                    "media_type": item.descriptor.media_type,
+                    "artifact_type": item.descriptor.artifact_type,
+                    "size": item.descriptor.size,
+                    "annotations": dict(item.descriptor.annotations or {}),
+                }
+                for item in found
+            ],
+        }
+    )
+
+
+def sbom_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The SBOM attached to an image (its platform's), exactly as it was pushed."""
+    from pants_oci.core.referrers import attached_document
+    from pants_oci.core.supply_chain import CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE
+
+    media_type = SPDX_MEDIA_TYPE if args.format == "spdx" else CYCLONEDX_MEDIA_TYPE
+    document = attached_document(
+        reference_argument(args.reference),
+        media_type,
+        platform=platform_argument(args.platform),
+        options=options,
+    )
+    sys.stdout.buffer.write(document)
+    sys.stdout.flush()

@@ -30,6 +30,7 @@ from pants_oci.core.models import (
     MAX_MANIFEST_SIZE,
     AnyManifest,
     Descriptor,
+    OCIIndex,
     Platform,
     parse_manifest,
 )
@@ -254,6 +255,12 @@ class RegistryClient(RepositorySession):
         Returns the sha256 digest of the bytes sent, after checking that the registry's
         ``Docker-Content-Digest`` (when sent) agrees.
         """
+        digest, _ = self._put_manifest(manifest, media_type, tag)
+        return digest
+
+    def _put_manifest(
+        self, manifest: AnyManifest | bytes, media_type: str | None, tag: str | None
+    ) -> tuple[Digest, httpx.Response]:
         if isinstance(manifest, (bytes, bytearray, memoryview)):
             raw = bytes(manifest)
             document = parse_manifest(raw, media_type) if media_type is None else None
@@ -284,7 +291,50 @@ class RegistryClient(RepositorySession):
                 expected=str(digest),
                 actual=announced,
             )
-        return digest
+        return digest, response
+
+    def put_referrer(self, manifest: AnyManifest | bytes, media_type: str | None = None) -> bool:
+        """Store a manifest that has a ``subject`` (by digest); True when the registry says it
+        indexed the subject for the referrers API (an ``OCI-Subject`` header naming it), False
+        when the client must maintain the fallback tag (see :mod:`pants_oci.core.referrers`)."""
+        if isinstance(manifest, (bytes, bytearray, memoryview)):
+            subject = parse_manifest(bytes(manifest), media_type)
+        else:
+            subject = manifest
+        wanted = getattr(subject, "subject", None)
+        _, response = self._put_manifest(manifest, media_type, None)
+        announced = response.headers.get("OCI-Subject")
+        return wanted is not None and announced == str(wanted.digest)
+
+    def get_referrers(
+        self, digest: Digest | str, artifact_type: str | None = None
+    ) -> OCIIndex | None:
+        """``GET /v2/<name>/referrers/<digest>``: the index of the manifests whose ``subject``
+        is ``digest`` (only those of ``artifact_type``, when given: filtered here if the
+        registry does not say it filtered), or None when the registry has no referrers API
+        (it answers 404; the fallback tag then holds them)."""
+        identifier = str(Digest.coerce(digest))
+        url = self._url(f"referrers/{identifier}")
+        if artifact_type is not None:
+            url = url.copy_merge_params({"artifactType": artifact_type})
+        response = self._request("GET", url, scopes=self._scopes("pull"), follow_redirects=True)
+        if response.status_code == 404:
+            return None
+        self._check(response, f"listing the referrers of {identifier}", 200)
+        index = parse_manifest(response.content, media_types.OCI_INDEX)
+        if not isinstance(index, OCIIndex):
+            raise DocumentError(
+                f"registry {self.registry} listed the referrers of {identifier} as "
+                f"{type(index).__name__}, not an OCI index"
+            )
+        filtered = "artifactType" in response.headers.get("OCI-Filters-Applied", "")
+        if artifact_type is not None and not filtered:
+            index = index.replace(
+                manifests=tuple(
+                    entry for entry in index.manifests if entry.artifact_type == artifact_type
+                )
+            )
+        return index
 
     def delete_manifest(self, digest: Digest | str) -> None:
         """Delete the manifest ``digest`` (and so every tag pointing at it)."""
