@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pants_oci.core.models import Platform
-from pants_oci.core.referrers import attached_document, referrers
+from pants_oci.core.referrers import attached_document, list_referrers
 from pants_oci.core.supply_chain import CYCLONEDX_MEDIA_TYPE, IN_TOTO_MEDIA_TYPE, SPDX_MEDIA_TYPE
 from pants_oci.core.transport import TransportOptions
 from tests.harness.busybox import PushedImage, host_architecture
@@ -196,7 +196,7 @@ def test_images_carry_sboms_and_provenance_from_the_build(
     run_pants("publish", "svc:image", cwd=repo)
     reference = f"{registry.host}/svc/app:1"
     options = TransportOptions()
-    found = referrers(reference, options=options)
+    found = list_referrers(reference, options=options)
     published = _attached(layout)
     assert sorted(item.descriptor.artifact_type or "" for item in found) == sorted(SUPPLY_CHAIN * 2)
     for arch in (HOST, OTHER):

@@ -46,6 +46,7 @@ PUBLIC_API = {
     "TransportOptions",
     "build_index",
     "copy_image",
+    "list_referrers",
     "default_keychain",
     "parse_base",
     "parse_manifest",
@@ -54,6 +55,7 @@ PUBLIC_API = {
     "platform_matches",
     "pull_image",
     "push_layout",
+    "read_sbom",
 }
 ERROR_TREE = {
     "CredentialError",

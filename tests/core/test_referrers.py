@@ -17,6 +17,7 @@ import pytest
 from pants_oci.core import cli, media_types
 from pants_oci.core.auth import StaticKeychain
 from pants_oci.core.digest import sha256_of_bytes
+from pants_oci.core.errors import ImageBuildError
 from pants_oci.core.image import Image
 from pants_oci.core.layout import ImageLayout
 from pants_oci.core.models import Descriptor, OCIIndex, OCIManifest, parse_manifest
@@ -27,8 +28,8 @@ from pants_oci.core.referrers import (
     attached_document,
     fallback_tag,
     layout_referrers,
+    list_referrers,
     push_referrers,
-    referrers,
     registry_referrers,
 )
 from pants_oci.core.registry import RegistryClient
@@ -46,8 +47,10 @@ from tests.core.registry_support import (
     client_for,
     hermetic_cli_environment,
     options_for,
+    proxy_fixture,  # noqa: F401 (the `proxy` fixture)
 )
 from tests.harness import tools
+from tests.harness.proxies import FaultProxy
 from tests.harness.registry import Registry, access_log
 from tests.harness.validators import oras_pull
 
@@ -137,7 +140,7 @@ def test_a_push_to_a_registry_without_the_api_lists_them_under_the_fallback_tag(
         # Pushing again adds nothing: each referrer is listed once.
         push_layout(layout_dir, [registry.ref(unique_repo)], keychain=keychain, options=options)
         assert client.get_manifest(fallback_tag(image.digest)) == fallback
-    found = referrers(registry.ref(unique_repo), keychain=keychain, options=options)
+    found = list_referrers(registry.ref(unique_repo), keychain=keychain, options=options)
     assert [(item.subject, item.descriptor) for item in found] == [
         (image.digest, entry) for entry in expected
     ]
@@ -358,3 +361,27 @@ def test_a_push_sends_each_artifact_and_the_fallback_index_once_per_repository(
         assert len([p for p in puts if p.endswith("/latest")]) == 1
         assert len([p for p in puts if "/sha256:" in p]) == 3
         assert len([p for p in puts if "/sha256-" in p]) == 1
+
+
+def test_a_registry_that_refuses_the_artifacts_fails_the_push_naming_them(
+    registry_anonymous: Registry, proxy: FaultProxy, tmp_path: Path, unique_repo: str
+) -> None:
+    layout_dir = _attached_image(tmp_path)
+    proxy.respond(
+        "PUT",
+        r"/manifests/sha256:",
+        400,
+        body=b'{"errors":[{"code":"MANIFEST_INVALID","message":"unknown artifact type"}]}',
+        times=None,
+    )
+    with pytest.raises(ImageBuildError) as refused:
+        push_layout(
+            layout_dir, [f"{proxy.host}/{unique_repo}:1"], options=options_for(registry_anonymous)
+        )
+    message = str(refused.value)
+    assert f"{unique_repo} received the image, but not the 3 artifacts" in message
+    assert "MANIFEST_INVALID" in message or "unknown artifact type" in message
+    assert "supply chain off" in message
+    # The image itself is there, tagged.
+    with client_for(registry_anonymous, unique_repo) as client:
+        assert client.head_manifest("1") is not None

@@ -9,7 +9,9 @@ The public API, by job (everything else is importable from its module, but may c
   :class:`ImageData`, :class:`ImageIndex`/:func:`build_index` (multi-platform images),
   :class:`LayerBuilder` (deterministic layers on their own).
 * Moving images: :func:`pull_image` (registry to layout), :func:`push_layout` (layout to
-  registries), :func:`copy_image` (registry to registry), :class:`RegistryClient` (the OCI
+  registries, with the artifacts attached to the image), :func:`copy_image` (registry to
+  registry), :func:`list_referrers` and :func:`read_sbom` (artifacts attached to an image,
+  its SBOMs and provenance), :class:`RegistryClient` (the OCI
   distribution API), :class:`ImageLayout` (OCI image layouts), :class:`TransportOptions`
   (timeouts, retries, TLS, insecure registries).
 * Credentials: :func:`default_keychain` (docker's ``config.json``, credential helpers, then
@@ -119,6 +121,8 @@ _EXPORTS: Dict[str, str] = {
     "copy_image": "remote",
     "pull_image": "remote",
     "push_layout": "remote",
+    "list_referrers": "referrers",
+    "read_sbom": "supply_chain",
     "CustomFile": "layer",
     "LayerBuilder": "layer",
     "ImageLayout": "layout",
@@ -207,6 +211,7 @@ __all__ = [
     "build_index",
     "copy_image",
     "default_keychain",
+    "list_referrers",
     "parse_base",
     "parse_manifest",
     "parse_reference",
@@ -214,6 +219,7 @@ __all__ = [
     "platform_matches",
     "pull_image",
     "push_layout",
+    "read_sbom",
 ]
 
 

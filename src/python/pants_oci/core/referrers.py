@@ -19,7 +19,7 @@ extended and written back, keeping every entry others put there.
 
 Reading back by reference (what ``pants-oci referrers`` and ``pants-oci sbom`` do)::
 
-    referrers("registry.example/app:1.0")               # [Referrer(subject, descriptor)]
+    list_referrers("registry.example/app:1.0")          # [Referrer(subject, descriptor)]
     attached_document("registry.example/app:1.0", SPDX_MEDIA_TYPE, platform="linux/arm64")
 """
 
@@ -54,8 +54,8 @@ __all__ = [
     "attached_document",
     "fallback_tag",
     "layout_referrers",
+    "list_referrers",
     "push_referrers",
-    "referrers",
     "registry_referrers",
 ]
 
@@ -242,7 +242,7 @@ def _subjects(client: RegistryClient, identifier: str, platform: Platform | None
     return [document.digest, *(child.digest for child in children)]
 
 
-def referrers(
+def list_referrers(
     reference: Reference | str,
     *,
     artifact_type: str | None = None,

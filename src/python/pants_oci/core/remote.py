@@ -359,7 +359,15 @@ def _push_referrers(
         return
     for group in by_repository.values():
         target = clients.get(group[0])
-        how = push_referrers(target, attached)
+        try:
+            how = push_referrers(target, attached)
+        except OCIError as error:
+            raise ImageBuildError(
+                f"{target.registry}/{target.repository} received the image, but not the "
+                f"{len(attached)} artifacts attached to it (its SBOMs and provenance): "
+                f"{error}. Pushing again resumes where this stopped; to publish without them, "
+                "build the image with its supply chain off"
+            ) from error
         _log.info(
             "attached %d artifacts in %s/%s by %s",
             len(attached),

@@ -27,9 +27,12 @@ from pants_oci import __version__
 from pants_oci.core import wire
 
 if TYPE_CHECKING:
+    from pants_oci.core.auth import Keychain
     from pants_oci.core.layout import ImageLayout
-    from pants_oci.core.models import Descriptor
+    from pants_oci.core.models import Descriptor, Platform
+    from pants_oci.core.reference import Reference
     from pants_oci.core.referrers import Artifact
+    from pants_oci.core.transport import TransportOptions
 
 __all__ = [
     "CYCLONEDX_MEDIA_TYPE",
@@ -39,6 +42,7 @@ __all__ = [
     "SubjectImage",
     "SupplyChainDocuments",
     "attach_supply_chain",
+    "read_sbom",
     "supply_chain_artifacts",
     "supply_chain_documents",
 ]
@@ -470,4 +474,25 @@ def attach_supply_chain(
             subject=str(image.digest),
         )
         for entry in attached
+    )
+
+
+def read_sbom(
+    reference: Reference | str,
+    *,
+    format: str = "spdx",
+    platform: Platform | str | None = None,
+    keychain: Keychain | None = None,
+    options: TransportOptions | None = None,
+) -> bytes:
+    """The SBOM (``format`` "spdx" or "cyclonedx") attached to the image ``reference`` names
+    for ``platform`` (default: this machine's Linux, for an index), exactly as pushed."""
+    from pants_oci.core.errors import InvalidValueError
+    from pants_oci.core.referrers import attached_document
+
+    media_types = {"spdx": SPDX_MEDIA_TYPE, "cyclonedx": CYCLONEDX_MEDIA_TYPE}
+    if format not in media_types:
+        raise InvalidValueError("the SBOM format", format, 'is not "spdx" or "cyclonedx"')
+    return attached_document(
+        reference, media_types[format], platform=platform, keychain=keychain, options=options
     )

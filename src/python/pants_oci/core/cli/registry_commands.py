@@ -187,10 +187,10 @@ def _pretty_config(raw: bytes, what: str) -> bytes:
 
 def referrers_command(args: argparse.Namespace, options: TransportOptions) -> None:
     """The artifacts attached to an image, by the referrers API or the fallback tag."""
-    from pants_oci.core.referrers import referrers
+    from pants_oci.core.referrers import list_referrers
 
     reference = reference_argument(args.reference)
-    found = referrers(
+    found = list_referrers(
         reference,
         artifact_type=args.artifact_type,
         platform=platform_argument(args.platform),
@@ -216,13 +216,11 @@ def referrers_command(args: argparse.Namespace, options: TransportOptions) -> No
 
 def sbom_command(args: argparse.Namespace, options: TransportOptions) -> None:
     """The SBOM attached to an image (its platform's), exactly as it was pushed."""
-    from pants_oci.core.referrers import attached_document
-    from pants_oci.core.supply_chain import CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE
+    from pants_oci.core.supply_chain import read_sbom
 
-    media_type = SPDX_MEDIA_TYPE if args.format == "spdx" else CYCLONEDX_MEDIA_TYPE
-    document = attached_document(
+    document = read_sbom(
         reference_argument(args.reference),
-        media_type,
+        format=args.format,
         platform=platform_argument(args.platform),
         options=options,
     )
