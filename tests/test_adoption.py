@@ -351,6 +351,18 @@ def test_user_repo_publishes_the_packaged_digests_with_a_token(
         "images:runtime skipped (it has no `registries` and `[oci].default_registries` is empty"
         in " ".join(nowhere.stderr.split())
     ), nowhere.stderr
+    # Its SBOMs and provenance went along, listed under the fallback tag (distribution 2.8
+    # has no referrers API), made by the installed wheel's image tool.
+    fallback = f"{registry.host}/acme/app:sha256-{str(app['manifest_digest'])[7:]}"
+    listed = json.loads(skopeo_inspect(fallback, raw=True, registry=registry))
+    assert [entry["artifactType"] for entry in listed["manifests"]] == [
+        "application/spdx+json",
+        "application/vnd.cyclonedx+json",
+        "application/vnd.in-toto+json",
+    ]
+    assert [r["digest"] for r in app["referrers"]] == [  # type: ignore[attr-defined]
+        entry["digest"] for entry in listed["manifests"]
+    ]
     for ref, digest in (
         (f"{registry.host}/acme/app:1.0", app["manifest_digest"]),
         (f"{registry.host}/acme/app:latest", app["manifest_digest"]),
