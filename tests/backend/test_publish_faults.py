@@ -129,10 +129,12 @@ def _registry_state(setup: Setup) -> RegistryState:
                 assert error.status == 404, error
                 listed = []
             for tag in listed:
+                if tag.startswith("sha256-"):
+                    continue  # the image's referrers list (its SBOMs and provenance)
                 manifest = client.get_manifest(tag)
                 assert isinstance(manifest, OCIManifest | DockerManifest), manifest
                 for blob in (manifest.config, *manifest.layers):
-                    if client.blob_exists(blob.digest) is None:
+                    if client.blob_size(blob.digest) is None:
                         incomplete.append(f"{repository}:{tag} lacks blob {blob.digest}")
                 tags[repository.removeprefix(f"{setup.prefix}/")][tag] = str(manifest.digest)
     return RegistryState(tags, incomplete)

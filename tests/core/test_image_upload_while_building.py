@@ -139,7 +139,7 @@ def test_a_registry_refusing_chunks_gets_the_layer_whole_from_its_file(
     assert proxy.seen("DELETE", UPLOADS), "the refused session is cancelled"
     assert [put.body_length for put in _layer_puts(proxy, layer.digest)] == [layer.size]
     with client_for(registry_anonymous, unique_repo) as client:
-        assert client.blob_exists(layer.digest) == layer.size
+        assert client.blob_size(layer.digest) == layer.size
         assert client.get_image_manifest("v1").digest == digest
 
 
@@ -154,7 +154,7 @@ def test_a_chunk_failing_midway_leaves_the_layer_to_the_whole_upload(
     assert len(_patches(proxy)) == 3
     assert [put.body_length for put in _layer_puts(proxy, layer.digest)] == [layer.size]
     with client_for(registry_anonymous, unique_repo) as client:
-        assert client.blob_exists(layer.digest) == layer.size
+        assert client.blob_size(layer.digest) == layer.size
 
 
 def test_saving_again_uploads_nothing(
@@ -334,5 +334,5 @@ def test_with_token_auth_the_chunks_go_with_the_token(
         digest = image.save()
     assert f"layer {layer.digest} is in" in caplog.text  # streamed, not left to save()
     with client_for(registry_token, unique_repo) as client:
-        assert client.blob_exists(layer.digest) == layer.size
+        assert client.blob_size(layer.digest) == layer.size
         assert client.get_image_manifest("v1").digest == digest

@@ -156,7 +156,7 @@ def _check_complete(registry: Registry, repository: str, tmp_path: Path) -> None
     document = json.loads(manifest)
     with client_for(registry, repository) as client:
         for item in (document["config"], *document["layers"]):
-            assert client.blob_exists(item["digest"]) == item["size"]
+            assert client.blob_size(item["digest"]) == item["size"]
     assert (pulled / "index.json").exists()
 
 

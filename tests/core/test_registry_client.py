@@ -223,7 +223,7 @@ def test_blob_uploads_in_every_strategy(
         }
         for name, data in blobs.items():
             assert results[name] == (expected[name], len(data)), name
-            assert client.blob_exists(expected[name]) == len(data)
+            assert client.blob_size(expected[name]) == len(data)
             assert b"".join(client.iter_blob(expected[name])) == data
     for name, data in blobs.items():
         assert registry.blob_path(str(expected[name])).read_bytes() == data
@@ -251,7 +251,7 @@ def test_upload_with_a_wrong_digest_is_refused(
     with client_for(registry, unique_repo) as client:
         with pytest.raises(DigestMismatchError):
             client.upload_blob(io.BytesIO(data), digest=wrong, chunk_size=1024)
-        assert client.blob_exists(wrong) is None
+        assert client.blob_size(wrong) is None
 
 
 def test_get_blob_to_a_path_a_writer_and_with_progress(
@@ -277,7 +277,7 @@ def test_missing_blob(registry: Registry, unique_repo: str, tmp_path: Path) -> N
     missing = Digest("sha256", "0" * 64)
     with client_for(registry, unique_repo) as client:
         client.upload_blob(b"make the repository exist")
-        assert client.blob_exists(missing) is None
+        assert client.blob_size(missing) is None
         with pytest.raises(NotFoundError) as error:
             client.get_blob(missing, tmp_path / "never")
     assert error.value.code == "BLOB_UNKNOWN"
@@ -297,7 +297,7 @@ def test_mount_between_repositories_and_the_202_fallback(
         if registry.token_service is not None:
             registry.token_service.reset_stats()
         assert target.mount_blob(digest, source.repository) is True
-        assert target.blob_exists(digest) == len(data)
+        assert target.blob_size(digest) == len(data)
         if registry.token_service is not None:
             scopes = {
                 scope for entry in registry.token_service.stats() for scope in entry["scopes"]
@@ -313,7 +313,7 @@ def test_mount_between_repositories_and_the_202_fallback(
         absent = sha256_of_bytes(secrets.token_bytes(64))
         other = source.for_repository(f"{unique_repo}/other")
         assert other.mount_blob(absent, source.repository) is False
-        assert other.blob_exists(absent) is None
+        assert other.blob_size(absent) is None
 
         # copy_blob mounts when it can, and uploads when it cannot.
         fresh = source.for_repository(f"{unique_repo}/copy")

@@ -105,6 +105,15 @@ def skopeo_inspect(
     return result.stdout if raw else json.loads(result.stdout)
 
 
+def skopeo_list_tags(repository: str, *, registry: Registry | None = None) -> list[str]:
+    """`skopeo list-tags`: the tags of `repository` (``host/path``, or with a transport)."""
+    skopeo = require_binary("skopeo")
+    with _skopeo_auth("", registry=registry, tls_verify=None, creds=None, cert_dir=None) as flags:
+        result = run_tool([skopeo, "list-tags", *flags, _with_transport(repository)])
+    tags: list[str] = json.loads(result.stdout)["Tags"]
+    return tags
+
+
 def skopeo_copy_to_oci_layout(
     src_ref: str,
     layout_dir: Path,

@@ -17,7 +17,14 @@ from pants_oci.core._transfer import Blob
 from pants_oci.core.base_spec import SCRATCH, BaseKind, parse_base
 from pants_oci.core.digest import Digest
 from pants_oci.core.errors import ImageArchiveError
-from pants_oci.core.layout import BASE_REF_NAME, BLOB_SOURCE_ANNOTATION, ImageLayout, LocalImage
+from pants_oci.core.layout import (
+    BASE_DIGEST_ANNOTATION,
+    BASE_NAME_ANNOTATION,
+    BASE_REF_NAME,
+    BLOB_SOURCE_ANNOTATION,
+    ImageLayout,
+    LocalImage,
+)
 from pants_oci.core.models import (
     Descriptor,
     ImageConfig,
@@ -56,6 +63,19 @@ class Base:
         if callable(self.remote):
             self.remote = self.remote()
         return Blob(descriptor, path=path, remote=self.remote, mountable=True)
+
+    def layout_annotations(self) -> dict[str, str]:
+        """What an image layout records of the base, in the index entry of an image on it."""
+        annotations: dict[str, str] = {}
+        if self.reference is not None:
+            annotations[BASE_NAME_ANNOTATION] = str(self.reference)
+            if self.manifest_digest is not None:
+                annotations[BLOB_SOURCE_ANNOTATION] = (
+                    f"{self.reference.name}@{self.manifest_digest}"
+                )
+        if self.manifest_digest is not None:
+            annotations[BASE_DIGEST_ANNOTATION] = str(self.manifest_digest)
+        return annotations
 
 
 def _split_prefixed_path(text: str, must_be_dir: bool) -> tuple[Path, str | None]:

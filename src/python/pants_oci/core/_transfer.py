@@ -117,7 +117,7 @@ def _copy_from_urls(
 
     from pants_oci.core.transport import make_http_client
 
-    if target.blob_exists(descriptor.digest) is not None:
+    if target.blob_exists(descriptor.digest):
         return
     failures: list[str] = []
     with make_http_client(target.options) as http:
@@ -177,7 +177,7 @@ def transfer_blobs(
             target.copy_blob(blob.remote, digest, size=size, progress=part)
         elif blob.foreign:
             _copy_from_urls(target, blob.descriptor, part)
-        elif target.blob_exists(digest) is None:
+        elif not target.blob_exists(digest):
             raise ImageBuildError(
                 f"blob {digest} is not in {target.registry}/{target.repository} and this image "
                 "has no source for it (add the layer with blob=..., or give the base's registry "
@@ -199,11 +199,11 @@ def _mounted(
     registry (a base's blob: no byte is sent, even when a local copy could be uploaded)."""
     if source.base_url != target.base_url or source.repository == target.repository:
         return False
-    existing = target.blob_exists(digest)
+    existing = target.blob_size(digest)
     if existing is None:
         if not target.mount_blob(digest, source.repository):
             return False
-        existing = target.blob_exists(digest)  # a 201 that stored nothing is no mount
+        existing = target.blob_size(digest)  # a 201 that stored nothing is no mount
         if existing is None:
             return False
     if progress is not None:

@@ -58,15 +58,9 @@ from pants_oci.core.auth import Keychain
 from pants_oci.core.base_spec import SCRATCH
 from pants_oci.core.compression import Compression
 from pants_oci.core.digest import Digest, sha256_of_bytes
-from pants_oci.core.errors import DocumentError, ImageBuildError, InvalidValueError, OCIError
+from pants_oci.core.errors import DocumentError, ImageBuildError, OCIError
 from pants_oci.core.layer import LayerBlob, LayerBuilder, Source, resolve_source_date_epoch
-from pants_oci.core.layout import (
-    BASE_DIGEST_ANNOTATION,
-    BASE_NAME_ANNOTATION,
-    BLOB_SOURCE_ANNOTATION,
-    ImageLayout,
-    staged_directory,
-)
+from pants_oci.core.layout import ImageLayout, staged_directory
 from pants_oci.core.models import (
     Descriptor,
     History,
@@ -77,14 +71,16 @@ from pants_oci.core.models import (
 )
 from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference, validate_tag
 from pants_oci.core.remote import put_manifest_tags
-from pants_oci.core.run_config import RunConfig, port_key
+from pants_oci.core.run_config import ConfigLabels, ConfigList, RunConfig, replaced_list
 from pants_oci.core.tarball import write_docker_archive as _write_archive
 from pants_oci.core.validation import (
     check_absolute_path,
+    check_arguments,
     check_layer_media_type,
-    check_port,
+    check_list,
     check_stop_signal,
     check_string_map,
+    check_type,
     check_user,
 )
 
@@ -113,37 +109,10 @@ _OCI_LAYER_TYPES = {
 }
 
 
-# --- Reproducible timestamps ------------------------------------------------------------------
-# resolve_source_date_epoch is defined in pants_oci.core.layer (so that `layer build` need not
-# import this module).
-
-
+# resolve_source_date_epoch is defined in pants_oci.core.layer (`layer build` need not import this)
 def created_timestamp(epoch: int) -> str:
     """RFC 3339 in UTC with a ``Z``, as image configs write it: ``1970-01-01T00:00:00Z``."""
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _str_list(value: Iterable[str] | str | None, what: str) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise TypeError(f"{what} is a list of strings (exec form), not the string {value!r}")
-    items = list(value)
-    if not all(isinstance(item, str) for item in items):
-        raise TypeError(f"{what} must be a list of strings, got {items!r}")
-    return items
-
-
-def _platform_argument(platform: Platform | str | None) -> Platform | None:
-    if platform is None or isinstance(platform, Platform):
-        return platform
-    if isinstance(platform, str):
-        return Platform.parse(platform)
-    raise InvalidValueError(
-        "platform",
-        platform,
-        "is not a platform: give a string such as 'linux/amd64', or a Platform.",
-    )
 
 
 @dataclass(frozen=True)
@@ -191,6 +160,12 @@ class Image:
     written by ``pants-oci base pull`` records it itself). ``source_date_epoch`` overrides
     ``$SOURCE_DATE_EPOCH``. ``upload_while_building``: see the module's docstring.
 
+    The run configuration's lists (``cmd``, ``entrypoint``, ``env``, ``exposed_ports``,
+    ``volumes``) and ``labels`` are live views: ``image.env.append("A=1")``,
+    ``image.labels["a"] = "b"`` change the image, and each new item is checked as assigning it
+    would be (:class:`~pants_oci.core.run_config.ConfigList`). Arguments of the wrong type
+    raise TypeError naming the argument and the type it takes.
+
     Close the image (or use it as a context manager) to drop its connections and the
     temporary directory its new layers are written to.
     """
@@ -208,11 +183,25 @@ class Image:
         copy_foreign_layers: bool = False,
         upload_while_building: bool = True,
     ) -> None:
+        optional_ref, none = (Reference, str, type(None)), type(None)
+        check_arguments(
+            "Image",
+            ("base", base, (str, os.PathLike), "a reference str, 'scratch' or a path"),
+            ("target", target, optional_ref, "a Reference, a str or None"),
+            ("options", options, (TransportOptions, none), "TransportOptions or None"),
+            ("platform", platform, (Platform, str, none), "a Platform, a str or None"),
+            ("base_reference", base_reference, optional_ref, "a Reference, a str or None"),
+            ("source_date_epoch", source_date_epoch, (int, none), "an int or None"),
+            ("copy_foreign_layers", copy_foreign_layers, bool, "a bool"),
+            ("upload_while_building", upload_while_building, bool, "a bool"),
+        )
+        if not callable(getattr(keychain, "resolve", None)) and keychain is not None:
+            check_type(keychain, type(None), "Image() argument 'keychain'", "a Keychain or None")
         self.options = options or TransportOptions()
         self.target = (
             parse_reference(target) if isinstance(target, str) else target
         )  # None: only the writers can publish
-        self.platform = _platform_argument(platform)
+        self.platform = Platform.parse(platform) if isinstance(platform, str) else platform
         self.copy_foreign_layers = copy_foreign_layers
         self.upload_while_building = upload_while_building
         self.epoch = resolve_source_date_epoch(source_date_epoch)
@@ -284,35 +273,38 @@ class Image:
         return self._config
 
     @property
-    def cmd(self) -> list[str] | None:
-        return None if self._config.cmd is None else list(self._config.cmd)
+    def cmd(self) -> ConfigList | None:
+        return None if self._config.cmd is None else ConfigList(self._config, "cmd")
 
     @cmd.setter
-    def cmd(self, value: Sequence[str] | None) -> None:
-        self._config.cmd = _str_list(value, "cmd")
+    def cmd(self, value: Iterable[str] | None) -> None:
+        self._config.cmd = None if value is None else replaced_list(self._config, "cmd", value)
         self._cmd_set = True
 
     @property
-    def entrypoint(self) -> list[str] | None:
-        return None if self._config.entrypoint is None else list(self._config.entrypoint)
+    def entrypoint(self) -> ConfigList | None:
+        return None if self._config.entrypoint is None else ConfigList(self._config, "entrypoint")
 
     @entrypoint.setter
-    def entrypoint(self, value: Sequence[str] | None) -> None:
+    def entrypoint(self, value: Iterable[str] | None) -> None:
         """As in a Dockerfile, a new entrypoint drops the cmd inherited from the base (a cmd
         set on this image, before or after, stays)."""
-        self._config.entrypoint = _str_list(value, "entrypoint")
+        self._config.entrypoint = (
+            None if value is None else replaced_list(self._config, "entrypoint", value)
+        )
         if not self._cmd_set:
             self._config.cmd = None
 
     @property
-    def env(self) -> list[str]:
-        """``NAME=value`` items (a copy). Assigning a list sets each item: replacing a
+    def env(self) -> ConfigList:
+        """``NAME=value`` items, live. Assigning a list sets each item: replacing a
         variable in place when already set, appending otherwise (the base's others stay)."""
-        return list(self._config.env)
+        return ConfigList(self._config, "env")
 
     @env.setter
     def env(self, items: Iterable[str]) -> None:
-        for item in _str_list(items, "env") or ():
+        for item in check_list(items, "Image.env"):
+            check_type(item, str, "Image.env item", "a 'NAME=value' string")
             name, _, value = item.partition("=")
             self._config.set_env(name, value)
 
@@ -339,45 +331,34 @@ class Image:
         self._config.user = None if value is None else check_user(value)
 
     @property
-    def labels(self) -> dict[str, str]:
+    def labels(self) -> ConfigLabels:
         """The labels, live: ``image.labels["a"] = "b"`` and ``.update(...)`` are saved."""
-        return self._config.labels
+        return ConfigLabels(self._config)
 
     @labels.setter
     def labels(self, value: Mapping[str, str]) -> None:
         self._config.labels = check_string_map(value, "labels")
 
     @property
-    def exposed_ports(self) -> list[str]:
-        return [port_key(port) for port in self._config.exposed_ports]
+    def exposed_ports(self) -> ConfigList:
+        """``N/protocol`` items, live; ``8080`` means ``8080/tcp``."""
+        return ConfigList(self._config, "exposed_ports")
 
     @exposed_ports.setter
     def exposed_ports(self, ports: Iterable[str | int]) -> None:
-        # New ports are checked; those the image has (its base's, as the base wrote them) are
-        # kept: an image is not refused for what it inherits.
-        known = {port_key(port) for port in self._config.exposed_ports}
-        self._config.exposed_ports = list(
-            dict.fromkeys(
-                port_key(port) if port_key(port) in known else check_port(port) for port in ports
-            )
-        )
+        self._config.exposed_ports = replaced_list(self._config, "exposed_ports", ports)
 
     def expose(self, *ports: str | int) -> None:
         """Add exposed ports (``8080`` means ``8080/tcp``) to those of the base."""
         self.exposed_ports = [*self.exposed_ports, *ports]
 
     @property
-    def volumes(self) -> list[str]:
-        return list(self._config.volumes)
+    def volumes(self) -> ConfigList:
+        return ConfigList(self._config, "volumes")
 
     @volumes.setter
     def volumes(self, paths: Iterable[str]) -> None:
-        known = set(self._config.volumes)  # the base's, kept as they are (see exposed_ports)
-        self._config.volumes = list(
-            dict.fromkeys(
-                path if path in known else check_absolute_path(path, "volume") for path in paths
-            )
-        )
+        self._config.volumes = replaced_list(self._config, "volumes", paths)
 
     @property
     def stop_signal(self) -> str | None:
@@ -421,6 +402,14 @@ class Image:
         entry is stamped with SOURCE_DATE_EPOCH, owned by 0:0, with normalised modes (see
         :mod:`pants_oci.core.layer`). Returns the new layer's descriptor.
         """
+        check_arguments(
+            "add_files",
+            ("files", files, Mapping, "a mapping of target path to local path or CustomFile"),
+            ("compression", compression, str, "'gzip', 'zstd' or 'none'"),
+            ("level", level, (int, type(None)), "an int or None"),
+        )
+        check_list(ignore, "add_files() argument 'ignore'")
+        check_list(ignore_files, "add_files() argument 'ignore_files'")
         for target in files:
             check_absolute_path(target, "add_files target")
         builder = LayerBuilder(mtime=self.epoch, follow_symlinks=follow_symlinks)
@@ -480,6 +469,19 @@ class Image:
         must already be in the target repository, or be foreign (``urls``: where clients
         download it; registries are not given it unless ``copy_foreign_layers``).
         """
+        digests, optional_str = (Digest, str), (str, type(None))
+        check_arguments(
+            "add_layer",
+            ("digest", digest, digests, "a Digest or a 'sha256:...' str"),
+            ("diff_id", diff_id, digests, "a Digest or a 'sha256:...' str"),
+            ("size", size, int, "an int"),
+            ("media_type", media_type, str, "a layer media type str"),
+            ("blob", blob, (str, os.PathLike, type(None)), "a path or None"),
+            ("created_by", created_by, optional_str, "a str or None"),
+            ("annotations", annotations, (Mapping, type(None)), "a mapping of str to str or None"),
+        )
+        for url in [] if urls is None else check_list(urls, "add_layer() argument 'urls'"):
+            check_type(url, str, "add_layer() argument 'urls' item", "a URL str")
         descriptor = Descriptor(
             media_type=check_layer_media_type(media_type),
             digest=Digest.coerce(digest),
@@ -538,19 +540,6 @@ class Image:
         if layer.from_base:
             return self._base.blob(layer.descriptor)
         return Blob(layer.descriptor, path=layer.path)
-
-    def _layout_annotations(self) -> dict[str, str]:
-        base = self._base
-        annotations: dict[str, str] = {}
-        if base.reference is not None:
-            annotations[BASE_NAME_ANNOTATION] = str(base.reference)
-            if base.manifest_digest is not None:
-                annotations[BLOB_SOURCE_ANNOTATION] = (
-                    f"{base.reference.name}@{base.manifest_digest}"
-                )
-        if base.manifest_digest is not None:
-            annotations[BASE_DIGEST_ANNOTATION] = str(base.manifest_digest)
-        return annotations
 
     @property
     def base_reference(self) -> Reference | None:
@@ -675,7 +664,7 @@ class Image:
         descriptor = layout.write_document(
             data.manifest,
             platform=self._platform,
-            annotations=self._layout_annotations() or None,
+            annotations=self._base.layout_annotations() or None,
         )
         layout.set_refs({tag: [descriptor] for tag in tags})
         return data.manifest_digest

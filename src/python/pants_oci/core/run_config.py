@@ -1,17 +1,27 @@
 """The editable run configuration of an image (:class:`RunConfig`): the ``config`` part of its
-image config, how a container of it runs, as plain Python values.
+image config, how a container of it runs, as plain Python values; and the live, checked views
+of its lists and labels that :class:`~pants_oci.core.image.Image` hands out
+(:class:`ConfigList`, :class:`ConfigLabels`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from pants_oci.core.errors import ImageBuildError, InvalidValueError
 from pants_oci.core.models import ContainerConfig
-from pants_oci.core.validation import check_env_name
+from pants_oci.core.validation import (
+    check_absolute_path,
+    check_env_name,
+    check_list,
+    check_port,
+    check_string_map,
+    check_type,
+)
 
-__all__ = ["RunConfig", "port_key"]
+__all__ = ["ConfigLabels", "ConfigList", "RunConfig", "port_key"]
 
 # ContainerConfig's JSON names that RunConfig has fields for; any other key is kept as read.
 _RUN_CONFIG_KEYS = frozenset(
@@ -114,3 +124,139 @@ class RunConfig:
     def unset_env(self, name: str) -> None:
         prefix = f"{name}="
         self.env = [item for item in self.env if not item.startswith(prefix) and item != name]
+
+
+# --- Live views -------------------------------------------------------------------------------
+
+# How a new item of a list is checked: given the item and the list it joins, the item to store.
+# Items the list already has (a base's, as the base wrote them) are kept as they are: an image
+# is not refused for what it inherits.
+ItemCheck = Callable[[Any, list[str]], str]
+
+
+def _env_item(item: Any, items: list[str]) -> str:
+    text = check_type(item, str, "Image.env item", "a 'NAME=value' string")
+    if text not in items:
+        name, equals, _ = text.partition("=")
+        check_env_name(name)
+        if not equals:
+            raise InvalidValueError("environment variable", text, "has no `=`: write NAME=value.")
+    return str(text)
+
+
+def _port_item(item: Any, items: list[str]) -> str:
+    check_type(item, (str, int), "Image.exposed_ports item", "a port (int or str)")
+    known = {port_key(port) for port in items}
+    return port_key(item) if port_key(item) in known else check_port(item)
+
+
+def _volume_item(item: Any, items: list[str]) -> str:
+    check_type(item, str, "Image.volumes item", "an absolute path str")
+    return str(item) if item in items else check_absolute_path(item, "volume")
+
+
+def _argv_item(item: Any, items: list[str]) -> str:
+    return str(check_type(item, str, "Image.cmd/entrypoint item", "a str"))
+
+
+ITEM_CHECKS: dict[str, ItemCheck] = {
+    "env": _env_item,
+    "exposed_ports": _port_item,
+    "volumes": _volume_item,
+    "cmd": _argv_item,
+    "entrypoint": _argv_item,
+}
+
+
+def replaced_list(config: RunConfig, name: str, value: Any) -> list[str]:
+    """What ``Image.<name> = value`` stores: its items, checked as :class:`ConfigList` checks
+    them (those the list has are kept as they are); ports and volumes without repeats."""
+    current = list(getattr(config, name) or ())
+    items = [ITEM_CHECKS[name](item, current) for item in check_list(value, f"Image.{name}")]
+    return list(dict.fromkeys(items)) if name in ("exposed_ports", "volumes") else items
+
+
+class ConfigList(MutableSequence[str]):
+    """A live view of one list of a :class:`RunConfig` (``env``, ``cmd``, ``volumes``...):
+    reads show the config's list as it is now, and edits (``append``, ``+=``, ``[i] = ``,
+    ``del``, ``remove``...) change it, each new item checked first as the setter checks it.
+    Compares equal to a list with the same items."""
+
+    def __init__(self, config: RunConfig, name: str) -> None:
+        self._config, self._name, self._check = config, name, ITEM_CHECKS[name]
+
+    def _items(self, create: bool = False) -> list[str]:
+        items: list[str] | None = getattr(self._config, self._name)
+        if items is None:  # cmd / entrypoint unset
+            items = []
+            if create:
+                setattr(self._config, self._name, items)
+        return items
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self._items()[index]
+
+    @overload
+    def __setitem__(self, index: int, value: str) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[str]) -> None: ...
+    def __setitem__(self, index: int | slice, value: Any) -> None:
+        items = self._items(create=True)
+        if isinstance(index, slice):
+            new = check_list(value, f"Image.{self._name}[{index.start}:{index.stop}]")
+            items[index] = [self._check(item, items) for item in new]
+        else:
+            items[index] = self._check(value, items)
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._items(create=True)[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items()))
+
+    def insert(self, index: int, value: str) -> None:
+        items = self._items(create=True)
+        items.insert(index, self._check(value, items))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ConfigList):
+            other = list(other)
+        return list(self) == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a list is
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+
+class ConfigLabels(MutableMapping[str, str]):
+    """A live view of a :class:`RunConfig`'s labels: ``labels["a"] = "b"``, ``update`` and
+    ``del`` change them, each new label checked (non-empty string key, string value)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self._config = config
+
+    def __getitem__(self, key: str) -> str:
+        return self._config.labels[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._config.labels.update(check_string_map({key: value}, "labels"))
+
+    def __delitem__(self, key: str) -> None:
+        del self._config.labels[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._config.labels))
+
+    def __len__(self) -> int:
+        return len(self._config.labels)
+
+    def __repr__(self) -> str:
+        return repr(self._config.labels)

@@ -10,17 +10,53 @@ Each ``check_*`` returns the value (normalised where noted) or raises
 the value ("... 'app', which is not an absolute path. Use '/app'."): the backend puts it after
 the target and field, the library after the name of the argument.
 
+Arguments of the wrong type are a programming error, not a bad value: :func:`check_type` and
+:func:`check_list` raise ``TypeError`` naming the argument and the type it takes
+(``add_files() argument 'files': expected a mapping of target path to local path, got int``),
+at the public entry point rather than deep inside.
+
 Stdlib only, and valid on Python 3.9: the Pants backend imports this module.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, Union
 
 from pants_oci.core import media_types
 from pants_oci.core.errors import InvalidReferenceError, InvalidValueError
 from pants_oci.core.reference import parse_reference, validate_tag
+
+# --- Argument types ---------------------------------------------------------------------------
+
+
+TypeSpec = Union[Type[Any], Tuple[Type[Any], ...]]
+
+
+def check_type(value: Any, types: TypeSpec, where: str, expected: str) -> Any:
+    """``value`` when it is an instance of ``types`` (a bool is no int unless ``bool`` is
+    listed), else a TypeError: ``{where}: expected {expected}, got {type}``. ``where`` names
+    the argument: ``"add_layer() argument 'size'"`` or ``"Image.cmd"``."""
+    listed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, listed) or (isinstance(value, bool) and bool not in listed):
+        raise TypeError(f"{where}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def check_arguments(function: str, *checks: Tuple[str, Any, TypeSpec, str]) -> None:
+    """:func:`check_type` for each ``(name, value, types, expected)`` of ``function``'s
+    arguments."""
+    for name, value, types, expected in checks:
+        check_type(value, types, f"{function}() argument {name!r}", expected)
+
+
+def check_list(value: Any, where: str) -> List[Any]:
+    """A list (or other iterable, not a string) as a new list, else TypeError; the caller
+    checks the items."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{where}: expected a list, got {type(value).__name__}")
+    return list(value)
+
 
 # --- The run configuration --------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """``pants-oci`` (``python -m pants_oci.core``): the command line the Pants backend runs.
 
-Every command prints one JSON object on stdout, and progress for long transfers on stderr
-(``-q`` silences it). Credentials come only from the environment: docker's config
-(``$DOCKER_CONFIG/config.json``, default ``~/.docker/config.json``) and its credential helpers,
-and Google application default credentials; never from the command line. Exit status is 0
+Every command prints one JSON object on stdout (crane's set: lines, unless given ``--json``),
+and progress for long transfers on stderr (``-q`` silences it). Credentials come only from the
+environment: docker's config (``$DOCKER_CONFIG/config.json``, default
+``~/.docker/config.json``) and its credential helpers, and Google application default
+credentials; never from the command line. Exit status is 0
 on success, 1 for an error (explained on stderr, one line per cause, with a hint), 2 for a
 command line that does not parse. See docs/cli.md for the full contract.
 
@@ -14,10 +15,11 @@ The package, one job per module: :mod:`~pants_oci.core.cli.parser` (the command 
 :mod:`~pants_oci.core.cli.inputs` (reading and checking what commands are given),
 :mod:`~pants_oci.core.cli.output` (what they print), :mod:`~pants_oci.core.cli.report` (errors
 and hints), and the commands: :mod:`~pants_oci.core.cli.layer_build`,
-:mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands` and
-:mod:`~pants_oci.core.cli.layout_commands`. Every command imports what it needs when it runs,
-so that a process pays only for its own command: e.g. `layer build` imports neither pydantic
-nor httpx nor google-auth (tests/core/test_cli_imports.py checks that they stay out).
+:mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
+:mod:`~pants_oci.core.cli.layout_commands` and :mod:`~pants_oci.core.cli.crane_commands`
+(crane's everyday set). Every command imports what it needs when it runs, so that a process
+pays only for its own command: e.g. `layer build` imports neither pydantic nor httpx nor
+google-auth (tests/core/test_cli_imports.py checks that they stay out).
 """
 
 from __future__ import annotations

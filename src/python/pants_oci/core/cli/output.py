@@ -1,5 +1,6 @@
-"""What ``pants-oci`` writes: one JSON object per command on stdout, raw document bytes for
-``inspect --raw``, and progress lines on stderr."""
+"""What ``pants-oci`` writes: one JSON object per command on stdout (or, for crane's commands,
+lines for people), raw document bytes for ``inspect --raw``, ``manifest``, ``config`` and
+``sbom``, and progress lines on stderr."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import IO, Any
 
 from pants_oci.core.wire import PROGRAM, Result
 
-__all__ = ["PROGRAM", "Progress", "emit", "write_raw"]
+__all__ = ["PROGRAM", "Progress", "emit", "write_exact", "write_raw"]
 
 _MIB = 1024 * 1024
 _PROGRESS_INTERVAL = 1.0  # seconds between progress lines
@@ -46,4 +47,10 @@ class Progress:
 
 def write_raw(data: bytes) -> None:
     sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.flush()
+
+
+def write_exact(data: bytes) -> None:
+    """``data`` as it is, with no newline added (a document to hash, or to pipe on)."""
+    sys.stdout.buffer.write(data)
     sys.stdout.flush()

@@ -3,7 +3,8 @@ takes (how to reach registries, how to report); see docs/cli.md.
 
 Each command's handler is a function of a command module (:mod:`~pants_oci.core.cli.layer_build`,
 :mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
-:mod:`~pants_oci.core.cli.layout_commands`), which imports what it needs when it runs.
+:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands`), which
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from typing import Any, Optional
 from pants_oci.core._settings import CLI, PANTS, Setting, name_of
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.base_spec import SCRATCH
+from pants_oci.core.cli.crane_commands import (
+    blob_command,
+    catalog_command,
+    config_command,
+    delete_command,
+    digest_command,
+    ls_command,
+    manifest_command,
+    tag_command,
+)
 from pants_oci.core.cli.image_assemble import image_assemble_command
 from pants_oci.core.cli.layer_build import layer_build_command
 from pants_oci.core.cli.layout_commands import (
@@ -53,6 +64,14 @@ COMMANDS = (
     "inspect",
     "referrers",
     "sbom",
+    "ls",
+    "catalog",
+    "digest",
+    "manifest",
+    "config",
+    "blob",
+    "tag",
+    "delete",
     RUN_COMMAND,
 )
 
@@ -145,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _base_commands(commands, common)
     _image_commands(commands, common)
     _registry_commands(commands, common)
+    _crane_commands(commands, common)
     _run_command(commands, common)
     return parser
 
@@ -305,6 +325,42 @@ def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sbom.add_argument("reference", metavar="REF")
     sbom.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     sbom.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+
+
+def _crane_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """crane's everyday commands: plain output for people, ``--json`` for scripts."""
+
+    def command(name: str, handler: Handler, help_text: str, json: bool = True) -> Any:
+        sub = _command(common, commands, name, handler, help_text)
+        if json:
+            sub.add_argument("--json", action="store_true", help="print one JSON object")
+        return sub
+
+    command("ls", ls_command, "list the tags of a repository").add_argument(
+        "repository", metavar="REPO"
+    )
+    command("catalog", catalog_command, "list the repositories of a registry").add_argument(
+        "registry", metavar="REGISTRY"
+    )
+    for name, handler, help_text in (
+        ("digest", digest_command, "print the digest of the manifest a reference names"),
+        ("manifest", manifest_command, "print the exact bytes of the manifest"),
+        ("config", config_command, "print the exact bytes of the image config"),
+    ):
+        sub = command(name, handler, help_text, json=name == "digest")
+        sub.add_argument("reference", metavar="REF")
+        sub.add_argument(
+            "--platform", metavar="OS/ARCH[/VARIANT]", help="that platform's image, of an index"
+        )
+    blob = command("blob", blob_command, "write a blob, verified, to stdout or a file")
+    blob.add_argument("reference", metavar="REPO@DIGEST")
+    blob.add_argument("-o", "--output", metavar="FILE", help="write it here (atomically)")
+    tag = command("tag", tag_command, "put a manifest under another tag of its repository")
+    tag.add_argument("reference", metavar="REF")
+    tag.add_argument("tag", metavar="NEW_TAG")
+    command("delete", delete_command, "delete a manifest (by digest, or its tag's)").add_argument(
+        "reference", metavar="REF"
+    )
 
 
 def _run_command(commands: Any, common: argparse.ArgumentParser) -> None:

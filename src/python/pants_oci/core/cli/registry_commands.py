@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import TYPE_CHECKING
 
 from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import platform_argument, reference_argument
-from pants_oci.core.cli.output import emit, write_raw
+from pants_oci.core.cli.output import emit, write_exact, write_raw
 from pants_oci.core.errors import DocumentError, PartialPushError
 
 if TYPE_CHECKING:
@@ -224,5 +223,4 @@ def sbom_command(args: argparse.Namespace, options: TransportOptions) -> None:
         platform=platform_argument(args.platform),
         options=options,
     )
-    sys.stdout.buffer.write(document)
-    sys.stdout.flush()
+    write_exact(document)

@@ -15,6 +15,7 @@ from pants_oci.core.errors import (
     InsecureTokenServiceError,
     NotFoundError,
     PlatformNotFoundError,
+    RegistryError,
     TransportError,
     UnauthorizedError,
 )
@@ -63,6 +64,12 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
         return _CREDENTIAL_SOURCES
     if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
         return "push takes the output directory of `image assemble`"
+    command = getattr(args, "command", None)
+    if isinstance(error, RegistryError) and error.status == 405 and command == "delete":
+        return (
+            f"{error.registry} does not allow deleting manifests (a docker-registry needs "
+            "REGISTRY_STORAGE_DELETE_ENABLED=true)"
+        )
     return None
 
 

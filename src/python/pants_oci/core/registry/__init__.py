@@ -24,6 +24,9 @@ the registry, the digest and both sizes) when the registry sends more or less. D
 have limits: manifests and indexes ``MAX_MANIFEST_SIZE`` (4 MiB), configs read into memory
 (:meth:`RegistryClient.read_blob`) ``MAX_CONFIG_SIZE`` (64 MiB), refused before they are
 read when their descriptor or the registry's ``Content-Length`` says more.
+:func:`catalog` lists a registry's repositories (``/v2/_catalog``) with no repository to
+name. :meth:`RegistryClient.blob_exists` answers a bool (True for an empty blob too);
+:meth:`RegistryClient.blob_size` the size, or None.
 :meth:`RegistryClient.ping` (``GET /v2/``) checks that a registry is there and takes our
 credentials. Errors are the classes of :mod:`pants_oci.core.errors`: a
 :class:`RegistryError` subclass for an error answer (carrying the registry, repository,
@@ -58,7 +61,7 @@ matching :mod:`pants_oci.core.platforms`'.
 
 from __future__ import annotations
 
-from pants_oci.core.registry._client import RegistryClient
+from pants_oci.core.registry._client import RegistryClient, catalog
 from pants_oci.core.registry._concurrency import map_bounded
 from pants_oci.core.registry._http import next_link
 from pants_oci.core.registry._index_walk import ImageManifest, Index, walk_to_image_manifest
@@ -69,6 +72,7 @@ __all__ = [
     "ImageManifest",
     "Index",
     "RegistryClient",
+    "catalog",
     "map_bounded",
     "next_link",
     "walk_to_image_manifest",

@@ -39,7 +39,7 @@ from pants_oci.core.registry._concurrency import SharedProgress, map_bounded
 from pants_oci.core.registry._downloads import download_to, open_blob
 from pants_oci.core.registry._http import content_length, next_link
 from pants_oci.core.registry._index_walk import ImageManifest, walk_to_image_manifest
-from pants_oci.core.registry._session import RepositorySession
+from pants_oci.core.registry._session import LISTING_REPOSITORIES, RepositorySession
 from pants_oci.core.registry._uploads import (
     BlobSource,
     GrowingBlob,
@@ -52,9 +52,12 @@ from pants_oci.core.registry._uploads import (
 )
 from pants_oci.core.transport import ProgressCallback, TransportOptions
 
-__all__ = ["CATALOG_SCOPE", "RegistryClient"]
+__all__ = ["CATALOG_SCOPE", "RegistryClient", "catalog"]
 
 CATALOG_SCOPE = "registry:catalog:*"
+# The repository of the client `catalog()` makes: the catalog is the registry's, so no request
+# (nor error message) names it.
+_NO_REPOSITORY = "catalog"
 
 
 class RegistryClient(RepositorySession):
@@ -362,8 +365,14 @@ class RegistryClient(RepositorySession):
 
     # --- Blob downloads --------------------------------------------------------------------
 
-    def blob_exists(self, digest: Digest | str) -> int | None:
-        """The size of blob ``digest`` in this repository, or None if it is not there."""
+    def blob_exists(self, digest: Digest | str) -> bool:
+        """Whether blob ``digest`` is in this repository (a ``HEAD``): True for an empty one
+        too. :meth:`blob_size` says how big it is."""
+        return self.blob_size(digest) is not None
+
+    def blob_size(self, digest: Digest | str) -> int | None:
+        """The size of blob ``digest`` in this repository, or None if it is not there (0 is an
+        empty blob, or a registry that sent no ``Content-Length``)."""
         identifier = str(Digest.coerce(digest))
         response = self._request(
             "HEAD",
@@ -522,7 +531,7 @@ class RegistryClient(RepositorySession):
         held to ``size``, its descriptor's, as in :meth:`iter_blob`).
         """
         expected = Digest.coerce(digest)
-        existing = self.blob_exists(expected)
+        existing = self.blob_size(expected)
         same_registry = source.base_url == self.base_url
         if (
             existing is None
@@ -530,7 +539,7 @@ class RegistryClient(RepositorySession):
             and source.repository != self.repository
             and self.mount_blob(expected, source.repository)
         ):
-            existing = self.blob_exists(expected)
+            existing = self.blob_size(expected)
         if existing is not None:
             if progress is not None:
                 progress(existing, existing)
@@ -594,7 +603,7 @@ class RegistryClient(RepositorySession):
             "repositories",
             (CATALOG_SCOPE,),
             page_size,
-            "listing repositories",
+            LISTING_REPOSITORIES,
         )
 
     def _paginate(
@@ -622,3 +631,16 @@ class RegistryClient(RepositorySession):
             link = next_link(response.headers.get("Link"))
             next_url = self._server_url(response, link, "the next page") if link else None
         return names
+
+
+def catalog(
+    registry: str,
+    *,
+    auth: httpx.Auth | None = None,
+    options: TransportOptions | None = None,
+    page_size: int | None = None,
+) -> list[str]:
+    """Every repository of ``registry`` (``GET /v2/_catalog``, following pagination): no
+    repository to name. ``auth`` and ``options`` are :class:`RegistryClient`'s."""
+    with RegistryClient(registry, _NO_REPOSITORY, auth=auth, options=options) as client:
+        return client.catalog(page_size)

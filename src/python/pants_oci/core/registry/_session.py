@@ -49,8 +49,10 @@ from pants_oci.core.transport import (
     server_url,
     shown_url,
 )
+from pants_oci.core.validation import check_arguments
 
 _MAX_REDIRECTS = 10
+LISTING_REPOSITORIES = "listing repositories"  # the catalog: of a registry, no repository
 # What Go's net/http (and so most registries) answers plain HTTP sent to its TLS port.
 _HTTPS_ONLY = b"Client sent an HTTP request to an HTTPS server"
 
@@ -85,6 +87,14 @@ class RepositorySession:
         options: TransportOptions | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
+        check_arguments(
+            "RegistryClient",
+            ("registry", registry, str, "a registry host str such as 'ghcr.io'"),
+            ("repository", repository, str, "a repository str such as 'acme/app'"),
+            ("auth", auth, (httpx.Auth, type(None)), "an httpx.Auth or None"),
+            ("options", options, (TransportOptions, type(None)), "TransportOptions or None"),
+            ("http_client", http_client, (httpx.Client, type(None)), "an httpx.Client or None"),
+        )
         normalized = Reference(registry, repository)  # validates, and applies docker.io rules
         self.registry = normalized.registry
         self.repository = normalized.repository
@@ -292,7 +302,12 @@ class RepositorySession:
         status = response.status_code
         if status == 400 and response.url.scheme == "http" and _HTTPS_ONLY in response.content:
             return self._speaks_tls(response)
-        text = f"{action} in {self.registry}/{self.repository} failed: HTTP {status}"
+        where = (
+            self.registry
+            if action == LISTING_REPOSITORIES
+            else f"{self.registry}/{self.repository}"
+        )
+        text = f"{action} in {where} failed: HTTP {status}"
         if code or message:
             text += f" {code or ''}{': ' if code and message else ''}{message or ''}"
         if status == 401:

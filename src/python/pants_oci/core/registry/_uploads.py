@@ -215,7 +215,7 @@ def upload_from_source(
     if expected is None and src.data is not None:
         expected = sha256_of_bytes(src.data)
     if expected is not None and check_exists:
-        existing = client.blob_exists(expected)
+        existing = client.blob_size(expected)
         if existing is not None:
             if progress is not None:
                 progress(existing, existing)
@@ -303,7 +303,7 @@ def _finish(
         )
     except TransportError as exc:
         # The registry may have committed the blob before the connection broke.
-        if client.blob_exists(digest) is not None:
+        if client.blob_exists(digest):
             return
         raise _SessionLost(exc) from exc
     except StreamedBodyRefused as exc:
@@ -452,7 +452,7 @@ def _stream_from(
             if size is None:  # no length: stream it through a PATCH
                 location, offset = _patch(client, location, chunks, 0, None)
                 _finish(client, location, digest, size=offset or 0)
-                size = client.blob_exists(digest) or 0
+                size = client.blob_size(digest) or 0
             else:
                 _finish(client, location, digest, chunks, length=size, size=size)
     except _SourceFailed as failed:
@@ -669,7 +669,7 @@ class _WhileWritten:
             if length >= least:  # (fewer: the writer has finished; its digest is known now)
                 self._patch(min(length, most))
         # A blob the repository has already (a layer built unchanged) is not sent on.
-        if self.blob.available(0) and (existing := self.client.blob_exists(digest)) is not None:
+        if self.blob.available(0) and (existing := self.client.blob_size(digest)) is not None:
             self.cancel()
             return digest, existing
         while (length := self.blob.available(0)) > most:

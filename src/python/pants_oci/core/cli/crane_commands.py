@@ -1,0 +1,182 @@
+"""The ``pants-oci`` commands of crane's everyday set: ``ls``, ``catalog``, ``digest``,
+``manifest``, ``config``, ``blob``, ``tag`` and ``delete``, each a call or two of the registry
+client (:class:`~pants_oci.core.registry.RegistryClient`) or of :mod:`pants_oci.core.remote`.
+
+They print for people (a name per line, a digest, a document's exact bytes), as crane does;
+``--json`` prints one JSON object instead, for scripts (not ``manifest`` and ``config``,
+whose output is a JSON document already).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pants_oci.core._transport_options import TransportOptions
+from pants_oci.core.cli.inputs import check_output_directory, platform_argument, reference_argument
+from pants_oci.core.cli.output import emit, write_exact
+from pants_oci.core.errors import InputFileError, InvalidReferenceError
+
+if TYPE_CHECKING:
+    from pants_oci.core.models import AnyManifest
+    from pants_oci.core.reference import Reference
+    from pants_oci.core.registry import RegistryClient
+
+__all__ = [
+    "blob_command",
+    "catalog_command",
+    "config_command",
+    "delete_command",
+    "digest_command",
+    "ls_command",
+    "manifest_command",
+    "tag_command",
+]
+
+def _print(args: argparse.Namespace, lines: Sequence[str], document: Mapping[str, Any]) -> None:
+    """``document`` as one JSON object with ``--json``, else ``lines``, one a line."""
+    if args.json:
+        emit(document)
+    else:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+
+
+def _client(reference: Reference, options: TransportOptions) -> RegistryClient:
+    from pants_oci.core.registry import RegistryClient
+
+    return RegistryClient.from_reference(reference, options=options)
+
+
+def _read(
+    args: argparse.Namespace, options: TransportOptions, *, config: bool = False
+) -> tuple[Reference, AnyManifest, bytes | None]:
+    """The document ``args.reference`` names (``--platform``'s image of an index), with its
+    image config when ``config``."""
+    from pants_oci.core.remote import read_document
+
+    reference = reference_argument(args.reference)
+    document, config_bytes = read_document(
+        reference,
+        platform=platform_argument(args.platform),
+        image_only=config,
+        read_config=config,
+        options=options,
+    )
+    return reference, document, config_bytes
+
+
+def ls_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The tags of a repository."""
+    reference = reference_argument(args.repository)
+    if reference.tag is not None or reference.digest is not None:
+        raise InvalidReferenceError(
+            f"invalid repository {args.repository!r}: ls lists a repository's tags; give the "
+            f"repository without a tag or digest ({reference.name})"
+        )
+    with _client(reference, options) as client:
+        tags = client.list_tags()
+    _print(args, tags, {"repository": reference.name, "tags": tags})
+
+
+def catalog_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The repositories of a registry."""
+    from pants_oci.core.reference import Reference
+    from pants_oci.core.registry import catalog
+
+    text = args.registry
+    problem = "give its host, with the port if it has one (e.g. localhost:5000)"
+    if any(character in text for character in "/@"):
+        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}")
+    try:
+        registry = Reference(text, "any").registry  # checks the host's grammar
+    except InvalidReferenceError:
+        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}") from None
+    repositories = catalog(registry, options=options)
+    _print(args, repositories, {"registry": registry, "repositories": repositories})
+
+
+def digest_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The digest of the manifest (or index) a reference names, or of ``--platform``'s."""
+    reference, document, _ = _read(args, options)
+    digest = str(document.digest)
+    _print(args, [digest], {"reference": str(reference), "digest": digest})
+
+
+def manifest_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The exact bytes of the manifest (or index) a reference names, or of ``--platform``'s."""
+    _, document, _ = _read(args, options)
+    write_exact(document.to_bytes())
+
+
+def config_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The exact bytes of an image's config (``--platform``'s, or this machine's, of an index)."""
+    _, _, config = _read(args, options, config=True)
+    assert config is not None  # read_document returns one for an image manifest
+    write_exact(config)
+
+
+def blob_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """A blob, by digest: streamed to stdout, or written whole to ``-o FILE`` (or not at all),
+    verified against its digest."""
+    reference = reference_argument(args.reference)
+    if reference.digest is None:
+        raise InvalidReferenceError(
+            f"invalid blob reference {args.reference!r}: name the blob by its digest "
+            f"({reference.name}@sha256:...)"
+        )
+    if args.output:
+        check_output_directory(args.output, "-o")
+    elif args.json:
+        raise InputFileError("blob --json needs -o FILE: without it, stdout holds the blob")
+    progress = args.progress(f"downloading {reference}")
+    with _client(reference, options) as client:
+        if not args.output:
+            sys.stdout.flush()
+            client.get_blob(reference.digest, sys.stdout.buffer, progress=progress)
+            sys.stdout.buffer.flush()
+            return
+        size = client.get_blob(reference.digest, args.output, progress=progress)
+    _print(
+        args,
+        [],
+        {
+            "reference": str(reference),
+            "digest": reference.digest,
+            "size": size,
+            "output": args.output,
+        },
+    )
+
+
+def tag_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """The manifest a reference names, put under another tag of its repository (same bytes)."""
+    from pants_oci.core.reference import Reference
+    from pants_oci.core.remote import put_manifest_tags
+
+    reference = reference_argument(args.reference)
+    tagged = Reference(reference.registry, reference.repository).with_tag(args.tag)
+    with _client(reference, options) as client:
+        document = client.get_manifest(reference.identifier)
+        media_type = document.media_type or type(document).default_media_type
+        digest = put_manifest_tags(client, document.to_bytes(), media_type, [args.tag])
+    _print(
+        args,
+        [f"{tagged}@{digest}"],
+        {"reference": str(reference), "tagged": str(tagged), "digest": str(digest)},
+    )
+
+
+def delete_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """Delete the manifest a reference names (a tag is resolved to its digest first), and so
+    every tag of it."""
+    reference = reference_argument(args.reference)
+    with _client(reference, options) as client:
+        digest = reference.parsed_digest or client.get_manifest(reference.identifier).digest
+        client.delete_manifest(digest)
+    deleted = f"{reference.name}@{digest}"
+    _print(
+        args, [deleted], {"reference": str(reference), "deleted": deleted, "digest": str(digest)}
+    )
