@@ -11,7 +11,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from pants_oci.core import tar_format
 from pants_oci.core.compression import BLOCK_SIZE, LayerStream
@@ -19,11 +19,18 @@ from pants_oci.core.errors import LayerError
 from pants_oci.core.whiteouts import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, is_whiteout, whited_out
 
 if TYPE_CHECKING:
-    import pathspec
-
     from pants_oci.core.layer import CustomFile, LayerBuilder, Override
 
-__all__ = ["DirSource", "Leaf", "Node", "reject_whiteout_name", "write_tree"]
+__all__ = ["DirSource", "Leaf", "Node", "PathMatcher", "reject_whiteout_name", "write_tree"]
+
+
+class PathMatcher(Protocol):
+    """What leaves a directory source's entries out: ``match_file(path)`` is True for a path
+    (relative to the source's root, ``/``-separated, a directory's ending in ``/``) to leave
+    out. A ``pathspec.PathSpec`` is one."""
+
+    def match_file(self, file: str) -> bool: ...
+
 
 # --- The tree ---------------------------------------------------------------------------------
 
@@ -34,7 +41,7 @@ class DirSource:
 
     path: str
     rel: str  # path from the source root, "" or ending in "/": what ignore patterns see
-    spec: pathspec.PathSpec[Any] | None
+    spec: PathMatcher | None
     ancestors: frozenset[tuple[int, int]]  # (dev, inode) of enclosing dirs, to catch loops
     origin: str  # the source as the caller named it, for messages
 

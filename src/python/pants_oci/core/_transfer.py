@@ -110,14 +110,17 @@ class _IteratorReader:
 
 
 def _copy_from_urls(
-    target: RegistryClient, descriptor: Descriptor, progress: ProgressCallback | None
+    target: RegistryClient,
+    descriptor: Descriptor,
+    progress: ProgressCallback | None,
+    check_exists: bool = True,
 ) -> None:
     """Upload a foreign layer fetched from its ``urls`` (the first that answers 200)."""
     import httpx
 
     from pants_oci.core.transport import make_http_client
 
-    if target.blob_exists(descriptor.digest):
+    if check_exists and target.blob_exists(descriptor.digest):
         return
     failures: list[str] = []
     with make_http_client(target.options) as http:
@@ -151,8 +154,10 @@ def transfer_blobs(
     *,
     copy_foreign_layers: bool = False,
     progress: ProgressCallback | None = None,
+    check_exists: bool = True,
 ) -> None:
-    """Put every blob in ``target`` (HEAD first), ``max_concurrency`` at a time."""
+    """Put every blob in ``target`` (HEAD first), ``max_concurrency`` at a time.
+    ``check_exists=False`` sends (or streams) each blob even when ``target`` has it."""
     from pants_oci.core.registry import map_bounded
 
     unique = list({blob.digest: blob for blob in blobs}.values())
@@ -164,19 +169,24 @@ def transfer_blobs(
         part = total.part(key)
         digest, size = blob.digest, blob.descriptor.size
         if (
-            blob.mountable
+            check_exists
+            and blob.mountable
             and blob.remote is not None
             and _mounted(target, blob.remote, digest, part)
         ):
             return
         if blob.data is not None:
-            target.upload_blob(blob.data, digest=digest, progress=part)
+            target.upload_blob(blob.data, digest=digest, progress=part, check_exists=check_exists)
         elif blob.path is not None:
-            target.upload_blob(blob.path, digest=digest, size=size, progress=part)
+            target.upload_blob(
+                blob.path, digest=digest, size=size, progress=part, check_exists=check_exists
+            )
         elif blob.remote is not None:
-            target.copy_blob(blob.remote, digest, size=size, progress=part)
+            target.copy_blob(
+                blob.remote, digest, size=size, progress=part, check_exists=check_exists
+            )
         elif blob.foreign:
-            _copy_from_urls(target, blob.descriptor, part)
+            _copy_from_urls(target, blob.descriptor, part, check_exists)
         elif not target.blob_exists(digest):
             raise ImageBuildError(
                 f"blob {digest} is not in {target.registry}/{target.repository} and this image "

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pants_oci.core import media_types
+from pants_oci.core._add_files import layer_builder
 from pants_oci.core._bases import Base, BaseLoader
 from pants_oci.core._clients import Clients
 from pants_oci.core._compat import zip_strict
@@ -59,7 +60,13 @@ from pants_oci.core.base_spec import SCRATCH
 from pants_oci.core.compression import Compression
 from pants_oci.core.digest import Digest, sha256_of_bytes
 from pants_oci.core.errors import DocumentError, ImageBuildError, OCIError
-from pants_oci.core.layer import LayerBlob, LayerBuilder, Source, resolve_source_date_epoch
+from pants_oci.core.layer import (
+    FileFilter,
+    LayerBlob,
+    LayerBuilder,
+    Source,
+    resolve_source_date_epoch,
+)
 from pants_oci.core.layout import ImageLayout, staged_directory
 from pants_oci.core.models import (
     Descriptor,
@@ -71,17 +78,13 @@ from pants_oci.core.models import (
 )
 from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference, validate_tag
 from pants_oci.core.remote import put_manifest_tags
-from pants_oci.core.run_config import ConfigLabels, ConfigList, RunConfig, replaced_list
+from pants_oci.core.run_config import RunConfig, RunConfigProperties
 from pants_oci.core.tarball import write_docker_archive as _write_archive
 from pants_oci.core.validation import (
-    check_absolute_path,
     check_arguments,
     check_layer_media_type,
     check_list,
-    check_stop_signal,
-    check_string_map,
     check_type,
-    check_user,
 )
 
 # The registry client, the auth flow and httpx are imported where a registry is reached, so
@@ -134,7 +137,7 @@ class ImageData:
 # --- Image --------------------------------------------------------------------------------------
 
 
-def _oci_layer(descriptor: Descriptor) -> Descriptor:
+def oci_layer_descriptor(descriptor: Descriptor) -> Descriptor:
     """The descriptor an OCI manifest gives a (possibly Docker-typed) layer blob."""
     oci_type = _OCI_LAYER_TYPES.get(media_types.base_media_type(descriptor.media_type))
     return descriptor.model_copy(update={"media_type": oci_type}) if oci_type else descriptor
@@ -148,7 +151,7 @@ class _Layer:
     from_base: bool = False
 
 
-class Image:
+class Image(RunConfigProperties):
     """An image being built on a base; publish it with :meth:`save` or the writers.
 
     ``target`` is where :meth:`save` pushes (a reference; its tag is the default tag).
@@ -228,7 +231,7 @@ class Image:
                 f"its manifest has {len(self._base.layers)} layers"
             )
         self._layers = [
-            _Layer(_oci_layer(descriptor), diff_id, from_base=True)
+            _Layer(oci_layer_descriptor(descriptor), diff_id, from_base=True)
             for descriptor, diff_id in zip_strict(self._base.layers, diff_ids)
         ]
 
@@ -273,102 +276,6 @@ class Image:
         return self._config
 
     @property
-    def cmd(self) -> ConfigList | None:
-        return None if self._config.cmd is None else ConfigList(self._config, "cmd")
-
-    @cmd.setter
-    def cmd(self, value: Iterable[str] | None) -> None:
-        self._config.cmd = None if value is None else replaced_list(self._config, "cmd", value)
-        self._cmd_set = True
-
-    @property
-    def entrypoint(self) -> ConfigList | None:
-        return None if self._config.entrypoint is None else ConfigList(self._config, "entrypoint")
-
-    @entrypoint.setter
-    def entrypoint(self, value: Iterable[str] | None) -> None:
-        """As in a Dockerfile, a new entrypoint drops the cmd inherited from the base (a cmd
-        set on this image, before or after, stays)."""
-        self._config.entrypoint = (
-            None if value is None else replaced_list(self._config, "entrypoint", value)
-        )
-        if not self._cmd_set:
-            self._config.cmd = None
-
-    @property
-    def env(self) -> ConfigList:
-        """``NAME=value`` items, live. Assigning a list sets each item: replacing a
-        variable in place when already set, appending otherwise (the base's others stay)."""
-        return ConfigList(self._config, "env")
-
-    @env.setter
-    def env(self, items: Iterable[str]) -> None:
-        for item in check_list(items, "Image.env"):
-            check_type(item, str, "Image.env item", "a 'NAME=value' string")
-            name, _, value = item.partition("=")
-            self._config.set_env(name, value)
-
-    def set_env(self, name: str, value: str) -> None:
-        self._config.set_env(name, value)
-
-    def unset_env(self, name: str) -> None:
-        self._config.unset_env(name)
-
-    @property
-    def workdir(self) -> str | None:
-        return self._config.workdir
-
-    @workdir.setter
-    def workdir(self, value: str | None) -> None:
-        self._config.workdir = None if value is None else check_absolute_path(value, "workdir")
-
-    @property
-    def user(self) -> str | None:
-        return self._config.user
-
-    @user.setter
-    def user(self, value: str | None) -> None:
-        self._config.user = None if value is None else check_user(value)
-
-    @property
-    def labels(self) -> ConfigLabels:
-        """The labels, live: ``image.labels["a"] = "b"`` and ``.update(...)`` are saved."""
-        return ConfigLabels(self._config)
-
-    @labels.setter
-    def labels(self, value: Mapping[str, str]) -> None:
-        self._config.labels = check_string_map(value, "labels")
-
-    @property
-    def exposed_ports(self) -> ConfigList:
-        """``N/protocol`` items, live; ``8080`` means ``8080/tcp``."""
-        return ConfigList(self._config, "exposed_ports")
-
-    @exposed_ports.setter
-    def exposed_ports(self, ports: Iterable[str | int]) -> None:
-        self._config.exposed_ports = replaced_list(self._config, "exposed_ports", ports)
-
-    def expose(self, *ports: str | int) -> None:
-        """Add exposed ports (``8080`` means ``8080/tcp``) to those of the base."""
-        self.exposed_ports = [*self.exposed_ports, *ports]
-
-    @property
-    def volumes(self) -> ConfigList:
-        return ConfigList(self._config, "volumes")
-
-    @volumes.setter
-    def volumes(self, paths: Iterable[str]) -> None:
-        self._config.volumes = replaced_list(self._config, "volumes", paths)
-
-    @property
-    def stop_signal(self) -> str | None:
-        return self._config.stop_signal
-
-    @stop_signal.setter
-    def stop_signal(self, value: str | None) -> None:
-        self._config.stop_signal = None if value is None else check_stop_signal(value)
-
-    @property
     def image_platform(self) -> Platform:
         """The platform the image is for (its base's, or ``platform`` for scratch)."""
         return self._platform
@@ -386,47 +293,55 @@ class Image:
 
     def add_files(
         self,
-        files: Mapping[str, Source],
+        files: Mapping[str, Source] | Source,
+        target_dir: str | None = None,
         *,
         ignore: Sequence[str] = (),
         ignore_files: Sequence[str | os.PathLike[str]] = (),
+        filter: FileFilter | None = None,
         compression: Compression = "gzip",
         level: int | None = None,
         follow_symlinks: bool = False,
     ) -> Descriptor:
-        """Build one layer from ``{absolute path in image: source}`` and add it on top.
+        """Build one layer from ``{absolute path in image: source}`` and add it on top;
+        ``add_files("local/dir", "/target")`` and ``add_files("local/dir")`` (at ``/``) are
+        short for one source.
 
         A directory source puts its contents at the target directory; a file or
         :class:`~pants_oci.core.layer.CustomFile` goes at the target path. ``ignore`` and
-        ``ignore_files`` hold gitignore patterns applied within directory sources. Every
-        entry is stamped with SOURCE_DATE_EPOCH, owned by 0:0, with normalised modes (see
-        :mod:`pants_oci.core.layer`). Returns the new layer's descriptor.
+        ``ignore_files`` hold gitignore patterns applied within directory sources, and
+        ``filter(relative_path)`` returning False leaves an entry of one out
+        (:data:`~pants_oci.core.layer.FileFilter`). Symlinks stay links unless
+        ``follow_symlinks``. Every entry is stamped with SOURCE_DATE_EPOCH, owned by 0:0,
+        with normalised modes (see :mod:`pants_oci.core.layer`). Returns the new layer's
+        descriptor.
         """
         check_arguments(
             "add_files",
-            ("files", files, Mapping, "a mapping of target path to local path or CustomFile"),
             ("compression", compression, str, "'gzip', 'zstd' or 'none'"),
             ("level", level, (int, type(None)), "an int or None"),
         )
-        check_list(ignore, "add_files() argument 'ignore'")
-        check_list(ignore_files, "add_files() argument 'ignore_files'")
-        for target in files:
-            check_absolute_path(target, "add_files target")
-        builder = LayerBuilder(mtime=self.epoch, follow_symlinks=follow_symlinks)
-        builder.add_files(files, ignore=ignore, ignore_files=ignore_files)
+        builder, targets = layer_builder(
+            files,
+            target_dir,
+            ignore=ignore,
+            ignore_files=ignore_files,
+            filter=filter,
+            follow_symlinks=follow_symlinks,
+            mtime=self.epoch,
+        )
         directory = self._work_dir() / "layers"
         directory.mkdir(exist_ok=True)
         handle, name = tempfile.mkstemp(dir=directory, suffix=".layer")
         os.close(handle)
         blob = self._write_layer(builder, Path(name), compression, level)
-        targets = ", ".join(sorted(files))
         return self.add_layer(
             blob.digest,
             blob.diff_id,
             blob.size,
             media_type=blob.media_type,
             blob=Path(name),
-            created_by=f"pants-oci add_files {targets}",
+            created_by=f"pants-oci add_files {', '.join(targets)}",
         )
 
     def _write_layer(
@@ -552,9 +467,15 @@ class Image:
 
     # --- Publishing ----------------------------------------------------------------------------
 
-    def sync(self, *, progress: ProgressCallback | None = None) -> None:
+    def sync(
+        self,
+        *,
+        copy_foreign_layers: bool | None = None,
+        ignore_exists: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> None:
         """Copy the base's layers into the target repository now (save() then skips them):
-        start the slow part early while other work goes on."""
+        start the slow part early while other work goes on. The options are save()'s."""
         target = self.client()
         base_blobs = [
             self._base.blob(layer.descriptor) for layer in self._layers if layer.from_base
@@ -562,34 +483,61 @@ class Image:
         transfer_blobs(
             target,
             base_blobs,
-            copy_foreign_layers=self.copy_foreign_layers,
+            copy_foreign_layers=self._copy_foreign(copy_foreign_layers),
             progress=progress,
+            check_exists=not ignore_exists,
         )
         self._synced.update(blob.digest for blob in base_blobs)
 
-    def push_blobs(self, target: RegistryClient, progress: ProgressCallback | None) -> ImageData:
+    def _copy_foreign(self, override: bool | None) -> bool:
+        check_type(override, (bool, type(None)), "copy_foreign_layers", "a bool or None")
+        return self.copy_foreign_layers if override is None else override
+
+    def push_blobs(
+        self,
+        target: RegistryClient,
+        progress: ProgressCallback | None,
+        *,
+        copy_foreign_layers: bool | None = None,
+        ignore_exists: bool = False,
+    ) -> ImageData:
         """Put the image's layers (those :meth:`sync` has not) and its config in ``target``,
         and return the documents: all but the manifest, which :meth:`save` (or an index's)
         puts last."""
         self._uploads.wait()  # a layer they put in the target is found there (HEAD)
         data = self.get_image_data()
         blobs = [self._blob(layer) for layer in self._layers]
-        blobs = [blob for blob in blobs if blob.digest not in self._synced]
+        blobs = [blob for blob in blobs if ignore_exists or blob.digest not in self._synced]
+        copy_foreign = self._copy_foreign(copy_foreign_layers)
+        check = not ignore_exists
         transfer_blobs(
-            target, blobs, copy_foreign_layers=self.copy_foreign_layers, progress=progress
+            target, blobs, copy_foreign_layers=copy_foreign, progress=progress, check_exists=check
         )
         config_bytes = data.config.to_bytes()
-        target.upload_blob(config_bytes, digest=sha256_of_bytes(config_bytes))
+        target.upload_blob(config_bytes, digest=sha256_of_bytes(config_bytes), check_exists=check)
         return data
 
     def save(
-        self, tags: Sequence[str] | None = None, *, progress: ProgressCallback | None = None
+        self,
+        tags: Sequence[str] | None = None,
+        *,
+        cmd: Iterable[str] | None = None,
+        env: Iterable[str] | None = None,
+        workdir: str | None = None,
+        copy_foreign_layers: bool | None = None,
+        ignore_exists: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> Digest:
         """Push the image to the target repository; return the manifest digest.
 
         ``tags`` default to the target's tag (``latest`` when it has none; by digest only
         when the target is pinned by digest). Blobs first, then the config, then the
         manifest: nothing is tagged unless everything it needs is in place.
+
+        ``cmd``, ``env`` and ``workdir``, when given, are set first as assigning the
+        properties does (``env`` items replace same-named variables, others are appended).
+        ``copy_foreign_layers`` overrides the image's for this push. ``ignore_exists=True``
+        sends every blob even when the target has it (no HEAD first; for tests and debugging).
         """
         target = self.client()
         if tags is None:
@@ -597,7 +545,13 @@ class Image:
             default = self.target.tag or (None if self.target.digest else DEFAULT_TAG)
             tags = [default] if default else []
         tags = [validate_tag(tag) for tag in tags]  # before anything is uploaded
-        data = self.push_blobs(target, progress)
+        check_arguments("save", ("ignore_exists", ignore_exists, bool, "a bool"))
+        for name, value in (("cmd", cmd), ("env", env), ("workdir", workdir)):
+            if value is not None:
+                setattr(self, name, value)
+        data = self.push_blobs(
+            target, progress, copy_foreign_layers=copy_foreign_layers, ignore_exists=ignore_exists
+        )
         return put_manifest_tags(target, data.manifest.to_bytes(), media_types.OCI_MANIFEST, tags)
 
     def write_layout(

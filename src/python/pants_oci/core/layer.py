@@ -39,15 +39,22 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union
+from typing import TYPE_CHECKING, BinaryIO, Literal, Union
 
 import pathspec
 
 from pants_oci.core import tar_format
-from pants_oci.core._layer_tree import DirSource, Leaf, Node, reject_whiteout_name, write_tree
+from pants_oci.core._layer_tree import (
+    DirSource,
+    Leaf,
+    Node,
+    PathMatcher,
+    reject_whiteout_name,
+    write_tree,
+)
 from pants_oci.core.compression import (
     BLOCK_SIZE,
     Compression,
@@ -66,6 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CustomFile",
+    "FileFilter",
     "LayerBlob",
     "LayerBuilder",
     "Override",
@@ -154,6 +162,25 @@ class Override:
 Source = Union[str, "os.PathLike[str]", CustomFile]
 
 
+# Keeps a directory source's entry when True; called with the entry's path relative to the
+# source's root, ``/``-separated, a directory's ending in ``/`` (leaving one out leaves out all
+# of it).
+FileFilter = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class _FilteredSpec:
+    """Ignore patterns and a :data:`FileFilter` as one :class:`PathMatcher`."""
+
+    spec: PathMatcher | None
+    keep: FileFilter
+
+    def match_file(self, file: str) -> bool:
+        if self.spec is not None and self.spec.match_file(file):
+            return True
+        return not self.keep(file)
+
+
 def _check_ids(uid: int | None, gid: int | None) -> None:
     if uid is not None:
         check_id(uid, "uid")
@@ -209,6 +236,18 @@ class LayerBlob:
     uncompressed_size: int  # of the tar
     media_type: str
     entry_count: int | None = None  # None when the tar was not built here
+
+    @classmethod
+    def of_stream(cls, stream: LayerStream, entry_count: int | None = None) -> LayerBlob:
+        """What a finished stream wrote."""
+        return cls(
+            digest=stream.digest,
+            diff_id=stream.diff_id,
+            size=stream.blob_size,
+            uncompressed_size=stream.tar_size,
+            media_type=stream.media_type,
+            entry_count=entry_count,
+        )
 
     def descriptor(self, annotations: dict[str, str] | None = None) -> Descriptor:
         """The manifest's descriptor of this layer."""
@@ -305,6 +344,7 @@ class LayerBuilder:
         *,
         ignore: Sequence[str] = (),
         ignore_files: Sequence[str | os.PathLike[str]] = (),
+        filter: FileFilter | None = None,
     ) -> None:
         """Add sources at layer paths: ``{"app": "dist/app", "bin/tool": CustomFile(...)}``.
 
@@ -323,7 +363,8 @@ class LayerBuilder:
         source's root, ``dir/`` patterns match only directories, ``!pattern`` re-includes,
         a pattern without a ``/`` matches at any depth, and — as in git — nothing beneath an
         ignored directory can be re-included. Ignore-file lines come first, then ``ignore``,
-        so ``ignore`` can negate them. Patterns apply to directory sources only.
+        so ``ignore`` can negate them. Patterns apply to directory sources only, and so does
+        ``filter`` (a :data:`FileFilter`: entries for which it returns False are left out).
 
         (.dockerignore semantics differ: there a pattern without ``/`` matches only at the
         root, and ``!`` can re-include files inside an excluded directory. They are not
@@ -331,7 +372,11 @@ class LayerBuilder:
         """
         lines = [line for file in ignore_files for line in _read_ignore_file(file)]
         lines += list(ignore)
-        spec = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        spec: PathMatcher | None = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        if filter is not None:
+            if not callable(filter):
+                raise TypeError(f"add_files() argument 'filter' must be callable, not {filter!r}")
+            spec = _FilteredSpec(spec, filter)
         for target, source in files.items():
             self._add_one(target, source, spec)
 
@@ -348,7 +393,7 @@ class LayerBuilder:
         in it stay."""
         self._put_leaf(_split_layer_path(directory), OPAQUE_WHITEOUT, Leaf(None), directory)
 
-    def _add_one(self, target: str, source: Source, spec: pathspec.PathSpec[Any] | None) -> None:
+    def _add_one(self, target: str, source: Source, spec: PathMatcher | None) -> None:
         parts = _split_layer_path(target)
         into_directory = str(target).endswith("/") or not parts
         if isinstance(source, CustomFile):
@@ -409,7 +454,7 @@ class LayerBuilder:
         entry_count = write_tree(self, self._root, self._overrides, stream)
         stream.write(tar_format.END_OF_ARCHIVE)
         stream.finish()
-        return _layer_blob(stream, entry_count)
+        return LayerBlob.of_stream(stream, entry_count)
 
     def write_file(
         self,
@@ -439,19 +484,7 @@ def compress_layer(
     while chunk := tar_stream.read(BLOCK_SIZE):
         stream.write(chunk)
     stream.finish()
-    return _layer_blob(stream)
-
-
-def _layer_blob(stream: LayerStream, entry_count: int | None = None) -> LayerBlob:
-    """What a finished stream wrote."""
-    return LayerBlob(
-        digest=stream.digest,
-        diff_id=stream.diff_id,
-        size=stream.blob_size,
-        uncompressed_size=stream.tar_size,
-        media_type=stream.media_type,
-        entry_count=entry_count,
-    )
+    return LayerBlob.of_stream(stream)
 
 
 def member_parts(name: str) -> tuple[str, ...] | None:

@@ -6,7 +6,14 @@ of its lists and labels that :class:`~pants_oci.core.image.Image` hands out
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    MutableSequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -17,11 +24,13 @@ from pants_oci.core.validation import (
     check_env_name,
     check_list,
     check_port,
+    check_stop_signal,
     check_string_map,
     check_type,
+    check_user,
 )
 
-__all__ = ["ConfigLabels", "ConfigList", "RunConfig", "port_key"]
+__all__ = ["ConfigLabels", "ConfigList", "RunConfig", "RunConfigProperties", "port_key"]
 
 # ContainerConfig's JSON names that RunConfig has fields for; any other key is kept as read.
 _RUN_CONFIG_KEYS = frozenset(
@@ -260,3 +269,108 @@ class ConfigLabels(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return repr(self._config.labels)
+
+
+class RunConfigProperties:
+    """The run configuration as properties of :class:`~pants_oci.core.image.Image`
+    (``image.cmd``, ``image.env``, ...), over its :class:`RunConfig`: lists and labels are
+    live, checked views; assigning replaces (``env``: sets each variable)."""
+
+    _config: RunConfig
+    _cmd_set: bool  # a cmd set on this image survives a new entrypoint
+
+    @property
+    def cmd(self) -> ConfigList | None:
+        return None if self._config.cmd is None else ConfigList(self._config, "cmd")
+
+    @cmd.setter
+    def cmd(self, value: Iterable[str] | None) -> None:
+        self._config.cmd = None if value is None else replaced_list(self._config, "cmd", value)
+        self._cmd_set = True
+
+    @property
+    def entrypoint(self) -> ConfigList | None:
+        return None if self._config.entrypoint is None else ConfigList(self._config, "entrypoint")
+
+    @entrypoint.setter
+    def entrypoint(self, value: Iterable[str] | None) -> None:
+        """As in a Dockerfile, a new entrypoint drops the cmd inherited from the base (a cmd
+        set on this image, before or after, stays)."""
+        self._config.entrypoint = (
+            None if value is None else replaced_list(self._config, "entrypoint", value)
+        )
+        if not self._cmd_set:
+            self._config.cmd = None
+
+    @property
+    def env(self) -> ConfigList:
+        """``NAME=value`` items, live. Assigning a list sets each item: replacing a
+        variable in place when already set, appending otherwise (the base's others stay)."""
+        return ConfigList(self._config, "env")
+
+    @env.setter
+    def env(self, items: Iterable[str]) -> None:
+        for item in check_list(items, "Image.env"):
+            check_type(item, str, "Image.env item", "a 'NAME=value' string")
+            name, _, value = item.partition("=")
+            self._config.set_env(name, value)
+
+    def set_env(self, name: str, value: str) -> None:
+        self._config.set_env(name, value)
+
+    def unset_env(self, name: str) -> None:
+        self._config.unset_env(name)
+
+    @property
+    def workdir(self) -> str | None:
+        return self._config.workdir
+
+    @workdir.setter
+    def workdir(self, value: str | None) -> None:
+        self._config.workdir = None if value is None else check_absolute_path(value, "workdir")
+
+    @property
+    def user(self) -> str | None:
+        return self._config.user
+
+    @user.setter
+    def user(self, value: str | None) -> None:
+        self._config.user = None if value is None else check_user(value)
+
+    @property
+    def labels(self) -> ConfigLabels:
+        """The labels, live: ``image.labels["a"] = "b"`` and ``.update(...)`` are saved."""
+        return ConfigLabels(self._config)
+
+    @labels.setter
+    def labels(self, value: Mapping[str, str]) -> None:
+        self._config.labels = check_string_map(value, "labels")
+
+    @property
+    def exposed_ports(self) -> ConfigList:
+        """``N/protocol`` items, live; ``8080`` means ``8080/tcp``."""
+        return ConfigList(self._config, "exposed_ports")
+
+    @exposed_ports.setter
+    def exposed_ports(self, ports: Iterable[str | int]) -> None:
+        self._config.exposed_ports = replaced_list(self._config, "exposed_ports", ports)
+
+    def expose(self, *ports: str | int) -> None:
+        """Add exposed ports (``8080`` means ``8080/tcp``) to those of the base."""
+        self.exposed_ports = [*self.exposed_ports, *ports]
+
+    @property
+    def volumes(self) -> ConfigList:
+        return ConfigList(self._config, "volumes")
+
+    @volumes.setter
+    def volumes(self, paths: Iterable[str]) -> None:
+        self._config.volumes = replaced_list(self._config, "volumes", paths)
+
+    @property
+    def stop_signal(self) -> str | None:
+        return self._config.stop_signal
+
+    @stop_signal.setter
+    def stop_signal(self, value: str | None) -> None:
+        self._config.stop_signal = None if value is None else check_stop_signal(value)

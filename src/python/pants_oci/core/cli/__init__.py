@@ -16,10 +16,11 @@ The package, one job per module: :mod:`~pants_oci.core.cli.parser` (the command 
 :mod:`~pants_oci.core.cli.output` (what they print), :mod:`~pants_oci.core.cli.report` (errors
 and hints), and the commands: :mod:`~pants_oci.core.cli.layer_build`,
 :mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
-:mod:`~pants_oci.core.cli.layout_commands` and :mod:`~pants_oci.core.cli.crane_commands`
-(crane's everyday set). Every command imports what it needs when it runs, so that a process
-pays only for its own command: e.g. `layer build` imports neither pydantic nor httpx nor
-google-auth (tests/core/test_cli_imports.py checks that they stay out).
+:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands` and
+:mod:`~pants_oci.core.cli.mutate_commands` (crane's everyday set). Every command imports
+what it needs when it runs, so that a process pays only for its own command: e.g. `layer
+build` imports neither pydantic nor httpx nor google-auth (tests/core/test_cli_imports.py
+checks that they stay out).
 """
 
 from __future__ import annotations

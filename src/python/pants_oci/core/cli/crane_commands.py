@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import check_output_directory, platform_argument, reference_argument
-from pants_oci.core.cli.output import emit, write_exact
+from pants_oci.core.cli.output import print_result, write_exact
 from pants_oci.core.errors import InputFileError, InvalidReferenceError
 
 if TYPE_CHECKING:
@@ -34,14 +33,6 @@ __all__ = [
     "manifest_command",
     "tag_command",
 ]
-
-def _print(args: argparse.Namespace, lines: Sequence[str], document: Mapping[str, Any]) -> None:
-    """``document`` as one JSON object with ``--json``, else ``lines``, one a line."""
-    if args.json:
-        emit(document)
-    else:
-        sys.stdout.write("".join(f"{line}\n" for line in lines))
-        sys.stdout.flush()
 
 
 def _client(reference: Reference, options: TransportOptions) -> RegistryClient:
@@ -78,7 +69,7 @@ def ls_command(args: argparse.Namespace, options: TransportOptions) -> None:
         )
     with _client(reference, options) as client:
         tags = client.list_tags()
-    _print(args, tags, {"repository": reference.name, "tags": tags})
+    print_result(args, tags, {"repository": reference.name, "tags": tags})
 
 
 def catalog_command(args: argparse.Namespace, options: TransportOptions) -> None:
@@ -95,14 +86,14 @@ def catalog_command(args: argparse.Namespace, options: TransportOptions) -> None
     except InvalidReferenceError:
         raise InvalidReferenceError(f"invalid registry {text!r}: {problem}") from None
     repositories = catalog(registry, options=options)
-    _print(args, repositories, {"registry": registry, "repositories": repositories})
+    print_result(args, repositories, {"registry": registry, "repositories": repositories})
 
 
 def digest_command(args: argparse.Namespace, options: TransportOptions) -> None:
     """The digest of the manifest (or index) a reference names, or of ``--platform``'s."""
     reference, document, _ = _read(args, options)
     digest = str(document.digest)
-    _print(args, [digest], {"reference": str(reference), "digest": digest})
+    print_result(args, [digest], {"reference": str(reference), "digest": digest})
 
 
 def manifest_command(args: argparse.Namespace, options: TransportOptions) -> None:
@@ -139,7 +130,7 @@ def blob_command(args: argparse.Namespace, options: TransportOptions) -> None:
             sys.stdout.buffer.flush()
             return
         size = client.get_blob(reference.digest, args.output, progress=progress)
-    _print(
+    print_result(
         args,
         [],
         {
@@ -162,7 +153,7 @@ def tag_command(args: argparse.Namespace, options: TransportOptions) -> None:
         document = client.get_manifest(reference.identifier)
         media_type = document.media_type or type(document).default_media_type
         digest = put_manifest_tags(client, document.to_bytes(), media_type, [args.tag])
-    _print(
+    print_result(
         args,
         [f"{tagged}@{digest}"],
         {"reference": str(reference), "tagged": str(tagged), "digest": str(digest)},
@@ -177,6 +168,6 @@ def delete_command(args: argparse.Namespace, options: TransportOptions) -> None:
         digest = reference.parsed_digest or client.get_manifest(reference.identifier).digest
         client.delete_manifest(digest)
     deleted = f"{reference.name}@{digest}"
-    _print(
+    print_result(
         args, [deleted], {"reference": str(reference), "deleted": deleted, "digest": str(digest)}
     )

@@ -4,15 +4,16 @@ lines for people), raw document bytes for ``inspect --raw``, ``manifest``, ``con
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from pants_oci.core.wire import PROGRAM, Result
 
-__all__ = ["PROGRAM", "Progress", "emit", "write_exact", "write_raw"]
+__all__ = ["PROGRAM", "Progress", "emit", "print_result", "write_exact", "write_raw"]
 
 _MIB = 1024 * 1024
 _PROGRESS_INTERVAL = 1.0  # seconds between progress lines
@@ -43,6 +44,18 @@ class Progress:
         of_total = f"/{total / _MIB:.1f}" if total is not None else ""
         self._stream.write(f"{PROGRAM}: {self._label}: {done / _MIB:.1f}{of_total} MiB\n")
         self._stream.flush()
+
+
+def print_result(
+    args: argparse.Namespace, lines: Sequence[str], document: Mapping[str, Any]
+) -> None:
+    """crane's commands: ``document`` as one JSON object with ``--json``, else ``lines``, one
+    a line."""
+    if args.json:
+        emit(document)
+    else:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
 
 
 def write_raw(data: bytes) -> None:

@@ -3,8 +3,8 @@ takes (how to reach registries, how to report); see docs/cli.md.
 
 Each command's handler is a function of a command module (:mod:`~pants_oci.core.cli.layer_build`,
 :mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
-:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands`), which
-imports what it needs when it runs.
+:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands`,
+:mod:`~pants_oci.core.cli.mutate_commands`), which imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ from pants_oci.core.cli.layout_commands import (
     image_index_command,
     image_pythons_command,
     run_command,
+)
+from pants_oci.core.cli.mutate_commands import (
+    append_command,
+    export_command,
+    flatten_command,
+    mutate_command,
+    rebase_command,
 )
 from pants_oci.core.cli.output import PROGRAM
 from pants_oci.core.cli.registry_commands import (
@@ -72,6 +79,11 @@ COMMANDS = (
     "blob",
     "tag",
     "delete",
+    "append",
+    "mutate",
+    "flatten",
+    "export",
+    "rebase",
     RUN_COMMAND,
 )
 
@@ -165,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_commands(commands, common)
     _registry_commands(commands, common)
     _crane_commands(commands, common)
+    _mutate_commands(commands, common)
     _run_command(commands, common)
     return parser
 
@@ -361,6 +374,50 @@ def _crane_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     command("delete", delete_command, "delete a manifest (by digest, or its tag's)").add_argument(
         "reference", metavar="REF"
     )
+
+
+def _mutate_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """crane's commands that make images: the new digest for people, ``--json`` for scripts."""
+
+    def command(name: str, handler: Handler, help_text: str, target: bool = True) -> Any:
+        sub = _command(common, commands, name, handler, help_text)
+        sub.add_argument("reference", metavar="REF")
+        if target:
+            sub.add_argument(
+                "-t", "--tag", dest="target", required=name != "mutate", metavar="NEW_REF"
+            )
+            sub.add_argument("--json", action="store_true", help="print one JSON object")
+        sub.add_argument(
+            "--platform", metavar="OS/ARCH[/VARIANT]", help="that platform's image, of an index"
+        )
+        return sub
+
+    append = command("append", append_command, "push a base with layers (tar files, dirs) on top")
+    append.add_argument(
+        "--new-layer",
+        action="append",
+        required=True,
+        metavar="TAR_OR_DIR",
+        help="a layer: a tar file (uncompressed, gzip or zstd) as it is, or a directory's "
+        "contents at /; repeatable, lowest first",
+    )
+    mutate = command("mutate", mutate_command, "push an image with its config edited")
+    mutate.add_argument("--entrypoint", metavar="JSON_OR_CSV", help='["a","b"] or a,b')
+    mutate.add_argument("--cmd", metavar="JSON_OR_CSV", help='["a","b"] or a,b')
+    for flag, what in (("--env", "variable"), ("--label", "label"), ("--annotation", "manifest")):
+        mutate.add_argument(
+            flag, action="append", default=[], metavar="NAME=VALUE", help=f"set a {what}"
+        )
+    mutate.add_argument("--user", metavar="USER[:GROUP]")
+    mutate.add_argument("--workdir", metavar="DIR")
+    command("flatten", flatten_command, "push an image with its layers squashed into one")
+    export = command(
+        "export", export_command, "write an image's filesystem as one tar", target=False
+    )
+    export.add_argument("output", metavar="OUTPUT.tar", help="written atomically; - for stdout")
+    rebase = command("rebase", rebase_command, "push an image moved onto another base")
+    rebase.add_argument("--old-base", required=True, metavar="OLD_REF")
+    rebase.add_argument("--new-base", required=True, metavar="NEW_REF")
 
 
 def _run_command(commands: Any, common: argparse.ArgumentParser) -> None:

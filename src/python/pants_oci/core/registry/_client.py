@@ -523,14 +523,18 @@ class RegistryClient(RepositorySession):
         *,
         size: int | None = None,
         progress: ProgressCallback | None = None,
+        check_exists: bool = True,
     ) -> tuple[Digest, int]:
         """Copy blob ``digest`` from ``source``'s repository into this one; (digest, size).
 
         Nothing is sent when this repository has it; on the same registry it is mounted
         when possible; otherwise it streams from one to the other, verified on the way (and
-        held to ``size``, its descriptor's, as in :meth:`iter_blob`).
+        held to ``size``, its descriptor's, as in :meth:`iter_blob`). ``check_exists=False``
+        streams it whatever this repository has.
         """
         expected = Digest.coerce(digest)
+        if not check_exists:
+            return copy_by_streaming(self, source, expected, size, progress)
         existing = self.blob_size(expected)
         same_registry = source.base_url == self.base_url
         if (
