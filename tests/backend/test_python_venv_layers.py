@@ -161,6 +161,17 @@ def _layers_by_distribution(layout: Path, manifest: dict[str, Any]) -> dict[str,
     return found
 
 
+def _attached_documents(layout: Path) -> set[str]:
+    """The digests of the documents (SBOMs, provenance) attached in the layout."""
+    entries = json.loads((layout / "index.json").read_text())["manifests"]
+    return {
+        layer["digest"]
+        for entry in entries
+        if "artifactType" in entry
+        for layer in json.loads(_blob(layout, entry["digest"]))["layers"]
+    }
+
+
 def _uploaded_blobs(registry: Registry, since: int) -> set[str]:
     return {
         entry.query["digest"][0]
@@ -273,8 +284,10 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
     new_echo = _layers_by_distribution(_layout(repo, "one"), after[HOST])[BUMPED]
     assert _manifests(_layout(repo, "two"))[HOST] == two[HOST]  # two has no ocitest-echo
 
-    # `publish` uploads the new layer (once: it is the same on both platforms) and the two
-    # configs; every other blob is already there.
+    # `publish` uploads the new layer (once: it is the same on both platforms), the two
+    # configs, and the new images' SBOMs and provenance; every other blob is already there.
     run_pants("publish", "svc/one:image", "svc/two:image", cwd=repo)
     configs = {after[arch]["config"]["digest"] for arch in (HOST, OTHER)}
-    assert _uploaded_blobs(registry, published) == {new_echo, *configs}
+    documents = _attached_documents(_layout(repo, "one"))
+    assert len(documents) == 6  # 3 per platform image
+    assert _uploaded_blobs(registry, published) == {new_echo, *configs, *documents}
