@@ -22,6 +22,7 @@ import pytest
 
 from tests.harness.busybox import PushedImage, host_architecture
 from tests.harness.distribution import OCI_INDEX
+from tests.harness.layouts import attached_documents
 from tests.harness.python_base import SYSTEM_PYTHON, multi_platform_python_base
 from tests.harness.registry import Registry, access_log
 from tests.harness.tools import runc_run, umoci_unpack
@@ -161,17 +162,6 @@ def _layers_by_distribution(layout: Path, manifest: dict[str, Any]) -> dict[str,
     return found
 
 
-def _attached_documents(layout: Path) -> set[str]:
-    """The digests of the documents (SBOMs, provenance) attached in the layout."""
-    entries = json.loads((layout / "index.json").read_text())["manifests"]
-    return {
-        layer["digest"]
-        for entry in entries
-        if "artifactType" in entry
-        for layer in json.loads(_blob(layout, entry["digest"]))["layers"]
-    }
-
-
 def _uploaded_blobs(registry: Registry, since: int) -> set[str]:
     return {
         entry.query["digest"][0]
@@ -288,6 +278,6 @@ def test_distribution_layers_are_shared_bumped_alone_and_native_per_platform(
     # configs, and the new images' SBOMs and provenance; every other blob is already there.
     run_pants("publish", "svc/one:image", "svc/two:image", cwd=repo)
     configs = {after[arch]["config"]["digest"] for arch in (HOST, OTHER)}
-    documents = _attached_documents(_layout(repo, "one"))
+    documents = attached_documents(_layout(repo, "one"))
     assert len(documents) == 6  # 3 per platform image
     assert _uploaded_blobs(registry, published) == {new_echo, *configs, *documents}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.busybox import push_large_base
+from tests.harness.layouts import EMPTY_CONFIG_DIGEST, attached_documents
 from tests.harness.registry import Registry, access_log
 from tests.pants_runs import make_pants_repo, run_pants
 
@@ -91,7 +92,7 @@ oci_image(name="whole", repository="{repository}-whole",{image})
     assert base_layer.split(":")[1] in whole_blobs
 
     # Publish to the base's registry: the base's layer is mounted from its repository, no
-    # byte of it uploaded; the image's own layer and config are.
+    # byte of it uploaded; the image's own layer and config are, and its SBOMs and provenance.
     before = len(access_log(registry))
     run_pants("publish", "app:sparse", cwd=repo)
     published = access_log(registry)[before:]
@@ -102,7 +103,8 @@ oci_image(name="whole", repository="{repository}-whole",{image})
         if entry.method == "PUT" and entry.path.startswith(uploads)
         for digest in entry.query.get("digest", [])
     }
-    assert uploaded == {own_layer, info["config_digest"]}, published
+    attached = {*attached_documents(sparse_dir), EMPTY_CONFIG_DIGEST}
+    assert uploaded == {own_layer, info["config_digest"], *attached}, published
     mounted = [
         entry.status
         for entry in published

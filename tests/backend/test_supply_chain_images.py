@@ -24,6 +24,7 @@ from pants_oci.core.referrers import attached_document, list_referrers
 from pants_oci.core.supply_chain import CYCLONEDX_MEDIA_TYPE, IN_TOTO_MEDIA_TYPE, SPDX_MEDIA_TYPE
 from pants_oci.core.transport import TransportOptions
 from tests.harness.busybox import PushedImage, host_architecture
+from tests.harness.layouts import layout_blob
 from tests.harness.python_base import multi_platform_python_base
 from tests.harness.registry import Registry
 from tests.harness.validators import cyclonedx_errors, spdx_check
@@ -76,24 +77,20 @@ def _repo(root: Path, files: dict[str, str], links: Path) -> Path:
     )
 
 
-def _blob(layout: Path, digest: str) -> bytes:
-    return (layout / "blobs/sha256" / digest.split(":", 1)[1]).read_bytes()
-
-
 def _attached(layout: Path) -> dict[tuple[str, str], bytes]:
     """The documents attached in the layout, by (subject's architecture, artifact type)."""
     entries = json.loads((layout / "index.json").read_text())["manifests"]
     [top] = [entry for entry in entries if "artifactType" not in entry]
-    index = json.loads(_blob(layout, top["digest"]))
+    index = json.loads(layout_blob(layout, top["digest"]))
     arch = {e["digest"]: e["platform"]["architecture"] for e in index["manifests"]}
     found = {}
     for entry in entries:
         if "artifactType" in entry:
-            manifest = json.loads(_blob(layout, entry["digest"]))
+            manifest = json.loads(layout_blob(layout, entry["digest"]))
             assert manifest["artifactType"] == entry["artifactType"]
             [document] = manifest["layers"]
             key = (arch[manifest["subject"]["digest"]], entry["artifactType"])
-            found[key] = _blob(layout, document["digest"])
+            found[key] = layout_blob(layout, document["digest"])
     return found
 
 
@@ -126,9 +123,9 @@ def test_images_carry_sboms_and_provenance_from_the_build(
 
     # What the build knows, in the host image's CycloneDX SBOM.
     top = json.loads((layout / "index.json").read_text())["manifests"][0]
-    index = json.loads(_blob(layout, top["digest"]))
+    index = json.loads(layout_blob(layout, top["digest"]))
     host_manifest = next(e for e in index["manifests"] if e["platform"]["architecture"] == HOST)
-    image_manifest = json.loads(_blob(layout, host_manifest["digest"]))
+    image_manifest = json.loads(layout_blob(layout, host_manifest["digest"]))
     bom = json.loads(attached[(HOST, CYCLONEDX_MEDIA_TYPE)])
     assert bom["metadata"]["component"]["version"] == host_manifest["digest"]
     components = _components(attached[(HOST, CYCLONEDX_MEDIA_TYPE)])
