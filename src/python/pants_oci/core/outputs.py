@@ -34,9 +34,10 @@ class StagedFile:
         self.path = path
         self.committed = False
 
-    def commit(self, target: str | os.PathLike[str]) -> None:
-        """Close the file and rename it onto ``target`` (replacing what is there)."""
-        os.fchmod(self.file.fileno(), _FILE_MODE)
+    def commit(self, target: str | os.PathLike[str], mode: int = _FILE_MODE) -> None:
+        """Close the file and rename it onto ``target`` (replacing what is there), with
+        permissions ``mode``."""
+        os.fchmod(self.file.fileno(), mode)
         self.file.close()
         os.replace(self.path, target)
         self.committed = True
@@ -58,17 +59,18 @@ def staged_file(directory: str | os.PathLike[str], prefix: str) -> Iterator[Stag
 
 
 @contextmanager
-def replacing(target: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """A file to write that replaces ``target`` when the block completes."""
+def replacing(target: str | os.PathLike[str], mode: int = _FILE_MODE) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``target`` when the block completes (with permissions
+    ``mode``: 0644 unless it holds secrets)."""
     path = Path(target)
     with staged_file(path.parent, f".{path.name}.") as staged:
         yield staged.file
-        staged.commit(path)
+        staged.commit(path, mode)
 
 
-def atomic_write(target: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``target`` with ``data``."""
-    with replacing(target) as file:
+def atomic_write(target: str | os.PathLike[str], data: bytes, mode: int = _FILE_MODE) -> None:
+    """Replace ``target`` with ``data`` (a file of permissions ``mode``)."""
+    with replacing(target, mode) as file:
         file.write(data)
 
 

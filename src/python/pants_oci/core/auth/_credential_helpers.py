@@ -1,4 +1,5 @@
-"""Run ``docker-credential-<name> get``, the docker credential helper protocol.
+"""Run ``docker-credential-<name> get`` (and ``store``, ``erase``), the docker credential
+helper protocol.
 
 The helper reads the registry's server URL on stdin and prints
 ``{"ServerURL": ..., "Username": ..., "Secret": ...}``. A ``Username`` of ``<token>`` means
@@ -70,46 +71,19 @@ def get_credential(
     Raises CredentialHelperError if the helper is not on ``env``'s PATH, fails, prints
     something other than the protocol's JSON, or runs longer than ``timeout`` seconds.
     """
-    binary = helper_binary(helper)
-    where = f"credential helper {binary!r} for registry {registry!r}"
-    executable = shutil.which(binary, path=env.get("PATH", os.defpath))
-    if executable is None:
-        raise CredentialHelperError(f"{where}: {binary} is not installed (not found on PATH)")
+    where = _where(helper, registry)
+    returncode, stdout, stderr = _run(
+        helper, "get", server_url.encode(), where=where, env=env, timeout=timeout
+    )
 
-    try:
-        process = subprocess.Popen(
-            [executable, "get"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            # Its own process group, so a timeout kills anything the helper started too.
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise CredentialHelperError(f"{where}: could not run it: {e.strerror or e}") from None
-    try:
-        stdout_bytes, stderr_bytes = process.communicate(server_url.encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        raise CredentialHelperError(
-            f"{where}: timed out after {timeout:g} seconds (is it waiting for a password "
-            "prompt or an unlocked keyring?)"
-        ) from None
-    stdout = stdout_bytes.decode("utf-8", "replace")
-    stderr = stderr_bytes.decode("utf-8", "replace")
-
-    if process.returncode != 0:
+    if returncode != 0:
         if _NOT_FOUND_MARKER in (stdout + stderr).lower():
             return None
         printed = _printed_secrets(stdout)
         # Helpers say why on stdout (docker's own do) or stderr; stdout that is the protocol's
         # answer is no message.
         message = stderr if printed else (stdout.strip() or stderr)
-        excerpt = _redacted_excerpt(message.strip(), printed)
-        raise CredentialHelperError(
-            f"{where}: exited with status {process.returncode}: {excerpt or '(no output)'}"
-        )
+        raise _failed(where, returncode, message, printed)
     try:
         answer = json.loads(stdout)
     except ValueError:
@@ -122,10 +96,104 @@ def get_credential(
         raise CredentialHelperError(f"{where}: Username and Secret must be strings")
     if not secret:
         return None
-    source = f"credential helper {binary}"
+    source = f"credential helper {helper_binary(helper)}"
     if username == IDENTITY_TOKEN_USERNAME:
         return Credential.identity_token(secret, username=username, source=source)
     return Credential.basic(username or "", secret, source=source)
+
+
+def store_credential(
+    helper: str,
+    server_url: str,
+    username: str,
+    secret: str,
+    *,
+    registry: str,
+    env: Mapping[str, str],
+) -> None:
+    """``docker-credential-<helper> store``: keep ``username`` and ``secret`` for
+    ``server_url``; the JSON goes on stdin, as docker sends it (never on argv). Raises
+    CredentialHelperError as :func:`get_credential` does, its message free of the secret."""
+    where = _where(helper, registry)
+    payload = {"ServerURL": server_url, "Username": username, "Secret": secret}
+    returncode, stdout, stderr = _run(
+        helper,
+        "store",
+        json.dumps(payload).encode(),
+        where=where,
+        env=env,
+        timeout=DEFAULT_HELPER_TIMEOUT,
+    )
+    if returncode != 0:
+        raise _failed(where, returncode, stdout.strip() or stderr, [secret, username])
+
+
+def erase_credential(
+    helper: str, server_url: str, *, registry: str, env: Mapping[str, str]
+) -> bool:
+    """``docker-credential-<helper> erase``: forget ``server_url``'s credential; False when
+    the helper had none."""
+    where = _where(helper, registry)
+    returncode, stdout, stderr = _run(
+        helper, "erase", server_url.encode(), where=where, env=env, timeout=DEFAULT_HELPER_TIMEOUT
+    )
+    if returncode == 0:
+        return True
+    if _NOT_FOUND_MARKER in (stdout + stderr).lower():
+        return False
+    raise _failed(where, returncode, stdout.strip() or stderr, [])
+
+
+def _where(helper: str, registry: str) -> str:
+    return f"credential helper {helper_binary(helper)!r} for registry {registry!r}"
+
+
+def _failed(where: str, returncode: int, message: str, secrets: list[str]) -> CredentialHelperError:
+    excerpt = _redacted_excerpt(message.strip(), secrets)
+    return CredentialHelperError(
+        f"{where}: exited with status {returncode}: {excerpt or '(no output)'}"
+    )
+
+
+def _run(
+    helper: str,
+    action: str,
+    stdin: bytes,
+    *,
+    where: str,
+    env: Mapping[str, str],
+    timeout: float,
+) -> tuple[int, str, str]:
+    """Run ``docker-credential-<helper> <action>`` with ``stdin``: its exit status, stdout
+    and stderr."""
+    binary = helper_binary(helper)
+    executable = shutil.which(binary, path=env.get("PATH", os.defpath))
+    if executable is None:
+        raise CredentialHelperError(f"{where}: {binary} is not installed (not found on PATH)")
+
+    try:
+        process = subprocess.Popen(
+            [executable, action],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            # Its own process group, so a timeout kills anything the helper started too.
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise CredentialHelperError(f"{where}: could not run it: {e.strerror or e}") from None
+    try:
+        stdout_bytes, stderr_bytes = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise CredentialHelperError(
+            f"{where}: timed out after {timeout:g} seconds (is it waiting for a password "
+            "prompt or an unlocked keyring?)"
+        ) from None
+    stdout = stdout_bytes.decode("utf-8", "replace")
+    stderr = stderr_bytes.decode("utf-8", "replace")
+    return process.returncode, stdout, stderr
 
 
 def _printed_secrets(stdout: str) -> list[str]:

@@ -58,6 +58,40 @@ def docker_config_path(env: Mapping[str, str]) -> Path | None:
     return Path(home) / ".docker" / "config.json" if home else None
 
 
+def read_docker_config(path: Path) -> dict[str, Any]:
+    """The JSON object in docker config ``path`` ({} when there is no such file); a file
+    that cannot be read, or is not a JSON object, raises CredentialError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise CredentialError(f"cannot read docker config {path}: {e.strerror or e}") from None
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        # Only the position: the text around it may be a secret.
+        raise CredentialError(
+            f"docker config {path} is not valid JSON "
+            f"(line {getattr(e, 'lineno', '?')}, column {getattr(e, 'colno', '?')})"
+        ) from None
+    if not isinstance(config, dict):
+        raise CredentialError(f"docker config {path} is not a JSON object")
+    return config
+
+
+def config_helper(config: Mapping[str, Any], registry: str) -> str | None:
+    """The credential helper docker uses for ``registry``: its ``credHelpers`` entry, else
+    the ``credsStore``; None when neither names one (the ``auths`` entries hold it)."""
+    for helper in (
+        lookup(config.get("credHelpers"), normalize_registry(registry)),
+        config.get("credsStore"),
+    ):
+        if isinstance(helper, str) and helper:
+            return helper
+    return None
+
+
 class DockerConfigKeychain:
     """Credentials from docker's config.json and the credential helpers it names."""
 
@@ -84,7 +118,7 @@ class DockerConfigKeychain:
     def resolve(self, registry: str, repository: str | None = None) -> Credential | None:
         config = self._load()
         wanted = normalize_registry(registry)
-        helper = _lookup(config.get("credHelpers"), wanted)
+        helper = lookup(config.get("credHelpers"), wanted)
         if not (isinstance(helper, str) and helper):
             helper = config.get("credsStore")
             if isinstance(helper, str) and helper and not self._store_installed(helper):
@@ -130,27 +164,7 @@ class DockerConfigKeychain:
             return self._config
 
     def _read(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as e:
-            raise CredentialError(
-                f"cannot read docker config {self.path}: {e.strerror or e}"
-            ) from None
-        try:
-            config = json.loads(text)
-        except ValueError as e:
-            # Only the position: the text around it may be a secret.
-            raise CredentialError(
-                f"docker config {self.path} is not valid JSON "
-                f"(line {getattr(e, 'lineno', '?')}, column {getattr(e, 'colno', '?')})"
-            ) from None
-        if not isinstance(config, dict):
-            raise CredentialError(f"docker config {self.path} is not a JSON object")
-        return config
+        return {} if self.path is None else read_docker_config(self.path)
 
     def _credential_from_entry(self, key: str, entry: dict[str, Any]) -> Credential | None:
         source = f"docker config {self.path}"
@@ -169,7 +183,7 @@ class DockerConfigKeychain:
         return None
 
 
-def _lookup(table: Any, wanted: str) -> Any:
+def lookup(table: Any, wanted: str) -> Any:
     """The value in a {registry key: value} table whose key names the ``wanted`` registry."""
     if not isinstance(table, dict):
         return None

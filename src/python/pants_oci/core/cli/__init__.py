@@ -4,9 +4,9 @@ Every command prints one JSON object on stdout (crane's set: lines, unless given
 and progress for long transfers on stderr (``-q`` silences it). Credentials come only from the
 environment: docker's config (``$DOCKER_CONFIG/config.json``, default
 ``~/.docker/config.json``) and its credential helpers, and Google application default
-credentials; never from the command line. Exit status is 0
-on success, 1 for an error (explained on stderr, one line per cause, with a hint), 2 for a
-command line that does not parse. See docs/cli.md for the full contract.
+credentials; never from the command line (but for ``auth login``, which saves them there).
+Exit status is 0 on success, 1 for an error (explained on stderr, one line per cause, with a
+hint), 2 for a command line that does not parse. See docs/cli.md for the full contract.
 
 ``run`` is the exception: it runs an image in the foreground, and the container's output and
 exit status are the command's (errors before the container starts are reported as above).
@@ -16,8 +16,9 @@ The package, one job per module: :mod:`~pants_oci.core.cli.parser` (the command 
 :mod:`~pants_oci.core.cli.output` (what they print), :mod:`~pants_oci.core.cli.report` (errors
 and hints), and the commands: :mod:`~pants_oci.core.cli.layer_build`,
 :mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
-:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands` and
-:mod:`~pants_oci.core.cli.mutate_commands` (crane's everyday set). Every command imports
+:mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands`,
+:mod:`~pants_oci.core.cli.mutate_commands` and :mod:`~pants_oci.core.cli.auth_commands`
+(crane's everyday set). Every command imports
 what it needs when it runs, so that a process pays only for its own command: e.g. `layer
 build` imports neither pydantic nor httpx nor google-auth (tests/core/test_cli_imports.py
 checks that they stay out).

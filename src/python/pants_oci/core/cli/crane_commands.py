@@ -14,7 +14,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from pants_oci.core._transport_options import TransportOptions
-from pants_oci.core.cli.inputs import check_output_directory, platform_argument, reference_argument
+from pants_oci.core.cli.inputs import (
+    check_output_directory,
+    platform_argument,
+    reference_argument,
+    registry_argument,
+)
 from pants_oci.core.cli.output import print_result, write_exact
 from pants_oci.core.errors import InputFileError, InvalidReferenceError
 
@@ -74,17 +79,9 @@ def ls_command(args: argparse.Namespace, options: TransportOptions) -> None:
 
 def catalog_command(args: argparse.Namespace, options: TransportOptions) -> None:
     """The repositories of a registry."""
-    from pants_oci.core.reference import Reference
     from pants_oci.core.registry import catalog
 
-    text = args.registry
-    problem = "give its host, with the port if it has one (e.g. localhost:5000)"
-    if any(character in text for character in "/@"):
-        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}")
-    try:
-        registry = Reference(text, "any").registry  # checks the host's grammar
-    except InvalidReferenceError:
-        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}") from None
+    registry = registry_argument(args.registry)
     repositories = catalog(registry, options=options)
     print_result(args, repositories, {"registry": registry, "repositories": repositories})
 

@@ -29,6 +29,7 @@ __all__ = [
     "platform_argument",
     "read_json",
     "reference_argument",
+    "registry_argument",
     "string_list",
     "string_map",
     "tag_arguments",
@@ -158,6 +159,20 @@ def reference_argument(text: str, what: str = "") -> Reference:
                 f"{', '.join(_SUPPORTED_DIGEST_ALGORITHMS)}"
             )
     return reference
+
+
+def registry_argument(text: str) -> str:
+    """A registry from the command line: a host, with its port if it has one (no repository,
+    tag or digest); its canonical name (``docker.io`` for Docker Hub's)."""
+    from pants_oci.core.reference import Reference
+
+    problem = "give its host, with the port if it has one (e.g. localhost:5000)"
+    if any(character in text for character in "/@"):
+        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}")
+    try:
+        return Reference(text, "any").registry  # checks the host's grammar
+    except InvalidReferenceError:
+        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}") from None
 
 
 def platform_argument(text: str | None) -> Platform | None:

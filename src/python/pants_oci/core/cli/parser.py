@@ -4,7 +4,8 @@ takes (how to reach registries, how to report); see docs/cli.md.
 Each command's handler is a function of a command module (:mod:`~pants_oci.core.cli.layer_build`,
 :mod:`~pants_oci.core.cli.image_assemble`, :mod:`~pants_oci.core.cli.registry_commands`,
 :mod:`~pants_oci.core.cli.layout_commands`, :mod:`~pants_oci.core.cli.crane_commands`,
-:mod:`~pants_oci.core.cli.mutate_commands`), which imports what it needs when it runs.
+:mod:`~pants_oci.core.cli.mutate_commands`, :mod:`~pants_oci.core.cli.auth_commands`), which
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Optional
 from pants_oci.core._settings import CLI, PANTS, Setting, name_of
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.base_spec import SCRATCH
+from pants_oci.core.cli.auth_commands import login_command, logout_command, validate_command
 from pants_oci.core.cli.crane_commands import (
     blob_command,
     catalog_command,
@@ -84,6 +86,8 @@ COMMANDS = (
     "flatten",
     "export",
     "rebase",
+    "validate",
+    "auth",
     RUN_COMMAND,
 )
 
@@ -178,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_commands(commands, common)
     _crane_commands(commands, common)
     _mutate_commands(commands, common)
+    _auth_commands(commands, common)
     _run_command(commands, common)
     return parser
 
@@ -418,6 +423,33 @@ def _mutate_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     rebase = command("rebase", rebase_command, "push an image moved onto another base")
     rebase.add_argument("--old-base", required=True, metavar="OLD_REF")
     rebase.add_argument("--new-base", required=True, metavar="NEW_REF")
+
+
+def _auth_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """crane's ``validate`` and ``auth``: plain output for people, ``--json`` for scripts."""
+    what = "check an image's blobs, media types, diff IDs and platforms (exit 1 if any is wrong)"
+    validate = _command(common, commands, "validate", validate_command, what)
+    validate.add_argument("reference", metavar="REF|oci-layout:DIR[:REF]|LAYOUT_DIR")
+    validate.add_argument(
+        "--platform", metavar="OS/ARCH[/VARIANT]", help="only that platform's image, of an index"
+    )
+    validate.add_argument("--json", action="store_true", help="print one JSON object")
+    auth = commands.add_parser("auth", help="save or forget registry credentials (docker's)")
+    auth_commands = auth.add_subparsers(dest="action", required=True, metavar="ACTION")
+    what = "check a user and password against a registry, then save them in docker's config"
+    login = _command(common, auth_commands, "login", login_command, what)
+    logout = _command(
+        common, auth_commands, "logout", logout_command, "forget a registry's credentials"
+    )
+    for sub in (login, logout):
+        sub.add_argument("registry", metavar="REGISTRY")
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+    login.add_argument("-u", "--username", required=True, metavar="USER")
+    password = login.add_mutually_exclusive_group(required=True)
+    password.add_argument("-p", "--password", metavar="PASSWORD", help="(prefer stdin)")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
 
 
 def _run_command(commands: Any, common: argparse.ArgumentParser) -> None:

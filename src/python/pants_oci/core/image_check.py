@@ -1,0 +1,328 @@
+"""Check that an image is whole and says true things about itself, as ``crane validate`` does.
+
+:func:`check_layout` checks the images of an OCI layout directory, :func:`check_remote` an
+image (or index) in a registry. Both read every blob and answer a list of :class:`Problem`
+(empty: the image is sound) rather than stopping at the first:
+
+- every blob and document hashes to its descriptor's digest and is its descriptor's size;
+- every media type is one this library knows (manifests, indexes, configs and layers of an
+  image; artifacts such as SBOMs are checked for digest and size only);
+- the config's ``rootfs.diff_ids`` are the layers' uncompressed digests, one for each layer;
+- the config's platform is the one the index entry declares;
+- an index: all of that for every image it lists (``platform``: for that platform's only).
+
+Errors that are not about the image (a registry that cannot be reached, a directory that is
+not a layout) are raised, as everywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pants_oci.core import media_types
+from pants_oci.core.compression import inspect_layer_blob
+from pants_oci.core.digest import Digest, sha256_of_bytes, sha256_of_file
+from pants_oci.core.errors import (
+    DigestMismatchError,
+    DocumentError,
+    NotFoundError,
+    OCIError,
+    RefNotFoundError,
+    SizeMismatchError,
+)
+from pants_oci.core.layout import REF_NAME_ANNOTATION, ImageLayout
+from pants_oci.core.models import (
+    DockerManifestList,
+    ImageConfig,
+    OCIIndex,
+    Platform,
+    parse_manifest,
+)
+from pants_oci.core.platforms import platform_matches
+
+if TYPE_CHECKING:
+    from pants_oci.core._transport_options import TransportOptions
+    from pants_oci.core.models import Descriptor
+    from pants_oci.core.reference import Reference
+    from pants_oci.core.registry import RegistryClient
+
+__all__ = ["Problem", "check_layout", "check_remote"]
+
+# What a Problem is about; scripts may match on it.
+DIGEST = "digest"
+SIZE = "size"
+MISSING = "missing"
+MEDIA_TYPE = "media-type"
+DIFF_IDS = "diff-ids"
+PLATFORM = "platform"
+INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an image: its ``kind`` (``digest``, ``size``, ``missing``,
+    ``media-type``, ``diff-ids``, ``platform`` or ``invalid``), what it is about (``subject``:
+    e.g. ``layer sha256:... of manifest sha256:...``) and what is wrong (``message``)."""
+
+    kind: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.message}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "message": self.message}
+
+
+class _Unreadable(Exception):
+    """A blob or document that cannot be read as its descriptor says: a Problem already."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class _Source(Protocol):
+    def document(self, descriptor: Descriptor, subject: str) -> bytes: ...
+
+    def blob(self, descriptor: Descriptor, subject: str) -> Path: ...
+
+
+def _measure(descriptor: Descriptor, digest: Digest, size: int, subject: str) -> list[Problem]:
+    problems = []
+    if digest != descriptor.digest:
+        problems.append(Problem(DIGEST, subject, f"its bytes hash to {digest}"))
+    if size != descriptor.size:
+        problems.append(
+            Problem(SIZE, subject, f"is {size} bytes; its descriptor says {descriptor.size}")
+        )
+    return problems
+
+
+class _LayoutSource:
+    def __init__(self, layout: ImageLayout) -> None:
+        self.layout = layout
+
+    def blob(self, descriptor: Descriptor, subject: str) -> Path:
+        path = self.layout.blob_path(descriptor.digest)
+        if not path.is_file():
+            raise _Unreadable(Problem(MISSING, subject, f"{path} is missing"))
+        return path
+
+    def document(self, descriptor: Descriptor, subject: str) -> bytes:
+        return self.blob(descriptor, subject).read_bytes()
+
+
+class _RegistrySource:
+    """Blobs downloaded into ``directory``, one at a time (each deleted once checked)."""
+
+    def __init__(self, client: RegistryClient, directory: Path) -> None:
+        self.client = client
+        self.directory = directory
+
+    def document(self, descriptor: Descriptor, subject: str) -> bytes:
+        with _refused(subject):
+            return self.client.get_manifest(descriptor.digest, size=descriptor.size).to_bytes()
+
+    def blob(self, descriptor: Descriptor, subject: str) -> Path:
+        for stale in self.directory.iterdir():
+            stale.unlink()
+        path = self.directory / descriptor.digest.hex
+        with _refused(subject), path.open("wb") as handle:
+            for chunk in self.client.iter_blob(descriptor.digest, size=descriptor.size):
+                handle.write(chunk)
+        return path
+
+
+@contextmanager
+def _refused(subject: str) -> Iterator[None]:
+    """A registry's verification failure (digest, size, absence) as a Problem."""
+    try:
+        yield
+    except DigestMismatchError as error:
+        raise _Unreadable(Problem(DIGEST, subject, str(error))) from None
+    except SizeMismatchError as error:
+        raise _Unreadable(Problem(SIZE, subject, str(error))) from None
+    except NotFoundError as error:
+        raise _Unreadable(Problem(MISSING, subject, str(error))) from None
+
+
+def check_layout(
+    root: str | os.PathLike[str], ref: str | None = None, *, platform: Platform | None = None
+) -> list[Problem]:
+    """The problems of the images of the OCI layout at ``root``: every one its ``index.json``
+    lists, or the one ``ref`` names (a ref name or a digest); for an index, its images for
+    ``platform`` only, when given. ImageArchiveError when ``root`` is not a layout."""
+    layout = ImageLayout.open(root)
+    checker = _Checker(_LayoutSource(layout), platform)
+    descriptors = list(layout.index().manifests)
+    if ref is not None:
+        descriptors = [entry for entry in descriptors if _names(entry, ref)]
+        if not descriptors:
+            raise RefNotFoundError(
+                f"{root} has no image named {ref!r}", wanted=ref, available=layout.refs()
+            )
+    for descriptor in descriptors:
+        checker.document(descriptor, None)
+    return checker.problems
+
+
+def _names(entry: Descriptor, ref: str) -> bool:
+    """Whether an ``index.json`` entry is the one ``ref`` (a ref name or digest) names."""
+    names = (entry.annotations or {}).get(REF_NAME_ANNOTATION)
+    return ref in (str(entry.digest), names)
+
+
+def check_remote(
+    reference: Reference,
+    *,
+    platform: Platform | None = None,
+    options: TransportOptions | None = None,
+) -> list[Problem]:
+    """The problems of the image (or index) ``reference`` names in its registry; for an
+    index, its images for ``platform`` only, when given. Every blob is downloaded (into a
+    temporary directory, one at a time)."""
+    from pants_oci.core.registry import RegistryClient
+
+    with (
+        RegistryClient.from_reference(reference, options=options) as client,
+        tempfile.TemporaryDirectory(prefix="pants-oci-check-") as temporary,
+    ):
+        root = client.get_manifest(reference.identifier)
+        checker = _Checker(_RegistrySource(client, Path(temporary)), platform)
+        checker.document(root.descriptor(), None)
+        return checker.problems
+
+
+class _Checker:
+    def __init__(self, source: _Source, platform: Platform | None) -> None:
+        self.source = source
+        self.platform = platform
+        self.problems: list[Problem] = []
+
+    def document(self, descriptor: Descriptor, parent: str | None) -> None:
+        """Check a manifest or index and everything it points to."""
+        kind = "index" if media_types.is_index(descriptor.media_type) else "manifest"
+        subject = f"{kind} {descriptor.digest}"
+        if parent is not None:
+            subject += f" of {parent}"
+        known = media_types.is_index(descriptor.media_type) or media_types.is_manifest(
+            descriptor.media_type
+        )
+        if not known:
+            self._problem(MEDIA_TYPE, subject, f"unknown media type {descriptor.media_type!r}")
+            return
+        try:
+            raw = self.source.document(descriptor, subject)
+        except _Unreadable as unreadable:
+            self.problems.append(unreadable.problem)
+            return
+        self.problems.extend(_measure(descriptor, sha256_of_bytes(raw), len(raw), subject))
+        try:
+            document = parse_manifest(raw, descriptor.media_type)
+        except DocumentError as error:
+            self._problem(INVALID, subject, str(error))
+            return
+        if isinstance(document, (OCIIndex, DockerManifestList)):
+            for child in document.manifests:
+                if self._wanted(child):
+                    self.document(child, f"index {descriptor.digest}")
+            return
+        config_descriptor = document.config
+        if not media_types.is_config(config_descriptor.media_type):
+            # An artifact (an SBOM, a signature): its blobs' digests and sizes only.
+            self._artifact([config_descriptor, *document.layers], subject)
+            return
+        config = self._config(config_descriptor, subject)
+        diff_ids = [self._layer(layer, subject) for layer in document.layers]
+        if config is None:
+            return
+        self._check_platform(config, descriptor, subject)
+        declared = list(config.rootfs.diff_ids)
+        if len(declared) != len(diff_ids):
+            self._problem(
+                DIFF_IDS,
+                f"config {config_descriptor.digest} of {subject}",
+                f"rootfs.diff_ids lists {len(declared)} layers; the manifest has {len(diff_ids)}",
+            )
+        for position, (want, have) in enumerate(zip(declared, diff_ids)):
+            if have is not None and want != have:
+                self._problem(
+                    DIFF_IDS,
+                    f"config {config_descriptor.digest} of {subject}",
+                    f"rootfs.diff_ids[{position}] is {want}, but layer {position} "
+                    f"({document.layers[position].digest}) uncompresses to {have}",
+                )
+
+    def _wanted(self, child: Descriptor) -> bool:
+        """Whether to check an index's entry: every one, or ``platform``'s."""
+        if self.platform is None or child.platform is None:
+            return True
+        return platform_matches(self.platform, child.platform)
+
+    def _problem(self, kind: str, subject: str, message: str) -> None:
+        self.problems.append(Problem(kind, subject, message))
+
+    def _config(self, descriptor: Descriptor, parent: str) -> ImageConfig | None:
+        subject = f"config {descriptor.digest} of {parent}"
+        try:
+            path = self.source.blob(descriptor, subject)
+        except _Unreadable as unreadable:
+            self.problems.append(unreadable.problem)
+            return None
+        raw = path.read_bytes()
+        self.problems.extend(_measure(descriptor, sha256_of_bytes(raw), len(raw), subject))
+        try:
+            return ImageConfig.from_bytes(raw)
+        except DocumentError as error:
+            self._problem(INVALID, subject, str(error))
+            return None
+
+    def _layer(self, descriptor: Descriptor, parent: str) -> Digest | None:
+        """Check a layer blob; its diff ID (None when it cannot be read)."""
+        subject = f"layer {descriptor.digest} of {parent}"
+        if not media_types.is_layer(descriptor.media_type):
+            self._problem(MEDIA_TYPE, subject, f"unknown media type {descriptor.media_type!r}")
+        try:
+            path = self.source.blob(descriptor, subject)
+        except _Unreadable as unreadable:
+            self.problems.append(unreadable.problem)
+            return None
+        try:
+            facts = inspect_layer_blob(path)
+        except (OCIError, OSError, EOFError, ValueError) as error:
+            digest, size = sha256_of_file(path)
+            self.problems.extend(_measure(descriptor, digest, size, subject))
+            self._problem(INVALID, subject, f"cannot be read as a layer: {error}")
+            return None
+        self.problems.extend(_measure(descriptor, facts.digest, facts.size, subject))
+        return facts.diff_id
+
+    def _artifact(self, blobs: Sequence[Descriptor], parent: str) -> None:
+        for descriptor in blobs:
+            subject = f"blob {descriptor.digest} of {parent}"
+            try:
+                path = self.source.blob(descriptor, subject)
+            except _Unreadable as unreadable:
+                self.problems.append(unreadable.problem)
+                continue
+            digest, size = sha256_of_file(path)
+            self.problems.extend(_measure(descriptor, digest, size, subject))
+
+    def _check_platform(self, config: ImageConfig, descriptor: Descriptor, subject: str) -> None:
+        declared = descriptor.platform
+        if declared is None or declared.os == "unknown":  # attestations say unknown/unknown
+            return
+        if not platform_matches(declared, config.platform):
+            self._problem(
+                PLATFORM,
+                subject,
+                f"the index entry says {declared}, but the config says {config.platform}",
+            )
