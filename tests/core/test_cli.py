@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -372,3 +373,54 @@ def test_image_index_combines_platform_layouts_and_pushes_as_one_reference(
     )
     tools.umoci_unpack(layout, "app", tmp_path / "bundle")
     assert tools.runc_run(tmp_path / "bundle", None).stdout == "hello, runc\n"
+
+
+def test_progress_shows_on_a_terminal_only_unless_asked(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """As crane: progress lines when stderr is a terminal; none in captured output (a CI log,
+    a Pants process) unless `--progress always`; `-q` and `--progress never` silence it."""
+    docker_config = _docker_config(tmp_path / "docker", {"auths": {}})
+
+    def pull(*flags: str, terminal: bool = False) -> str:
+        output = tmp_path / f"base{len(list(tmp_path.iterdir()))}"
+        args = ("base", "pull", busybox_image.ref, "--with-layers", "--output", str(output))
+        if not terminal:
+            result = run_cli(*flags, *args, cwd=tmp_path, docker_config=docker_config)
+            assert json.loads(result.stdout)["manifest_digest"] == busybox_image.manifest_digest
+            return result.stderr
+        leader, follower = pty.openpty()
+        try:
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "PYTHONPATH": str(REPO_ROOT / "src/python"),
+                "DOCKER_CONFIG": str(docker_config),
+                "HOME": str(tmp_path),
+            }
+            result = subprocess.run(
+                [sys.executable, "-m", "pants_oci.core", *flags, *args],
+                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=follower, timeout=300,
+                check=True,
+            )  # fmt: skip
+            assert json.loads(result.stdout)["manifest_digest"] == busybox_image.manifest_digest
+        finally:
+            os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed, everything read
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(leader)
+        return seen.decode()
+
+    line = f"pants-oci: pulling {busybox_image.ref}: "
+    assert line not in pull()
+    assert line not in pull("--progress", "never", terminal=True)
+    assert line not in pull("-q", terminal=True)
+    assert line in pull(terminal=True)
+    shown = pull("--progress", "always")
+    assert line in shown and shown.rstrip().endswith("MiB")

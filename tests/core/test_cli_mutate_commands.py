@@ -175,7 +175,10 @@ def test_append_refuses_what_is_not_a_layer(
 
 
 def test_mutate_edits_the_config_skopeo_sees(
-    capsysbinary: Capture, busybox_image: PushedImage, unique_repo: str, tmp_path: Path
+    capsysbinary: Capture,
+    busybox_image: PushedImage,
+    unique_repo: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = busybox_image.registry
     target = f"{registry.host}/{unique_repo}/mutated:1"
@@ -212,11 +215,17 @@ def test_mutate_edits_the_config_skopeo_sees(
     assert manifest["annotations"]["org.example.note"] == "mutated"
     assert document["digest"] == tools.skopeo_inspect(target, registry=registry)["Digest"]
 
+    created = _config(target, registry)["created"]
+
     # Without -t, the image's own tag moves; an entrypoint alone keeps the cmd, as crane does.
+    # An edit keeps the image's manifest annotations and its `created`, whatever the epoch.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     digest = _run(capsysbinary, "mutate", target, "--entrypoint", "/bin/sh")
     config = _config(target, registry)["config"]
     assert config["Entrypoint"] == ["/bin/sh"]
     assert config["Cmd"] == ["echo $GREETING", "ignored"]
+    assert _manifest(target, registry)["annotations"]["org.example.note"] == "mutated"
+    assert _config(target, registry)["created"] == created != "2023-11-14T22:13:20Z"
     assert digest.strip() == tools.skopeo_inspect(target, registry=registry)["Digest"]
 
     assert "--env 'NOVALUE'" in _fails(capsysbinary, "mutate", target, "--env", "NOVALUE")
@@ -316,3 +325,56 @@ def test_rebase_moves_the_image_onto_a_new_base(
         capsysbinary, "rebase", app, "--old-base", new_base, "--new-base", old, "-t", rebased
     )
     assert app in err and new_base in err and "--old-base" in err
+
+
+def _linked_tar(path: Path) -> Path:
+    """data/a with two hardlinks (b, c) to it; data/keep with one (k2)."""
+    with tarfile.open(path, "w") as tar:
+        for name, content in (("data/a", b"one\n"), ("data/keep", b"keep-old\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o640
+            tar.addfile(info, io.BytesIO(content))
+        for name, target in (("data/b", "data/a"), ("data/c", "data/a"), ("data/k2", "data/keep")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.LNKTYPE, target
+            tar.addfile(info)
+    return path
+
+
+def test_export_and_flatten_keep_hardlinks_whose_target_an_upper_layer_removed(
+    capsysbinary: Capture,
+    busybox_image: PushedImage,
+    registry_anonymous: Registry,
+    unique_repo: str,
+    tmp_path: Path,
+) -> None:
+    """A tar can only link to a member it holds: a hardlink whose target an upper layer deleted
+    (data/a) or replaced (data/keep) keeps the content it had, as unpacking the layers gives."""
+    upper = _tar(tmp_path / "upper.tar", {"data/.wh.a": None, "data/keep": b"keep-new\n"})
+    ref = f"{registry_anonymous.host}/{unique_repo}/links:1"
+    _run(
+        capsysbinary, "append", busybox_image.tag_ref, "--new-layer",
+        str(_linked_tar(tmp_path / "links.tar")), "--new-layer", str(upper), "-t", ref,
+    )  # fmt: skip
+    unpacked = _rootfs(ref, registry_anonymous, tmp_path / "original") / "rootfs"
+    expected = {name: (unpacked / "data" / name).read_bytes() for name in ("b", "c", "keep", "k2")}
+    assert expected == {"b": b"one\n", "c": b"one\n", "keep": b"keep-new\n", "k2": b"keep-old\n"}
+    assert not (unpacked / "data/a").exists()
+
+    output = tmp_path / "fs.tar"
+    _run(capsysbinary, "export", ref, str(output))
+    with tarfile.open(output) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+        assert "data/a" not in members
+        assert members["data/b"].isreg() and members["data/b"].mode == 0o640
+        assert members["data/c"].islnk() and members["data/c"].linkname == "data/b"
+        assert members["data/k2"].isreg()
+        tar.extractall(tmp_path / "exported", filter="tar")
+    exported = tmp_path / "exported/data"
+    assert {name: (exported / name).read_bytes() for name in expected} == expected
+    assert (exported / "b").stat().st_ino == (exported / "c").stat().st_ino
+
+    flat = ref.replace(":1", ":flat")
+    _run(capsysbinary, "flatten", ref, "-t", flat)
+    squashed = _rootfs(flat, registry_anonymous, tmp_path / "flat") / "rootfs/data"
+    assert {name: (squashed / name).read_bytes() for name in expected} == expected

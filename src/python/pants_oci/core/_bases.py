@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,7 @@ class Base:
     layout: ImageLayout | None = None  # where local base blobs are
     reference: Reference | None = None  # the registry image the base is (when known)
     manifest_digest: Digest | None = None
+    manifest_annotations: Mapping[str, str] = field(default_factory=dict)
     # Where base blobs missing locally are: a client, or how to make one when first needed (a
     # build that writes no base layer never imports the registry stack).
     remote: RegistryClient | Callable[[], RegistryClient] | None = None
@@ -76,6 +77,11 @@ class Base:
         if self.manifest_digest is not None:
             annotations[BASE_DIGEST_ANNOTATION] = str(self.manifest_digest)
         return annotations
+
+
+def _annotations_of(manifest: object) -> dict[str, str]:
+    """An OCI manifest's annotations (a Docker manifest has none)."""
+    return dict(getattr(manifest, "annotations", None) or {})
 
 
 def _split_prefixed_path(text: str, must_be_dir: bool) -> tuple[Path, str | None]:
@@ -149,6 +155,7 @@ class BaseLoader:
             layers=document.layers,
             reference=reference,
             manifest_digest=document.digest,
+            manifest_annotations=_annotations_of(document),
             remote=client,
         )
 
@@ -170,6 +177,7 @@ class BaseLoader:
             layout=layout,
             reference=reference,
             manifest_digest=local.manifest_descriptor.digest,
+            manifest_annotations=_annotations_of(local.manifest),
             # A client only when blobs are missing (a complete layout needs no network), and
             # only once one is read.
             remote=functools.partial(self._clients.get, reference)

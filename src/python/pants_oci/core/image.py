@@ -465,6 +465,15 @@ class Image(RunConfigProperties):
     def base_manifest_digest(self) -> Digest | None:
         return self._base.manifest_digest
 
+    def keep_base_metadata(self) -> None:
+        """Make this image an edit of its base rather than a new image on it: keep the base's
+        manifest annotations (under any set here) and its config's ``created`` time, as crane's
+        ``mutate`` and ``flatten`` do. A new image on a base gets neither: the annotations
+        describe the base, and ``created`` is SOURCE_DATE_EPOCH's, so that it is reproducible."""
+        self.annotations = {**self._base.manifest_annotations, **self.annotations}
+        if self._base.config.created is not None:
+            self.created = self._base.config.created
+
     # --- Publishing ----------------------------------------------------------------------------
 
     def sync(

@@ -8,10 +8,13 @@ functions and the builder.
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
@@ -108,9 +111,30 @@ def _path(layout: ImageLayout, digest: Digest, name: str) -> tuple[str, ...]:
     return parts
 
 
-def _survivors(layout: ImageLayout, layers: Sequence[Digest]) -> dict[str, _Origin]:
+@dataclass
+class _Survivors:
+    """The final filesystem of an image's layers: which member of which layer each path is
+    (``paths``), and, for each hardlink among them, the regular file member it shares its
+    inode with when the link was made (``link_sources``; absent: it pointed at nothing)."""
+
+    paths: dict[str, _Origin]
+    link_sources: dict[_Origin, _Origin]
+
+    def orphaned(self) -> set[_Origin]:
+        """The link sources that an upper layer deleted or replaced: a tar can only link to a
+        member it holds, so their content must go into the links themselves."""
+        surviving = set(self.paths.values())
+        return {
+            source
+            for link, source in self.link_sources.items()
+            if link in surviving and source not in surviving
+        }
+
+
+def _survivors(layout: ImageLayout, layers: Sequence[Digest]) -> _Survivors:
     """Which member of which layer each path of the final filesystem is."""
     found: dict[str, _Origin] = {}
+    link_sources: dict[_Origin, _Origin] = {}
     for number, digest in enumerate(layers):
         whiteouts: list[Whiteout] = []
         added: dict[str, tuple[int, int, bool]] = {}
@@ -120,8 +144,19 @@ def _survivors(layout: ImageLayout, layers: Sequence[Digest]) -> dict[str, _Orig
                 whiteout = parse_whiteout(parts)
                 if whiteout is not None:
                     whiteouts.append(whiteout)
-                elif parts:
-                    added["/".join(parts)] = (number, ordinal, member.isdir())
+                    continue
+                if not parts:
+                    continue
+                if member.islnk():
+                    # What the link's target is as this layer makes it: an earlier member of
+                    # the layer, else the layers below (this layer's whiteouts hide those only
+                    # from the layers above, and a tar links only to what it already holds).
+                    target = "/".join(_path(layout, digest, member.linkname))
+                    earlier = added.get(target)
+                    source = earlier[:2] if earlier else found.get(target)
+                    if source is not None:
+                        link_sources[(number, ordinal)] = link_sources.get(source, source)
+                added["/".join(parts)] = (number, ordinal, member.isdir())
         # A non-directory replaces a lower directory whole, as a whiteout of it would.
         replaced = [path for path, (_, _, is_dir) in added.items() if not is_dir]
         found = {
@@ -130,7 +165,7 @@ def _survivors(layout: ImageLayout, layers: Sequence[Digest]) -> dict[str, _Orig
             if not any(path.startswith(top + "/") for top in replaced)
         }
         found.update({path: (layer, ordinal) for path, (layer, ordinal, _) in added.items()})
-    return found
+    return _Survivors(found, link_sources)
 
 
 def write_filesystem_tar(
@@ -139,7 +174,9 @@ def write_filesystem_tar(
     """Write the filesystem image ``ref`` of an OCI layout (default: its only image) leaves,
     whiteouts applied, as one uncompressed tar into ``sink``; the number of entries. Each
     entry is the member of the layer that has the final say on its path, as it is (mode,
-    owner, times, extended headers), in layer order. The layout must hold every layer."""
+    owner, times, extended headers), in layer order. A hardlink whose target an upper layer
+    deleted or replaced keeps the content it had: the first such link becomes a regular file
+    with it, and the others link to that one. The layout must hold every layer."""
     layout = ImageLayout.open(layout_dir)
     if ref is None:
         needs = "reading the filesystem of an image needs a ref naming it, or a layout of one image"
@@ -151,19 +188,51 @@ def write_filesystem_tar(
                 f"{layout.root}: layer {digest} is missing; an image's filesystem can only "
                 "be read when all its layers are present"
             )
-    keep = {origin: path for path, origin in _survivors(layout, layers).items()}
-    with tarfile.open(fileobj=cast("IO[bytes]", sink), mode="w|", format=tarfile.PAX_FORMAT) as out:
+    survivors = _survivors(layout, layers)
+    keep = {origin: path for path, origin in survivors.paths.items()}
+    orphaned = survivors.orphaned()
+    # An orphaned source's member and content, read where it is, until its first link is
+    # written (then: the path that link has, for the next ones).
+    held: dict[_Origin, tuple[tarfile.TarInfo, IO[bytes]]] = {}
+    written_as: dict[_Origin, str] = {}
+    with (
+        ExitStack() as spools,
+        tarfile.open(fileobj=cast("IO[bytes]", sink), mode="w|", format=tarfile.PAX_FORMAT) as out,
+    ):
         for number, digest in enumerate(layers):
             with _members(layout, digest) as tar:
                 for ordinal, member in enumerate(tar):
-                    path = keep.get((number, ordinal))
+                    origin = (number, ordinal)
+                    if origin in orphaned:
+                        spool = spools.enter_context(tempfile.SpooledTemporaryFile(1 << 22))
+                        if member.isreg():
+                            shutil.copyfileobj(cast("IO[bytes]", tar.extractfile(member)), spool)
+                        held[origin] = (copy.copy(member), spool)
+                    path = keep.get(origin)
                     if path is None:
                         continue
                     member.name = path
+                    source = survivors.link_sources.get(origin)
+                    if member.islnk() and source in held:
+                        _write_orphaned_link(out, path, *held.pop(source))
+                        written_as[source] = path
+                        continue
                     if member.islnk():
-                        member.linkname = "/".join(_path(layout, digest, member.linkname))
+                        linkname = "/".join(_path(layout, digest, member.linkname))
+                        member.linkname = written_as.get(source, linkname) if source else linkname
                     out.addfile(member, tar.extractfile(member) if member.isreg() else None)
     return len(keep)
+
+
+def _write_orphaned_link(
+    out: tarfile.TarFile, path: str, source: tarfile.TarInfo, content: IO[bytes]
+) -> None:
+    """A hardlink whose source no longer exists, as that source's file (a hardlink shares its
+    source's inode: mode, owner and times are the source's)."""
+    entry = copy.copy(source)
+    entry.name = path
+    content.seek(0)
+    out.addfile(entry, content if entry.isreg() else None)
 
 
 def squashed_layer(

@@ -25,12 +25,11 @@ from pants_oci.core.models import (
     DockerManifestList,
     ImageConfig,
     OCIIndex,
-    OCIManifest,
     Platform,
     parse_manifest,
 )
 from pants_oci.core.reference import DEFAULT_TAG, Reference, parse_reference, validate_tag
-from pants_oci.core.referrers import layout_referrers
+from pants_oci.core.referrers import layout_artifacts
 from pants_oci.core.remote import put_manifest_tags
 
 __all__ = ["ImageIndex", "build_index", "index_layouts"]
@@ -172,14 +171,12 @@ def index_layouts(
 def _copy_referrers(layout: ImageLayout, digest: Digest, output: ImageLayout) -> list[Descriptor]:
     """The artifacts attached to the image ``digest`` in ``layout`` (its SBOMs, provenance),
     copied to ``output`` (they are small); their descriptors."""
-    found = layout_referrers(layout, digest)
-    for referrer in found:
-        artifact = parse_manifest(layout.read_blob(referrer.digest), referrer.media_type)
-        assert isinstance(artifact, OCIManifest)
+    found = layout_artifacts(layout, digest)
+    for referrer, artifact in found:
         for descriptor in (referrer, artifact.config, *artifact.layers):
             if not output.has_blob(descriptor.digest):
                 output.write_blob(layout.read_blob(descriptor.digest))
-    return found
+    return [referrer for referrer, _ in found]
 
 
 def _link_or_copy(path: Path, layout: ImageLayout, digest: Digest) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from pants_oci.core import media_types
 from pants_oci.core._transfer import Blob, transfer_blobs
 from pants_oci.core.digest import Digest, sha256_of_bytes
-from pants_oci.core.errors import DocumentError
+from pants_oci.core.errors import DocumentError, NotFoundError
 from pants_oci.core.models import Descriptor, OCIIndex, OCIManifest, parse_manifest
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ __all__ = [
     "attach_to_layout",
     "attached_document",
     "fallback_tag",
+    "layout_artifacts",
     "layout_referrers",
     "list_referrers",
     "push_referrers",
@@ -130,6 +131,13 @@ def layout_referrers(
     layout: ImageLayout, digest: Digest | str, artifact_type: str | None = None
 ) -> list[Descriptor]:
     """The artifacts in ``layout``'s ``index.json`` whose subject is ``digest``."""
+    return [entry for entry, _ in layout_artifacts(layout, digest, artifact_type)]
+
+
+def layout_artifacts(
+    layout: ImageLayout, digest: Digest | str, artifact_type: str | None = None
+) -> list[tuple[Descriptor, OCIManifest]]:
+    """As :func:`layout_referrers`, each with its manifest (which finding it had to read)."""
     wanted = Digest.coerce(digest)
     found = []
     for entry in layout.index().manifests:
@@ -138,9 +146,10 @@ def layout_referrers(
         if artifact_type is not None and entry.artifact_type != artifact_type:
             continue
         manifest = parse_manifest(layout.read_blob(entry.digest), entry.media_type)
-        subject = getattr(manifest, "subject", None)
-        if subject is not None and subject.digest == wanted:
-            found.append(entry)
+        if not isinstance(manifest, OCIManifest) or manifest.subject is None:
+            continue
+        if manifest.subject.digest == wanted:
+            found.append((entry, manifest))
     return found
 
 
@@ -190,10 +199,10 @@ def _add_to_fallback_index(
 
 
 def _fallback_index(client: RegistryClient, subject: Digest) -> OCIIndex | None:
-    descriptor = client.head_manifest(fallback_tag(subject))
-    if descriptor is None:
+    try:
+        document = client.get_manifest(fallback_tag(subject))
+    except NotFoundError:
         return None
-    document = client.get_manifest(fallback_tag(subject))
     if not isinstance(document, OCIIndex):
         raise DocumentError(
             f"{client.registry}/{client.repository}:{fallback_tag(subject)} is not an OCI "

@@ -346,13 +346,11 @@ def _push_referrers(
 ) -> None:
     """The layout's artifacts attached to the pushed image (or its index's images): after
     the image, into each repository, as referrers (see :mod:`pants_oci.core.referrers`)."""
-    from pants_oci.core.referrers import layout_referrers, push_referrers
+    from pants_oci.core.referrers import layout_artifacts, push_referrers
 
     attached = []
     for document in documents:
-        for entry in layout_referrers(layout, sha256_of_bytes(document.raw)):
-            manifest = parse_manifest(layout.read_blob(entry.digest), entry.media_type)
-            assert isinstance(manifest, OCIManifest)
+        for _, manifest in layout_artifacts(layout, sha256_of_bytes(document.raw)):
             blobs = [layout.read_blob(layer.digest) for layer in manifest.layers]
             attached.append((manifest, blobs))
     if not attached:

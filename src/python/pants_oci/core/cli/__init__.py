@@ -1,7 +1,8 @@
 """``pants-oci`` (``python -m pants_oci.core``): the command line the Pants backend runs.
 
 Every command prints one JSON object on stdout (crane's set: lines, unless given ``--json``),
-and progress for long transfers on stderr (``-q`` silences it). Credentials come only from the
+and progress for long transfers on stderr when it is a terminal (``--progress``; ``-q``
+silences it). Credentials come only from the
 environment: docker's config (``$DOCKER_CONFIG/config.json``, default
 ``~/.docker/config.json``) and its credential helpers, and Google application default
 credentials; never from the command line (but for ``auth login``, which saves them there).
@@ -52,8 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     package_log.addHandler(handler)
     package_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
 
+    shows_progress = not args.quiet and (
+        args.progress_mode == "always" or (args.progress_mode == "auto" and stderr.isatty())
+    )
+
     def progress(label: str) -> ProgressCallback | None:
-        return None if args.quiet else Progress(label, stderr)
+        return Progress(label, stderr) if shows_progress else None
 
     args.progress = progress
     try:

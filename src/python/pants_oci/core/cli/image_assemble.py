@@ -30,7 +30,7 @@ from pants_oci.core.cli.output import emit
 from pants_oci.core.errors import InputFileError, InvalidReferenceError
 
 if TYPE_CHECKING:
-    from pants_oci.core.image import Image
+    from pants_oci.core.image import Image, ImageData
     from pants_oci.core.layout import ImageLayout
     from pants_oci.core.models import Platform
 
@@ -87,8 +87,11 @@ def image_assemble_command(args: argparse.Namespace, options: TransportOptions) 
             )
         _apply_config(image, config, where)
         licenses = _layer_distributions(meta for _, meta in layers)
-        referrers = _write_outputs(image, args, tags, archive_names, facts=facts, licenses=licenses)
-        emit(_summary(image, tags, referrers))
+        data = image.get_image_data()  # what the layout and the archive hold, once edited
+        referrers = _write_outputs(
+            image, data, args, tags, archive_names, facts=facts, licenses=licenses
+        )
+        emit(_summary(image, data, tags, referrers))
 
 
 def _read_facts(path: str) -> wire.BuildFacts:
@@ -257,6 +260,7 @@ def _archive_names(args: argparse.Namespace, tags: Sequence[str]) -> list[str]:
 
 def _write_outputs(
     image: Image,
+    data: ImageData,
     args: argparse.Namespace,
     tags: Sequence[str],
     archive_names: Sequence[str],
@@ -279,7 +283,9 @@ def _write_outputs(
             )
             referrers = None
             if facts is not None:
-                referrers = _attach_supply_chain(image, ImageLayout.open(staged), facts, licenses)
+                referrers = _attach_supply_chain(
+                    image, data, ImageLayout.open(staged), facts, licenses
+                )
             if args.docker_archive:
                 image.write_docker_archive(
                     args.docker_archive,
@@ -297,13 +303,13 @@ def _write_outputs(
 
 def _attach_supply_chain(
     image: Image,
+    data: ImageData,
     layout: ImageLayout,
     facts: wire.BuildFacts,
     licenses: Mapping[str, wire.LayerDistribution],
 ) -> tuple[wire.AttachedReferrer, ...]:
     from pants_oci.core.supply_chain import SubjectImage, attach_supply_chain
 
-    data = image.get_image_data()
     base_ref, base_digest = image.base_reference, image.base_manifest_digest
     subject = SubjectImage(
         name=facts.image,
@@ -318,12 +324,14 @@ def _attach_supply_chain(
 
 
 def _summary(
-    image: Image, tags: Sequence[str], referrers: tuple[wire.AttachedReferrer, ...] | None
+    image: Image,
+    data: ImageData,
+    tags: Sequence[str],
+    referrers: tuple[wire.AttachedReferrer, ...] | None,
 ) -> wire.ImageAssembleResult:
     """The command's JSON output: the image's digests, layers, tags and base."""
     from pants_oci.core import media_types
 
-    data = image.get_image_data()
     base_ref = image.base_reference
     base_digest = image.base_manifest_digest
     return wire.ImageAssembleResult(

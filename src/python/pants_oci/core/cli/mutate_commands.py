@@ -140,6 +140,7 @@ def mutate_command(args: argparse.Namespace, options: TransportOptions) -> None:
     labels = _pairs(args.label, "--label")
     annotations = _pairs(args.annotation, "--annotation")
     with _image(args, options, str(reference), target) as image:
+        image.keep_base_metadata()
         if args.entrypoint is not None:
             cmd = None if image.cmd is None else list(image.cmd)  # a copy: image.cmd is live
             image.entrypoint = _list_argument(args.entrypoint, "--entrypoint")
@@ -168,6 +169,7 @@ def flatten_command(args: argparse.Namespace, options: TransportOptions) -> None
         blob = layout.parent / "flat.tar.gz"
         layer = squashed_layer(layout, blob)
         with _image(args, options, layout, target) as image:
+            image.keep_base_metadata()
             for descriptor in image.layers:
                 image.remove_layer(descriptor.digest)
             _add_blob(image, layer, blob, f"flatten {args.reference}")

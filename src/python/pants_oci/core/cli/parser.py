@@ -159,11 +159,19 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "this",
     )
     parser.add_argument(
+        "--progress",
+        dest="progress_mode",
+        choices=("auto", "always", "never"),
+        default=default("auto"),
+        help="progress lines for long transfers on stderr: auto (the default) when stderr is a "
+        "terminal, as crane does, so that CI logs and captured output stay clean",
+    )
+    parser.add_argument(
         "-q",
         "--quiet",
         action="store_true",
         default=default(False),
-        help="no progress on stderr (errors are still reported)",
+        help="no progress, and no log lines but warnings, on stderr (errors are still reported)",
     )
 
 
