@@ -270,6 +270,7 @@ def user_repo(
             "import os, sys\n\n"
             "with open(os.environ['GREETING_FILE']) as f:\n"
             "    print(f.read().strip(), *sys.argv[1:])\n"
+            "print(f'uid={os.getuid()} gid={os.getgid()}', file=sys.stderr)\n"
         ),
         "images/BUILD": f"""
 oci_image(
@@ -285,6 +286,7 @@ oci_image(
     dependencies=["app"],
     repository="acme/app",
     registries=["{registry_token.host}"],
+    user="1000:1000",
     image_tags=["latest", "1.0"],
 )
 """,
@@ -327,9 +329,11 @@ def test_user_repo_packages_images_that_umoci_and_runc_run(
     bundle = umoci_unpack(layout, "latest", tmp_path / "bundle")
     ran = runc_run(bundle, None)
     assert ran.stdout == "Hello from the user's repo\n"
+    assert "uid=1000 gid=1000" in ran.stderr  # as users run it: not root
 
     run = user_repo.pants("run", "images:app", "--", "and", "its", "args")
     assert run.stdout == "Hello from the user's repo and its args\n"
+    assert "uid=1000 gid=1000" in run.stderr
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pants_oci.core import cli
-from tests.harness.busybox import ImageBlobs, PushedImage, write_oci_layout
+from tests.harness.busybox import ImageBlobs, PushedImage, push_image_to, write_oci_layout
+from tests.harness.fixtures import RegistryFactory
 from tests.harness.registry import Registry
 
 Capture = pytest.CaptureFixture[str]
@@ -49,6 +50,17 @@ def _with_manifest(image: ImageBlobs, edit: dict[str, Any]) -> ImageBlobs:
     manifest = json.loads(image.manifest)
     manifest.update(edit)
     return dataclasses.replace(image, manifest=_document(manifest))
+
+
+def _with_diff_ids(image: ImageBlobs, diff_ids: list[str]) -> ImageBlobs:
+    """The image with its config's rootfs.diff_ids replaced (the manifest names the new
+    config)."""
+    config = json.loads(image.config)
+    config["rootfs"]["diff_ids"] = diff_ids
+    config_bytes = _document(config)
+    descriptor = {**json.loads(image.manifest)["config"], "digest": _sha(config_bytes)}
+    edited = _with_manifest(image, {"config": {**descriptor, "size": len(config_bytes)}})
+    return dataclasses.replace(edited, config=config_bytes)
 
 
 # --- validate ------------------------------------------------------------------------------
@@ -115,23 +127,7 @@ def test_validate_a_layout_whose_diff_ids_disagree(
     capsys: Capture, busybox_image_blobs: ImageBlobs, tmp_path: Path
 ) -> None:
     image = busybox_image_blobs
-    config = json.loads(image.config)
-    config["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
-    config_bytes = _document(config)
-    manifest = json.loads(image.manifest)
-    edited = dataclasses.replace(
-        _with_manifest(
-            image,
-            {
-                "config": {
-                    **manifest["config"],
-                    "digest": _sha(config_bytes),
-                    "size": len(config_bytes),
-                }
-            },
-        ),
-        config=config_bytes,
-    )
+    edited = _with_diff_ids(image, ["sha256:" + "0" * 64])
     layout = write_oci_layout(edited, tmp_path / "diff-ids")
 
     status, out, _ = _main(capsys, "validate", str(layout))
@@ -141,6 +137,34 @@ def test_validate_a_layout_whose_diff_ids_disagree(
     assert f"uncompresses to {image.diff_id}" in out
     status, document = _validate_json(capsys, str(layout))
     assert [problem["kind"] for problem in document["problems"]] == ["diff-ids"]
+
+
+def test_validate_a_registry_image_with_a_corrupted_blob_and_wrong_diff_ids(
+    capsys: Capture, busybox_image_blobs: ImageBlobs, registry_factory: RegistryFactory
+) -> None:
+    """What a registry serves is checked as a layout is: its own registry, since blobs are
+    shared between its repositories and one is corrupted on disk here."""
+    registry = registry_factory("anonymous")
+    image = busybox_image_blobs
+    disagreeing = _with_diff_ids(image, ["sha256:" + "1" * 64])
+    pushed = push_image_to(disagreeing, registry, "team/diff-ids", "1")
+    status, document = _validate_json(capsys, pushed.tag_ref)
+    assert status == 1
+    assert [problem["kind"] for problem in document["problems"]] == ["diff-ids"]
+    assert f"uncompresses to {image.diff_id}" in document["problems"][0]["message"]
+
+    good = push_image_to(image, registry, "team/corrupt", "1")
+    assert _main(capsys, "validate", good.tag_ref)[0] == 0
+    blob = registry.blob_path(image.layer_digest)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    status, out, err = _main(capsys, "validate", good.tag_ref)
+    assert status == 1, err
+    assert f"layer {image.layer_digest} of manifest" in out
+    assert f"has digest {_sha(bytes(data))}" in out
+    status, document = _validate_json(capsys, good.tag_ref)
+    assert [problem["kind"] for problem in document["problems"]] == ["digest"]
 
 
 def test_validate_refuses_what_it_cannot_check(capsys: Capture, tmp_path: Path) -> None:

@@ -307,6 +307,30 @@ def test_ignore_patterns_have_gitignore_semantics(tmp_path: Path) -> None:
     assert "docs/internal" not in names
 
 
+def test_ignore_file_names_are_read_in_each_directory(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for name in ["a.log", "a.tmp", "sub/b.log", "sub/b.tmp", "sub/deeper/c.tmp", "other/d.tmp"]:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(name)
+    (src / ".ignore").write_text("*.log\n")
+    (src / "sub/.ignore").write_text("!b.log\n*.tmp\n")
+    (src / "other/.ignore").write_text("!d.tmp\n")
+    builder = LayerBuilder()
+    builder.add_files(
+        {"": src},
+        ignore=["*.tmp"],  # the files' patterns come after these
+        ignore_file_names=[".ignore", ".missing"],
+        filter=lambda path: path != "other/d.tmp",  # the filter has the last word
+    )
+    _, blob = build(builder, compression="none")
+    assert {m.name for m in tar_members(blob) if m.isfile()} == {
+        ".ignore",
+        "other/.ignore",
+        "sub/.ignore",
+        "sub/b.log",  # re-included by the deeper file
+    }
+
+
 def test_sources_merge_and_clash(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "shared").mkdir(parents=True)

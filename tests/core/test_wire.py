@@ -247,7 +247,12 @@ _FIELD_OF = {"layer": "layers", "tag": "tags", "archive_name": "archive_names"}
 _FIELD_OF.update({"image": "images", "mount": "mounts", "insecure_registry": "insecure_registries"})
 # Options no backend process uses, so no field: documents instead of a summary; HTTPS on
 # loopback (tests); progress (a Pants process's stderr is shown only when it fails).
-_LEFT_OUT = {"inspect": {"raw", "config"}, "global": {"https_registry", "quiet"}}
+# What the backend never passes. `--progress`: its default (progress when stderr is a
+# terminal) is what `pants publish`'s pushes want, shown on a terminal and not in CI logs.
+_LEFT_OUT = {
+    "inspect": {"raw", "config"},
+    "global": {"https_registry", "quiet", "progress_mode"},
+}
 
 
 def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

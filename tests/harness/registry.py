@@ -350,6 +350,9 @@ def start_registry(
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
         "http": http,
+        # Accept foreign (non-distributable) layers named by URL, as Docker Hub and GHCR do;
+        # distribution refuses every layer URL unless an allow pattern is configured.
+        "validation": {"manifests": {"urls": {"allow": ["^https?://"]}}},
     }
     if auth is not None:
         config["auth"] = auth

@@ -43,6 +43,7 @@ def layer_builder(
     *,
     ignore: Sequence[str],
     ignore_files: Sequence[str | os.PathLike[str]],
+    ignore_file_names: Sequence[str],
     filter: FileFilter | None,
     follow_symlinks: bool,
     mtime: int,
@@ -51,9 +52,16 @@ def layer_builder(
     sources = _sources(files, target_dir)
     check_list(ignore, "add_files() argument 'ignore'")
     check_list(ignore_files, "add_files() argument 'ignore_files'")
+    check_list(ignore_file_names, "add_files() argument 'ignore_file_names'")
     check_arguments("add_files", ("follow_symlinks", follow_symlinks, bool, "a bool"))
     for target in sources:
         check_absolute_path(target, "add_files target")
     builder = LayerBuilder(mtime=mtime, follow_symlinks=follow_symlinks)
-    builder.add_files(sources, ignore=ignore, ignore_files=ignore_files, filter=filter)
+    builder.add_files(
+        sources,
+        ignore=ignore,
+        ignore_files=ignore_files,
+        ignore_file_names=ignore_file_names,
+        filter=filter,
+    )
     return builder, sorted(sources)

@@ -5,8 +5,8 @@
     ├── InvalidDigestError            a malformed `algorithm:hex` digest (ValueError)
     ├── InvalidValueError             a platform, port, path, signal, tag... that
     │                                     core/validation.py or platforms.py refuses (ValueError)
-    ├── DigestMismatchError           bytes whose digest is not the one expected
-    ├── SizeMismatchError             a blob whose size is not its descriptor's
+    ├── DigestMismatchError           bytes whose digest is not the one expected (read, or uploaded)
+    ├── SizeMismatchError             a blob whose size is not its descriptor's (or the one stated)
     ├── DocumentError                 a manifest, index or config we cannot use
     │   └── UnsupportedMediaTypeError     e.g. Docker schema1 manifests
     ├── PlatformNotFoundError         no manifest in an index matches the wanted platform
@@ -29,8 +29,18 @@
         ├── RangeError                    416: an upload resumed at the wrong offset
         └── TooManyRequestsError          429: rate limited, after retries
 
-A RegistryError carries the registry host, the repository, the HTTP status, and the first error
-`code` and `message` of the registry's error JSON (str() is a sentence built from them).
+A RegistryError carries the registry host, the repository, the HTTP status, and every entry of
+the registry's error JSON (`{"errors": [{"code", "message", "detail"}, ...]}`) as `errors`, a
+tuple of RegistryErrorEntry; `code`, `message` and `detail` are the first entry's. str() is a
+sentence naming them all: entries of one code and message once, with their string details (a
+manifest naming several missing blobs: MANIFEST_BLOB_UNKNOWN with each digest), the first 10
+and "and N more" beyond.
+
+A blob upload whose bytes are not the digest stated for them is a DigestMismatchError whichever
+way it is sent (one PUT, PATCH chunks, a stream; found here, or by the registry: then `actual`
+is None and `registry` names it), and nothing is stored under the stated digest; an upload whose
+bytes are not the size stated is a SizeMismatchError the same way.
+
 Credentials never appear in any message: errors are built from hosts, repositories and registry
 answers, never from request headers.
 
@@ -39,7 +49,8 @@ This module is stdlib-only and Python 3.9-compatible: the Pants backend imports 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 
 class OCIError(Exception):
@@ -67,24 +78,39 @@ class InvalidValueError(OCIError, ValueError):
 
 
 class DigestMismatchError(OCIError):
-    """Content whose digest differs from the digest it was requested or announced by."""
+    """Content whose digest differs from the digest it was requested or announced by.
 
-    def __init__(self, message: str, *, expected: str, actual: str) -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
-
-
-class SizeMismatchError(OCIError):
-    """A blob whose size differs from the size its descriptor gives: longer (reading stops
-    there: `actual` is None when the rest was not read) or shorter. `registry` is None for a
-    blob read from anywhere else (a blob cache)."""
+    `actual` is None when it is not known: a registry refused an upload's bytes (its
+    DIGEST_INVALID) without saying what they hash to. `registry` names the registry involved
+    where it is known (always for an upload, and a blob read from one); None otherwise (a
+    layout, a file, a cache)."""
 
     def __init__(
         self,
         message: str,
         *,
-        digest: str,
+        expected: str,
+        actual: Optional[str],
+        registry: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+        self.registry = registry
+
+
+class SizeMismatchError(OCIError):
+    """A blob whose size differs from the size its descriptor gives (or an upload's bytes
+    from the size stated for them): longer (reading stops there: `actual` is None when the
+    rest was not read) or shorter. `registry` is the registry the blob came from or was sent
+    to, None for a blob read from anywhere else (a blob cache); `digest` is None for an upload
+    of a stream whose digest was not stated."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        digest: Optional[str],
         expected: int,
         actual: Optional[int],
         registry: Optional[str] = None,
@@ -195,13 +221,25 @@ class TransportError(OCIError):
         self.dropped = dropped
 
 
+@dataclass(frozen=True)
+class RegistryErrorEntry:
+    """One entry of a registry's error JSON: its `code` (e.g. "MANIFEST_BLOB_UNKNOWN"),
+    `message` ("blob unknown to registry") and `detail` (any JSON value: a digest, an
+    object...); None for what it left out or sent as something other than a string."""
+
+    code: Optional[str]
+    message: Optional[str]
+    detail: Any = None
+
+
 class RegistryError(OCIError):
     """The registry answered a request with an error status.
 
-    `code` and `message` are the registry's own (the first entry of its error JSON, e.g.
-    "MANIFEST_UNKNOWN" and "manifest unknown"; None when it sent none); str(error) is the
-    readable sentence given as the first argument. `retry_after` is the wait in seconds the
-    registry asked for in a Retry-After header (None when it sent none).
+    `errors` is every entry of its error JSON (a tuple of RegistryErrorEntry, empty when it
+    sent none, or none that could be read); `code`, `message` and `detail` are the first's
+    (e.g. "MANIFEST_UNKNOWN" and "manifest unknown"; None when it sent none). str(error) is the
+    readable sentence given as the first argument, which names them all. `retry_after` is the
+    wait in seconds the registry asked for in a Retry-After header (None when it sent none).
     """
 
     def __init__(
@@ -215,11 +253,18 @@ class RegistryError(OCIError):
         detail: Any = None,
         registry_message: Optional[str] = None,
         retry_after: Optional[float] = None,
+        errors: Sequence[RegistryErrorEntry] = (),
     ) -> None:
         super().__init__(message)
+        entries = tuple(errors)
+        if not entries and (code is not None or registry_message is not None):
+            entries = (RegistryErrorEntry(code, registry_message, detail),)
+        elif entries and code is None and registry_message is None and detail is None:
+            code, registry_message, detail = entries[0].code, entries[0].message, entries[0].detail
         self.registry = registry
         self.repository = repository
         self.status = status
+        self.errors: tuple[RegistryErrorEntry, ...] = entries
         self.code = code
         self.detail = detail
         self.message = registry_message

@@ -298,6 +298,7 @@ class Image(RunConfigProperties):
         *,
         ignore: Sequence[str] = (),
         ignore_files: Sequence[str | os.PathLike[str]] = (),
+        ignore_file_names: Sequence[str] = (),
         filter: FileFilter | None = None,
         compression: Compression = "gzip",
         level: int | None = None,
@@ -309,7 +310,8 @@ class Image(RunConfigProperties):
 
         A directory source puts its contents at the target directory; a file or
         :class:`~pants_oci.core.layer.CustomFile` goes at the target path. ``ignore`` and
-        ``ignore_files`` hold gitignore patterns applied within directory sources, and
+        ``ignore_files`` hold gitignore patterns applied within directory sources, files named
+        ``ignore_file_names`` (``[".ignore"]``) hold more in the directories they are in, and
         ``filter(relative_path)`` returning False leaves an entry of one out
         (:data:`~pants_oci.core.layer.FileFilter`). Symlinks stay links unless
         ``follow_symlinks``. Every entry is stamped with SOURCE_DATE_EPOCH, owned by 0:0,
@@ -326,6 +328,7 @@ class Image(RunConfigProperties):
             target_dir,
             ignore=ignore,
             ignore_files=ignore_files,
+            ignore_file_names=ignore_file_names,
             filter=filter,
             follow_symlinks=follow_symlinks,
             mtime=self.epoch,

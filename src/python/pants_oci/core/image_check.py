@@ -1,15 +1,19 @@
 """Check that an image is whole and says true things about itself, as ``crane validate`` does.
 
 :func:`check_layout` checks the images of an OCI layout directory, :func:`check_remote` an
-image (or index) in a registry. Both read every blob and answer a list of :class:`Problem`
-(empty: the image is sound) rather than stopping at the first:
+image (or index) in a registry, :func:`check_docker_archive` the images of a docker-archive
+tar. Each reads every blob and answers a list of :class:`Problem` (empty: the image is sound)
+rather than stopping at the first:
 
 - every blob and document hashes to its descriptor's digest and is its descriptor's size;
 - every media type is one this library knows (manifests, indexes, configs and layers of an
   image; artifacts such as SBOMs are checked for digest and size only);
 - the config's ``rootfs.diff_ids`` are the layers' uncompressed digests, one for each layer;
 - the config's platform is the one the index entry declares;
-- an index: all of that for every image it lists (``platform``: for that platform's only).
+- an index: all of that for every image it lists (``platform``: for that platform's only);
+- a docker-archive: its ``manifest.json`` lists, per image, a config and layers the archive
+  holds (and valid ``RepoTags``, which name every tag of its ``repositories`` file); the
+  config hashes to the digest its name says; each layer is its config's diff_id.
 
 Errors that are not about the image (a registry that cannot be reached, a directory that is
 not a layout) are raised, as everywhere else.
@@ -17,20 +21,25 @@ not a layout) are raised, as everywhere else.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from pants_oci.core import media_types
-from pants_oci.core.compression import inspect_layer_blob
-from pants_oci.core.digest import Digest, sha256_of_bytes, sha256_of_file
+from pants_oci.core.compression import decompressed, inspect_layer_blob
+from pants_oci.core.digest import Digest, HashingWriter, sha256_of_bytes, sha256_of_file
 from pants_oci.core.errors import (
     DigestMismatchError,
     DocumentError,
+    ImageArchiveError,
+    InvalidReferenceError,
     NotFoundError,
     OCIError,
     RefNotFoundError,
@@ -45,6 +54,7 @@ from pants_oci.core.models import (
     parse_manifest,
 )
 from pants_oci.core.platforms import platform_matches
+from pants_oci.core.reference import parse_reference
 
 if TYPE_CHECKING:
     from pants_oci.core._transport_options import TransportOptions
@@ -52,7 +62,7 @@ if TYPE_CHECKING:
     from pants_oci.core.reference import Reference
     from pants_oci.core.registry import RegistryClient
 
-__all__ = ["Problem", "check_layout", "check_remote"]
+__all__ = ["Problem", "check_docker_archive", "check_layout", "check_remote"]
 
 # What a Problem is about; scripts may match on it.
 DIGEST = "digest"
@@ -326,3 +336,165 @@ class _Checker:
                 subject,
                 f"the index entry says {declared}, but the config says {config.platform}",
             )
+
+
+# --- Docker archives ----------------------------------------------------------------------------
+
+_ARCHIVE_MANIFEST = "manifest.json"
+_ARCHIVE_REPOSITORIES = "repositories"
+_HEX_NAME = re.compile(r"(?:^|/)([0-9a-f]{64})(?:\.json)?$")  # `<hex>.json`, `blobs/sha256/<hex>`
+
+
+def check_docker_archive(path: str | os.PathLike[str]) -> list[Problem]:
+    """The problems of the images of the docker-archive tar at ``path`` (``docker save``'s,
+    ``pants-oci pull --format docker-archive``'s): its ``manifest.json`` is a list of images,
+    each with a config and layers that the archive holds and ``RepoTags`` that are image
+    references (naming every tag its ``repositories`` file names); each config hashes to the
+    digest its name says, and each layer's tar (gzip and zstd read through) hashes to its
+    config's ``rootfs.diff_ids`` entry, one per layer. ImageArchiveError when ``path`` cannot
+    be read as a tar at all."""
+    name = os.fspath(path)
+    try:
+        with tarfile.open(name, "r:*") as archive:
+            return _ArchiveChecker(archive, name).check()
+    except tarfile.ReadError as exc:
+        raise ImageArchiveError(
+            f"cannot read docker archive {name}: {exc}; give a docker-archive tar "
+            "(docker save's), an OCI layout or a registry reference"
+        ) from None
+
+
+class _ArchiveChecker:
+    def __init__(self, archive: tarfile.TarFile, name: str) -> None:
+        self.archive = archive
+        self.name = name
+        self.problems: list[Problem] = []
+
+    def _problem(self, kind: str, subject: str, message: str) -> None:
+        self.problems.append(Problem(kind, subject, message))
+
+    def member(self, member: str, subject: str) -> BinaryIO | None:
+        """The member's bytes to read; None (a problem recorded) when the archive lacks it."""
+        try:
+            stream = self.archive.extractfile(member)  # follows links, as docker's saves use
+        except (KeyError, tarfile.TarError) as exc:
+            self._problem(MISSING, subject, f"{self.name} has no member {member!r} ({exc})")
+            return None
+        if stream is None:
+            self._problem(MISSING, subject, f"{member!r} in {self.name} is not a file")
+        return cast("BinaryIO | None", stream)
+
+    def check(self) -> list[Problem]:
+        subject = f"{_ARCHIVE_MANIFEST} of {self.name}"
+        stream = self.member(_ARCHIVE_MANIFEST, subject)
+        if stream is None:
+            return self.problems
+        try:
+            entries = json.loads(stream.read())
+        except ValueError as exc:
+            self._problem(INVALID, subject, f"is not JSON: {exc}")
+            return self.problems
+        if not isinstance(entries, list) or not entries:
+            self._problem(INVALID, subject, "is not a list of images")
+            return self.problems
+        tagged: set[str] = set()
+        for position, entry in enumerate(entries):
+            tagged.update(self.image(entry, f"image {position} of {subject}"))
+        self.repositories(tagged)
+        return self.problems
+
+    def image(self, entry: object, subject: str) -> list[str]:
+        """Check one image of manifest.json; its RepoTags."""
+        if not isinstance(entry, dict):
+            self._problem(INVALID, subject, "is not a JSON object")
+            return []
+        config_name, layers, repo_tags = (entry.get(k) for k in ("Config", "Layers", "RepoTags"))
+        if not isinstance(config_name, str) or not isinstance(layers, list):
+            self._problem(INVALID, subject, 'needs "Config" (a member name) and "Layers" (a list)')
+            return []
+        tags = [tag for tag in repo_tags or () if isinstance(tag, str)]
+        if not isinstance(repo_tags, (list, type(None))) or len(tags) != len(repo_tags or ()):
+            self._problem(INVALID, subject, '"RepoTags" is not a list of names')
+        for tag in tags:
+            try:
+                parse_reference(tag)
+            except InvalidReferenceError as error:
+                self._problem(INVALID, subject, f"RepoTags holds {tag!r}: {error}")
+        config = self.config(config_name, subject)
+        diff_ids = [self.layer(layer, position, subject) for position, layer in enumerate(layers)]
+        if config is None:
+            return tags
+        declared = list(config.rootfs.diff_ids)
+        config_subject = f"config {config_name} of {subject}"
+        if len(declared) != len(layers):
+            self._problem(
+                DIFF_IDS,
+                config_subject,
+                f"rootfs.diff_ids lists {len(declared)} layers; manifest.json lists {len(layers)}",
+            )
+        for position, (want, have) in enumerate(zip(declared, diff_ids)):
+            if have is not None and want != have:
+                self._problem(
+                    DIFF_IDS,
+                    config_subject,
+                    f"rootfs.diff_ids[{position}] is {want}, but layer {position} "
+                    f"({layers[position]}) hashes to {have}",
+                )
+        return tags
+
+    def config(self, member: str, parent: str) -> ImageConfig | None:
+        subject = f"config {member} of {parent}"
+        stream = self.member(member, subject)
+        if stream is None:
+            return None
+        raw = stream.read()
+        named = _HEX_NAME.search(member)
+        digest = sha256_of_bytes(raw)
+        if named is not None and named.group(1) != digest.hex:
+            self._problem(
+                DIGEST, subject, f"its bytes hash to {digest}; its name says sha256:{named[1]}"
+            )
+        try:
+            return ImageConfig.from_bytes(raw)
+        except DocumentError as error:
+            self._problem(INVALID, subject, str(error))
+            return None
+
+    def layer(self, member: object, position: int, parent: str) -> Digest | None:
+        """The diff_id of a layer member (None when it cannot be read: a problem recorded)."""
+        subject = f"layer {position} ({member}) of {parent}"
+        if not isinstance(member, str):
+            self._problem(INVALID, subject, "is not a member name")
+            return None
+        stream = self.member(member, subject)
+        if stream is None:
+            return None
+        hashed = HashingWriter()
+        try:
+            tar = decompressed(stream)
+            while chunk := tar.read(1 << 20):
+                hashed.write(chunk)
+        except (OCIError, OSError, EOFError, ValueError, tarfile.TarError) as error:
+            self._problem(INVALID, subject, f"cannot be read as a layer: {error}")
+            return None
+        return hashed.digest()
+
+    def repositories(self, tagged: set[str]) -> None:
+        """The legacy ``repositories`` file, if any: each repository's tags are RepoTags."""
+        if _ARCHIVE_REPOSITORIES not in self.archive.getnames():
+            return
+        subject = f"{_ARCHIVE_REPOSITORIES} of {self.name}"
+        stream = self.member(_ARCHIVE_REPOSITORIES, subject)
+        if stream is None:
+            return
+        try:
+            repositories = json.loads(stream.read())
+            names = [f"{repo}:{tag}" for repo, tags in repositories.items() for tag in tags]
+        except (ValueError, AttributeError, TypeError) as exc:
+            self._problem(INVALID, subject, f"is not a JSON object of repositories' tags: {exc}")
+            return
+        for name in names:
+            if name not in tagged:
+                self._problem(
+                    INVALID, subject, f"names {name}, which no image of manifest.json has"
+                )

@@ -168,6 +168,41 @@ Source = Union[str, "os.PathLike[str]", CustomFile]
 FileFilter = Callable[[str], bool]
 
 
+class _IgnoreFilesSpec:
+    """The ignore files named ``names`` found in a directory source's directories, over
+    ``spec``: each file's patterns apply, relative to its directory, to what is beneath it;
+    the deepest file whose patterns decide (ignore, or ``!`` re-include) wins, and paths no
+    file decides are left to ``spec``. Files are read the first time a path beneath them is
+    asked about."""
+
+    def __init__(self, root: str, names: Sequence[str], spec: PathMatcher | None) -> None:
+        self.root = root
+        self.names = names
+        self.spec = spec
+        self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}  # by directory, "" or "a/"
+
+    def _directory_spec(self, directory: str) -> pathspec.GitIgnoreSpec | None:
+        if directory not in self._specs:
+            lines: list[str] = []
+            for name in self.names:
+                path = os.path.join(self.root, directory, name)
+                if os.path.isfile(path):
+                    lines += _read_ignore_file(path)
+            self._specs[directory] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        return self._specs[directory]
+
+    def match_file(self, file: str) -> bool:
+        parts = file.rstrip("/").split("/")
+        for depth in range(len(parts) - 1, -1, -1):  # the deepest directory first
+            directory = "".join(f"{part}/" for part in parts[:depth])
+            spec = self._directory_spec(directory)
+            if spec is not None:
+                decided = spec.check_file(file[len(directory) :]).include
+                if decided is not None:
+                    return decided
+        return self.spec is not None and self.spec.match_file(file)
+
+
 @dataclass(frozen=True)
 class _FilteredSpec:
     """Ignore patterns and a :data:`FileFilter` as one :class:`PathMatcher`."""
@@ -344,6 +379,7 @@ class LayerBuilder:
         *,
         ignore: Sequence[str] = (),
         ignore_files: Sequence[str | os.PathLike[str]] = (),
+        ignore_file_names: Sequence[str] = (),
         filter: FileFilter | None = None,
     ) -> None:
         """Add sources at layer paths: ``{"app": "dist/app", "bin/tool": CustomFile(...)}``.
@@ -363,8 +399,12 @@ class LayerBuilder:
         source's root, ``dir/`` patterns match only directories, ``!pattern`` re-includes,
         a pattern without a ``/`` matches at any depth, and — as in git — nothing beneath an
         ignored directory can be re-included. Ignore-file lines come first, then ``ignore``,
-        so ``ignore`` can negate them. Patterns apply to directory sources only, and so does
-        ``filter`` (a :data:`FileFilter`: entries for which it returns False are left out).
+        so ``ignore`` can negate them. ``ignore_file_names`` (such as ``[".ignore"]``) are
+        looked up in every directory walked, as git reads ``.gitignore`` files: a file's
+        patterns apply relative to its directory, and a deeper file's over a shallower one's,
+        ``ignore`` and ``ignore_files``. Patterns apply to directory sources only, and so does
+        ``filter`` (a :data:`FileFilter`: entries for which it returns False are left out,
+        whatever the patterns say).
 
         (.dockerignore semantics differ: there a pattern without ``/`` matches only at the
         root, and ``!`` can re-include files inside an excluded directory. They are not
@@ -373,12 +413,20 @@ class LayerBuilder:
         lines = [line for file in ignore_files for line in _read_ignore_file(file)]
         lines += list(ignore)
         spec: PathMatcher | None = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
-        if filter is not None:
-            if not callable(filter):
-                raise TypeError(f"add_files() argument 'filter' must be callable, not {filter!r}")
-            spec = _FilteredSpec(spec, filter)
+        if filter is not None and not callable(filter):
+            raise TypeError(f"add_files() argument 'filter' must be callable, not {filter!r}")
+        for name in ignore_file_names:
+            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+                raise LayerError(f"ignore_file_names: {name!r} is not a file name")
+
+        def source_spec(directory: str) -> PathMatcher | None:
+            matcher = spec
+            if ignore_file_names:
+                matcher = _IgnoreFilesSpec(directory, tuple(ignore_file_names), matcher)
+            return matcher if filter is None else _FilteredSpec(matcher, filter)
+
         for target, source in files.items():
-            self._add_one(target, source, spec)
+            self._add_one(target, source, source_spec)
 
     def add_whiteout(self, path: str) -> None:
         """Delete ``path`` (a file or a whole directory) of the layers below this one."""
@@ -393,7 +441,9 @@ class LayerBuilder:
         in it stay."""
         self._put_leaf(_split_layer_path(directory), OPAQUE_WHITEOUT, Leaf(None), directory)
 
-    def _add_one(self, target: str, source: Source, spec: PathMatcher | None) -> None:
+    def _add_one(
+        self, target: str, source: Source, spec: Callable[[str], PathMatcher | None]
+    ) -> None:
         parts = _split_layer_path(target)
         into_directory = str(target).endswith("/") or not parts
         if isinstance(source, CustomFile):
@@ -413,7 +463,7 @@ class LayerBuilder:
         if stat.S_ISDIR(st.st_mode):
             ancestors = frozenset({(st.st_dev, st.st_ino)}) if self.follow_symlinks else frozenset()
             node = self._directory(parts)
-            node.sources.append(DirSource(path, "", spec, ancestors, path))
+            node.sources.append(DirSource(path, "", spec(path), ancestors, path))
             return
         if into_directory:
             parts = [*parts, os.path.basename(os.path.normpath(path))]

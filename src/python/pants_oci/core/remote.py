@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PulledImage",
     "copy_image",
+    "download_layers",
     "pull_image",
     "push_layout",
     "put_manifest_tags",
@@ -133,7 +134,7 @@ def pull_image(
             layout.write_blob(config_bytes)
             layout.write_blob(manifest.to_bytes())
             if with_layers:
-                _pull_layers(source, manifest, layout, options.max_concurrency, progress)
+                download_layers(source, [manifest], layout, progress)
             descriptor = manifest.descriptor(
                 platform=config.platform,
                 annotations={BLOB_SOURCE_ANNOTATION: f"{reference.name}@{manifest.digest}"},
@@ -161,19 +162,24 @@ def _image_manifest(
     return manifest, index_digest
 
 
-def _pull_layers(
+def download_layers(
     source: CachedRegistrySource,
-    manifest: OCIManifest | DockerManifest,
+    images: Sequence[OCIManifest | DockerManifest],
     layout: ImageLayout,
-    concurrency: int,
     progress: ProgressCallback | None,
 ) -> None:
-    """Download the layers the layout lacks (foreign layers stay where their urls are)."""
+    """Download the layers of ``images`` the layout lacks, each once, ``max_concurrency`` at
+    a time (foreign layers stay where their urls are)."""
     from pants_oci.core.registry import map_bounded
 
-    layers = [
-        layer for layer in manifest.layers if not layer.urls and not layout.has_blob(layer.digest)
-    ]
+    layers = list(
+        {
+            layer.digest: layer
+            for image in images
+            for layer in image.layers
+            if not layer.urls and not layout.has_blob(layer.digest)
+        }.values()
+    )
     total = sum(layer.size for layer in layers)
     done = [0]
 
@@ -185,7 +191,7 @@ def _pull_layers(
     map_bounded(
         lambda layer: source.copy_blob(layer.digest, layout, advance, size=layer.size),
         layers,
-        concurrency,
+        source.options.max_concurrency,
     )
 
 
@@ -471,9 +477,12 @@ def copy_image(
     options: TransportOptions | None = None,
     copy_foreign_layers: bool = False,
     progress: ProgressCallback | None = None,
+    platform: Platform | None = None,
 ) -> Digest:
     """Copy an image, or an index with every platform's image, from one repository to
-    another; the same bytes under the same digests. Returns the root digest."""
+    another; the same bytes under the same digests. Returns the root digest. With
+    ``platform``, only that platform's image of an index (the destination gets the image
+    manifest, not the index); an image for another platform is a PlatformNotFoundError."""
     src = parse_reference(source) if isinstance(source, str) else source
     dst = parse_reference(destination) if isinstance(destination, str) else destination
     clients = Clients(keychain, options or TransportOptions())
@@ -498,7 +507,13 @@ def copy_image(
                 )
             return document.to_bytes(), media_type
 
-        raw, media_type = copy(src.identifier, 0)
+        identifier = src.identifier
+        if platform is not None:
+            image = source_client.get_image_manifest(identifier, platform)
+            config = source_client.read_blob(image.config.digest, size=image.config.size)
+            require_platform(ImageConfig.from_bytes(config), platform, str(src))
+            identifier = str(image.digest)
+        raw, media_type = copy(identifier, 0)
         tags = [dst.tag or DEFAULT_TAG] if dst.digest is None or dst.tag else []
         return put_manifest_tags(target, raw, media_type, tags)
     finally:

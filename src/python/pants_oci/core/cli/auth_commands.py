@@ -43,23 +43,46 @@ def _layout_target(text: str) -> tuple[Path, str | None] | None:
         if colon and ref and os.path.isdir(directory):
             return Path(directory), ref
         raise InputFileError(f"{text}: {spec.location} is not a directory")
+    if spec.kind is BaseKind.DOCKER_ARCHIVE:
+        raise InputFileError(
+            f"{text}: {spec.location} is not a file; validate checks a docker-archive tar "
+            "(docker-archive:FILE, or FILE), an OCI layout (oci-layout:DIR) or an image in a "
+            "registry"
+        )
     if spec.kind is not BaseKind.REGISTRY:
         raise InputFileError(
-            f"{text}: validate checks an image in a registry or an OCI layout "
-            f"(oci-layout:DIR), not a {spec.kind.value}"
+            f"{text}: validate checks an image in a registry, an OCI layout (oci-layout:DIR) "
+            f"or a docker-archive tar, not a {spec.kind.value}"
         )
+    return None
+
+
+def _archive_target(text: str) -> Path | None:
+    """A docker-archive tar: ``docker-archive:FILE``, or a file; None for anything else."""
+    from pants_oci.core.base_spec import BaseKind, parse_base
+
+    if os.path.isfile(text):
+        return Path(text)
+    if text.startswith(f"{BaseKind.DOCKER_ARCHIVE.value}:"):
+        spec = parse_base(text)
+        if spec.kind is BaseKind.DOCKER_ARCHIVE and os.path.isfile(spec.location):
+            return Path(spec.location)
     return None
 
 
 def validate_command(args: argparse.Namespace, options: TransportOptions) -> int | None:
     """Check every blob (digest, size), media type, diff ID and platform of an image or
-    index; exit 1 when anything is wrong."""
-    from pants_oci.core.image_check import check_layout, check_remote
+    index (in a registry, an OCI layout or a docker-archive tar); exit 1 when anything is
+    wrong."""
+    from pants_oci.core.image_check import check_docker_archive, check_layout, check_remote
 
     platform = platform_argument(args.platform)
-    layout = _layout_target(args.reference)
+    archive = _archive_target(args.reference)
+    layout = _layout_target(args.reference) if archive is None else None
     problems: list[Problem]
-    if layout is not None:
+    if archive is not None:
+        problems = check_docker_archive(archive)
+    elif layout is not None:
         directory, ref = layout
         problems = check_layout(directory, ref, platform=platform)
     else:

@@ -1,6 +1,7 @@
 """The ``pants-oci`` commands of crane's everyday set: ``ls``, ``catalog``, ``digest``,
-``manifest``, ``config``, ``blob``, ``tag`` and ``delete``, each a call or two of the registry
-client (:class:`~pants_oci.core.registry.RegistryClient`) or of :mod:`pants_oci.core.remote`.
+``manifest``, ``config``, ``pull``, ``blob``, ``tag`` and ``delete``, each a call or two of the
+registry client (:class:`~pants_oci.core.registry.RegistryClient`), of
+:mod:`pants_oci.core.remote` or of :mod:`pants_oci.core.pull`.
 
 They print for people (a name per line, a digest, a document's exact bytes), as crane does;
 ``--json`` prints one JSON object instead, for scripts (not ``manifest`` and ``config``,
@@ -10,6 +11,7 @@ whose output is a JSON document already).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,7 @@ __all__ = [
     "digest_command",
     "ls_command",
     "manifest_command",
+    "pull_command",
     "tag_command",
 ]
 
@@ -104,6 +107,47 @@ def config_command(args: argparse.Namespace, options: TransportOptions) -> None:
     _, _, config = _read(args, options, config=True)
     assert config is not None  # read_document returns one for an image manifest
     write_exact(config)
+
+
+def pull_command(args: argparse.Namespace, options: TransportOptions) -> None:
+    """An image with its layers, written whole (or not at all): an OCI layout holding it as
+    the registry has it (every platform of an index, or ``--platform``'s image), or a
+    docker-archive tar of one image."""
+    from pants_oci.core.pull import pull_docker_archive, pull_layout
+
+    reference = reference_argument(args.reference)
+    platform = platform_argument(args.platform)
+    progress = args.progress(f"pulling {reference}")
+    if args.format == "docker-archive":
+        if os.path.isdir(args.output):
+            raise InputFileError(
+                f"OUTPUT {args.output} is a directory; --format docker-archive writes a tar "
+                "file: give its path (or pull --format oci into a directory)"
+            )
+        check_output_directory(args.output, "OUTPUT")
+        pulled = pull_docker_archive(
+            reference, args.output, platform=platform, options=options, progress=progress
+        )
+    else:
+        if os.path.lexists(args.output) and not os.path.isdir(args.output):
+            raise InputFileError(
+                f"OUTPUT {args.output} is a file; --format oci writes an OCI layout directory: "
+                "give a new directory's path (or pull --format docker-archive into a tar)"
+            )
+        pulled = pull_layout(
+            reference, args.output, platform=platform, options=options, progress=progress
+        )
+    print_result(
+        args,
+        [str(pulled.digest)],
+        {
+            "reference": str(reference),
+            "digest": str(pulled.digest),
+            "format": args.format,
+            "output": args.output,
+            "platforms": [str(platform) for platform in pulled.platforms],
+        },
+    )
 
 
 def blob_command(args: argparse.Namespace, options: TransportOptions) -> None:

@@ -28,6 +28,7 @@ from pants_oci.core.cli.crane_commands import (
     digest_command,
     ls_command,
     manifest_command,
+    pull_command,
     tag_command,
 )
 from pants_oci.core.cli.image_assemble import image_assemble_command
@@ -69,6 +70,7 @@ COMMANDS = (
     "base",
     "image",
     "push",
+    "pull",
     "copy",
     "inspect",
     "referrers",
@@ -312,9 +314,17 @@ def _image_assemble_command(image_commands: Any, common: argparse.ArgumentParser
 
 def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     push = _command(
-        common, commands, "push", push_command, "push the image of an OCI layout to registries"
+        common,
+        commands,
+        "push",
+        push_command,
+        "push the image of an OCI layout (or docker-archive) to registries",
     )
-    push.add_argument("layout", metavar="LAYOUT_DIR")
+    push.add_argument(
+        "layout",
+        metavar="LAYOUT_DIR|ARCHIVE.tar",
+        help="an OCI layout (`image assemble`'s output), or a docker-archive tar of one image",
+    )
     push.add_argument("--to", action="append", required=True, metavar="REF")
     push.add_argument("--base-reference", metavar="REF")
     push.add_argument(
@@ -324,10 +334,19 @@ def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
     copy = _command(
-        common, commands, "copy", copy_command, "copy an image (every platform) between registries"
+        common,
+        commands,
+        "copy",
+        copy_command,
+        "copy an image (every platform, or one) between registries",
     )
     copy.add_argument("source", metavar="SRC_REF")
     copy.add_argument("destination", metavar="DST_REF")
+    copy.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only that platform's image of an index (the destination gets its manifest)",
+    )
 
     inspect = _command(
         common, commands, "inspect", inspect_command, "print an image's manifest or config"
@@ -378,6 +397,19 @@ def _crane_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--platform", metavar="OS/ARCH[/VARIANT]", help="that platform's image, of an index"
         )
+    pull = command("pull", pull_command, "write an image, with its layers, to a layout or tar")
+    pull.add_argument("reference", metavar="REF")
+    pull.add_argument("output", metavar="OUTPUT", help="a layout directory, or a tar file")
+    pull.add_argument(
+        "--format",
+        choices=("oci", "docker-archive"),
+        default="oci",
+        help="oci: an OCI image layout (every platform of an index); docker-archive: a "
+        "`docker load` tar of one image",
+    )
+    pull.add_argument(
+        "--platform", metavar="OS/ARCH[/VARIANT]", help="that platform's image, of an index"
+    )
     blob = command("blob", blob_command, "write a blob, verified, to stdout or a file")
     blob.add_argument("reference", metavar="REPO@DIGEST")
     blob.add_argument("-o", "--output", metavar="FILE", help="write it here (atomically)")
@@ -437,7 +469,9 @@ def _auth_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """crane's ``validate`` and ``auth``: plain output for people, ``--json`` for scripts."""
     what = "check an image's blobs, media types, diff IDs and platforms (exit 1 if any is wrong)"
     validate = _command(common, commands, "validate", validate_command, what)
-    validate.add_argument("reference", metavar="REF|oci-layout:DIR[:REF]|LAYOUT_DIR")
+    validate.add_argument(
+        "reference", metavar="REF|oci-layout:DIR[:REF]|LAYOUT_DIR|[docker-archive:]ARCHIVE.tar"
+    )
     validate.add_argument(
         "--platform", metavar="OS/ARCH[/VARIANT]", help="only that platform's image, of an index"
     )

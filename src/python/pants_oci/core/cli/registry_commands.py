@@ -1,18 +1,23 @@
-"""The ``pants-oci`` commands that reach registries: ``base pull``, ``push``, ``copy`` and
-``inspect``, each over a function of :mod:`pants_oci.core.remote`.
+"""The ``pants-oci`` commands that reach registries: ``base pull``, ``push`` (of an OCI layout,
+or a docker-archive tar), ``copy`` and ``inspect``, each over a function of
+:mod:`pants_oci.core.remote`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import platform_argument, reference_argument
 from pants_oci.core.cli.output import emit, write_exact, write_raw
-from pants_oci.core.errors import DocumentError, PartialPushError
+from pants_oci.core.errors import DocumentError, ImageArchiveError, PartialPushError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -58,6 +63,31 @@ def _displayed(reference: Reference) -> str:
     return str(reference)
 
 
+@contextmanager
+def _source_layout(source: str) -> Iterator[str]:
+    """What ``push`` pushes: a layout directory as it is, or a docker-archive tar (a file)
+    read into a layout of a temporary directory (its layers gzip-compressed, its config's
+    bytes, and so the image ID, kept), removed after."""
+    if not os.path.isfile(source):
+        yield source
+        return
+    from pants_oci.core.layout import ImageLayout
+    from pants_oci.core.tarball import list_docker_archive, read_docker_archive
+
+    images = list_docker_archive(source)
+    if len(images) != 1:
+        names = ", ".join(name for image in images for name in image.repo_tags)
+        raise ImageArchiveError(
+            f"docker archive {source} holds {len(images)} images ({names or 'none named'}); "
+            "push takes an archive of one image: save each image to its own archive "
+            "(`docker save IMAGE -o FILE`, `pants-oci pull REF FILE --format docker-archive`)"
+        )
+    with tempfile.TemporaryDirectory(prefix="pants-oci-push-") as temporary:
+        layout = ImageLayout.create(temporary)
+        read_docker_archive(source, layout, tag="latest", compression="gzip")
+        yield temporary
+
+
 def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.push_ledger import PushLedger
     from pants_oci.core.remote import push_layout
@@ -68,14 +98,15 @@ def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
     # every push of every image comes one after the other.
     args.doing = doing
     try:
-        pushed = push_layout(
-            args.layout,
-            references,
-            base_reference=args.base_reference,
-            options=options,
-            progress=args.progress(doing),
-            ledger=PushLedger(args.ledger) if args.ledger else None,
-        )
+        with _source_layout(args.layout) as layout:
+            pushed = push_layout(
+                layout,
+                references,
+                base_reference=args.base_reference,
+                options=options,
+                progress=args.progress(doing),
+                ledger=PushLedger(args.ledger) if args.ledger else None,
+            )
     except PartialPushError as error:
         args.doing = None  # its message names every destination, moved or not
         # So that CI can act on it: which tags moved, which did not (the error says why).
@@ -104,6 +135,7 @@ def copy_command(args: argparse.Namespace, options: TransportOptions) -> None:
         destination,
         options=options,
         progress=args.progress(f"copying {source} to {destination}"),
+        platform=platform_argument(args.platform),
     )
     emit(
         {

@@ -22,6 +22,8 @@ from pants_oci.core.errors import (
 
 __all__ = ["hint", "report"]
 
+_MOST_ENTRIES = 20  # lines for the entries of one registry error JSON
+
 _CREDENTIAL_SOURCES = (
     "pants-oci reads credentials only from $DOCKER_CONFIG/config.json (default "
     "~/.docker/config.json), its credential helpers, and Google application default credentials"
@@ -63,7 +65,10 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     if isinstance(error, CredentialError):
         return _CREDENTIAL_SOURCES
     if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
-        return "push takes the output directory of `image assemble`"
+        return (
+            "push takes the output directory of `image assemble` (an OCI layout), or a "
+            "docker-archive tar of one image"
+        )
     command = getattr(args, "command", None)
     if isinstance(error, RegistryError) and error.status == 405 and command == "delete":
         return (
@@ -73,10 +78,26 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     return None
 
 
+def _registry_entries(error: BaseException) -> list[str]:
+    """A line per entry of a registry's error JSON, when it sent more than one."""
+    if not isinstance(error, RegistryError) or len(error.errors) < 2:
+        return []
+    lines = []
+    for entry in error.errors[:_MOST_ENTRIES]:
+        parts = [part for part in (entry.code, entry.message) if part]
+        if isinstance(entry.detail, str) and entry.detail:
+            parts.append(entry.detail[:200])
+        lines.append(f"{PROGRAM}: registry error: {': '.join(parts)}")
+    if len(error.errors) > _MOST_ENTRIES:
+        lines.append(f"{PROGRAM}: registry error: and {len(error.errors) - _MOST_ENTRIES} more")
+    return lines
+
+
 def report(error: BaseException, args: argparse.Namespace | None, stream: IO[str]) -> None:
     doing = getattr(args, "doing", None)  # what the command was doing, when it says
     lines = [f"{PROGRAM}: error: {doing}: {error}" if doing else f"{PROGRAM}: error: {error}"]
     said = [" ".join(str(error).split())]
+    lines.extend(_registry_entries(error))
     cause = error.__cause__
     while cause is not None:
         # A cause says something new, or nothing: httpx wraps httpcore's error, which wraps

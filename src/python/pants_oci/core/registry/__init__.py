@@ -30,8 +30,11 @@ name. :meth:`RegistryClient.blob_exists` answers a bool (True for an empty blob 
 :meth:`RegistryClient.ping` (``GET /v2/``) checks that a registry is there and takes our
 credentials. Errors are the classes of :mod:`pants_oci.core.errors`: a
 :class:`RegistryError` subclass for an error answer (carrying the registry, repository,
-status and the registry's error code), :class:`TransportError` when the registry cannot be
-reached, :class:`DigestMismatchError` for content that is not what it claims.
+status and every entry of the registry's error JSON), :class:`TransportError` when the
+registry cannot be reached, :class:`DigestMismatchError` for content that is not what it
+claims. Uploads hold their bytes to the digest and size stated for them, whichever protocol
+carries them: :class:`DigestMismatchError` and :class:`SizeMismatchError` again, and nothing
+is stored under the stated digest.
 
 Authentication is an ``httpx.Auth`` (normally :class:`pants_oci.core.auth.RegistryAuth`);
 every request declares the token scopes it needs in

@@ -36,6 +36,7 @@ from pants_oci.core.models import (
 )
 from pants_oci.core.reference import Reference, validate_tag
 from pants_oci.core.registry._concurrency import SharedProgress, map_bounded
+from pants_oci.core.registry._copies import copy_by_streaming
 from pants_oci.core.registry._downloads import download_to, open_blob
 from pants_oci.core.registry._http import content_length, next_link
 from pants_oci.core.registry._index_walk import ImageManifest, walk_to_image_manifest
@@ -43,7 +44,6 @@ from pants_oci.core.registry._session import LISTING_REPOSITORIES, RepositorySes
 from pants_oci.core.registry._uploads import (
     BlobSource,
     GrowingBlob,
-    copy_by_streaming,
     session_location,
     session_status,
     start_upload,
@@ -243,6 +243,7 @@ class RegistryClient(RepositorySession):
                 f"Docker-Content-Digest {digest}",
                 expected=str(expected),
                 actual=str(digest),
+                registry=self.registry,
             )
         return Descriptor(media_type=content_type, digest=digest, size=size)
 
@@ -293,6 +294,7 @@ class RegistryClient(RepositorySession):
                 "content-addressed as the distribution spec requires",
                 expected=str(digest),
                 actual=announced,
+                registry=self.registry,
             )
         return digest, response
 
@@ -458,7 +460,15 @@ class RegistryClient(RepositorySession):
         ``PUT``; otherwise it streams in one ``PATCH`` hashed on the fly, or in ``PATCH``
         chunks of ``chunk_size`` bytes (raised to the registry's minimum) when given. Files
         and streams are never read into memory whole. When ``check_exists`` and the digest
-        is known, a blob the repository already has is not sent again.
+        is known, a blob the repository already has is not sent again (nor read: it is taken
+        to be the source's).
+
+        Bytes that are not ``size`` bytes, or do not hash to ``digest``, fail with
+        :class:`SizeMismatchError` or :class:`DigestMismatchError` whichever way they go
+        (bytes before anything is sent; one ``PUT`` cut short before its last piece; ``PATCH``
+        uploads before the closing ``PUT``; a registry's own ``DIGEST_INVALID`` too, its
+        ``actual`` unknown); the upload session is cancelled, and nothing is stored under
+        ``digest``.
         """
         return upload_from_source(
             self,

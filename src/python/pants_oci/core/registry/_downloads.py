@@ -115,6 +115,7 @@ class BlobDownload:
             f"({received} bytes received)",
             expected=str(self.digest),
             actual=str(actual),
+            registry=client.registry,
         )
 
     def _too_long(self) -> OCIError:

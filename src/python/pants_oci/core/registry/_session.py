@@ -27,6 +27,7 @@ from pants_oci.core.errors import (
     NotFoundError,
     RangeError,
     RegistryError,
+    RegistryErrorEntry,
     SizeMismatchError,
     TooManyRequestsError,
     TransportError,
@@ -63,6 +64,64 @@ _ERROR_CLASSES: dict[int, type[RegistryError]] = {
     416: RangeError,
     429: TooManyRequestsError,
 }
+
+
+# How much of a registry's error JSON a message names: the first so many entries (of distinct
+# code and message) and details (of one entry), each detail cut to so many characters.
+_MOST_NAMED = 10
+_DETAIL_CHARS = 200
+
+
+def error_entries(body: bytes) -> tuple[RegistryErrorEntry, ...]:
+    """Every entry of a registry's error JSON (``{"errors": [{"code", "message", "detail"}]}``)
+    that has a string code or message; none for a body that is not that JSON."""
+    try:
+        errors = json.loads(body).get("errors")
+    except (ValueError, AttributeError, RecursionError):
+        return ()
+    if not isinstance(errors, list):
+        return ()
+    entries = []
+    for item in errors:
+        if not isinstance(item, dict):
+            continue
+        code, message = item.get("code"), item.get("message")
+        code = code if isinstance(code, str) and code else None
+        message = message if isinstance(message, str) and message else None
+        if code or message:
+            entries.append(RegistryErrorEntry(code, message, item.get("detail")))
+    return tuple(entries)
+
+
+def _clipped(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
+
+
+def _bounded(items: list[str]) -> str:
+    shown = ", ".join(items[:_MOST_NAMED])
+    rest = len(items) - _MOST_NAMED
+    return shown if rest <= 0 else f"{shown} and {rest} more"
+
+
+def describe_entries(entries: tuple[RegistryErrorEntry, ...]) -> str:
+    """The entries of an error JSON as one phrase: each code and message once, with the
+    string details of its entries (e.g. every missing blob of a manifest), bounded."""
+    details: dict[tuple[str | None, str | None], list[str]] = {}
+    for entry in entries:
+        named = details.setdefault((entry.code, entry.message), [])
+        detail = entry.detail
+        if isinstance(detail, str) and detail.strip() and _clipped(detail) not in named:
+            named.append(_clipped(detail))
+    phrases = []
+    for (code, message), named in details.items():
+        phrase = ": ".join(_clipped(part) for part in (code, message) if part)
+        if named:
+            phrase += f" ({_bounded(named)})"
+        phrases.append(phrase)
+    if len(phrases) <= _MOST_NAMED:
+        return "; ".join(phrases)
+    return "; ".join(phrases[:_MOST_NAMED]) + f"; and {len(phrases) - _MOST_NAMED} more errors"
 
 
 class StreamedBodyRefused(UnauthorizedError):
@@ -288,17 +347,8 @@ class RepositorySession:
         """An exception for an error answer, built from the answer only (never our headers)."""
         if not response.is_closed:
             self._read(response)
-        code = message = None
-        detail: Any = None
-        try:
-            errors = json.loads(response.content).get("errors")
-            first = errors[0] if isinstance(errors, list) and errors else None
-        except (ValueError, AttributeError):
-            first = None
-        if isinstance(first, dict):
-            code = first.get("code") if isinstance(first.get("code"), str) else None
-            message = first.get("message") if isinstance(first.get("message"), str) else None
-            detail = first.get("detail")
+        entries = error_entries(response.content)
+        first = entries[0] if entries else RegistryErrorEntry(None, None)
         status = response.status_code
         if status == 400 and response.url.scheme == "http" and _HTTPS_ONLY in response.content:
             return self._speaks_tls(response)
@@ -308,8 +358,8 @@ class RepositorySession:
             else f"{self.registry}/{self.repository}"
         )
         text = f"{action} in {where} failed: HTTP {status}"
-        if code or message:
-            text += f" {code or ''}{': ' if code and message else ''}{message or ''}"
+        if entries:
+            text += f" {describe_entries(entries)}"
         if status == 401:
             text += f" (missing or wrong credentials for {self.registry})"
         elif status == 403:
@@ -320,10 +370,11 @@ class RepositorySession:
             registry=self.registry,
             repository=self.repository,
             status=status,
-            code=code,
-            detail=detail,
-            registry_message=message,
+            code=first.code,
+            detail=first.detail,
+            registry_message=first.message,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            errors=entries,
         )
 
     def _speaks_tls(self, response: httpx.Response) -> RegistryError:

@@ -9,7 +9,7 @@ for sources that can be read again (:class:`UploadSource`). Copies from another 
 stream through, verified on the way.
 
 Private: :class:`~pants_oci.core.registry.RegistryClient`'s ``upload_blob``, ``copy_blob``,
-``mount_blob`` and ``upload_status`` are the API.
+``mount_blob`` and ``upload_status`` are the API (copies: :mod:`._copies`).
 """
 
 from __future__ import annotations
@@ -28,14 +28,23 @@ from pants_oci.core.digest import Digest, new_hasher, sha256_of_bytes
 from pants_oci.core.errors import (
     DigestMismatchError,
     DocumentError,
-    OCIError,
     RangeError,
     RegistryError,
+    SizeMismatchError,
     TransportError,
 )
-from pants_oci.core.registry._downloads import open_blob
 from pants_oci.core.registry._http import is_retryable, parse_range_end, retry_after
 from pants_oci.core.registry._session import StreamedBodyRefused
+from pants_oci.core.registry._upload_checks import READ_SIZE as _READ_SIZE
+from pants_oci.core.registry._upload_checks import Reader as _Reader
+from pants_oci.core.registry._upload_checks import (
+    check_digest,
+    checked_chunks,
+    digest_mismatch,
+    digest_refused,
+    refused_digest,
+    size_mismatch,
+)
 from pants_oci.core.transport import RETRY_STATUSES, ProgressCallback
 
 if TYPE_CHECKING:
@@ -44,7 +53,6 @@ if TYPE_CHECKING:
 # Bytes in memory, a file path, or a binary stream (seekable streams can be re-read).
 BlobSource = Union[bytes, bytearray, memoryview, str, os.PathLike[str], BinaryIO]
 
-_READ_SIZE = 1024 * 1024  # file reads while uploading
 _OCTET_STREAM = "application/octet-stream"
 _SESSION_GONE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 
@@ -54,10 +62,6 @@ R = TypeVar("R")
 # --- Upload sources ---------------------------------------------------------------------------
 
 
-class _Reader(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
 class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
@@ -65,7 +69,8 @@ class _Hasher(Protocol):
 
 
 class UploadSource:
-    """Blob bytes to upload, and whether (and how) they can be read again from an offset."""
+    """Blob bytes to upload, and whether (and how) they can be read again from an offset.
+    ``size`` is the size of bytes and files (whatever was stated), a stream's stated size."""
 
     def __init__(self, source: BlobSource, size: int | None) -> None:
         self.data: bytes | None = None
@@ -87,8 +92,6 @@ class UploadSource:
             raise TypeError(
                 f"cannot upload from {type(source).__name__}: give bytes, a path or a stream"
             )
-        if size is not None and self.size is not None and size != self.size:
-            raise ValueError(f"size {size} given, but the source has {self.size} bytes")
 
     @staticmethod
     def _seekable(stream: BinaryIO) -> bool:
@@ -130,19 +133,6 @@ def _read_full(reader: _Reader, size: int) -> bytes:
         parts.append(block)
         remaining -= len(block)
     return b"".join(parts)
-
-
-def _chunks(reader: _Reader, size: int, progress: ProgressCallback | None) -> Iterator[bytes]:
-    """``size`` bytes of ``reader`` in large reads, reporting progress."""
-    done = 0
-    while done < size:
-        block = reader.read(min(_READ_SIZE, size - done))
-        if not block:
-            raise DocumentError(f"upload source ended after {done} of {size} bytes")
-        done += len(block)
-        yield block
-        if progress is not None:
-            progress(done, size)
 
 
 class _SessionLost(Exception):
@@ -212,8 +202,13 @@ def upload_from_source(
     """:meth:`RegistryClient.upload_blob`: the cheapest protocol that fits what is known."""
     src = UploadSource(source, size)
     expected = Digest.coerce(digest) if digest is not None else None
-    if expected is None and src.data is not None:
-        expected = sha256_of_bytes(src.data)
+    if size is not None and src.size != size:  # bytes or a file of another size
+        raise size_mismatch(client, expected, size, src.size)
+    if src.data is not None:  # in memory: checked before anything is sent
+        if expected is None:
+            expected = sha256_of_bytes(src.data)
+        else:
+            check_digest(client, expected, src.data)
     if expected is not None and check_exists:
         existing = client.blob_size(expected)
         if existing is not None:
@@ -268,12 +263,20 @@ def _upload_whole(
     size: int,
     progress: ProgressCallback | None,
 ) -> tuple[Digest, int]:
-    """POST, then one PUT ?digest= carrying every byte."""
+    """POST, then one PUT ?digest= carrying every byte (its last piece only once they are
+    known to be ``size`` bytes of ``digest``: else the PUT is cut short, and nothing stored)."""
     location, _minimum = _new_session(client)
-    with src.open_at(0) as reader:
-        # Always in 1 MiB pieces, even from bytes: httpcore re-slices a large buffer
-        # after every partial send, which makes one huge body quadratic (20 MB/s).
-        _finish(client, location, digest, _chunks(reader, size, progress), length=size, size=size)
+    try:
+        with src.open_at(0) as reader:
+            # Always in 1 MiB pieces, even from bytes: httpcore re-slices a large buffer
+            # after every partial send, which makes one huge body quadratic (20 MB/s).
+            # (Bytes in memory were checked before anything was sent.)
+            verify = digest if src.data is None else None
+            body = checked_chunks(client, reader, size, progress, verify, named=digest)
+            _finish(client, location, digest, body, length=size, size=size)
+    except (DigestMismatchError, SizeMismatchError):
+        client.cancel_upload(location)
+        raise
     return digest, size
 
 
@@ -310,13 +313,18 @@ def _finish(
         raise _SessionLost(exc) from exc  # the auth flow has a fresh token by now
     if response.status_code in RETRY_STATUSES:
         raise _SessionLost(client._error(response, f"finishing upload of blob {digest}"))
-    client._check(response, f"finishing upload of blob {digest}")
+    if not response.is_success:
+        error = client._error(response, f"finishing upload of blob {digest}")
+        if refused_digest(error):  # the same error as a mismatch found here
+            raise digest_refused(client, digest, error) from error
+        raise error
     announced = response.headers.get("Docker-Content-Digest")
     if announced and Digest.parse(announced) != digest:
         raise DigestMismatchError(
             f"registry {client.registry} stored blob {digest} as {announced}",
             expected=str(digest),
             actual=announced,
+            registry=client.registry,
         )
 
 
@@ -336,13 +344,17 @@ def _upload_patches(
     else:
         upload = _StreamedUpload(client, src, location, algorithm)
     upload.progress = progress
-    location, computed, size = upload.run()
-    if expected is not None and computed != expected:
-        raise DigestMismatchError(
-            f"the upload source for blob {expected} has digest {computed}",
-            expected=str(expected),
-            actual=str(computed),
-        )
+    upload.expected = expected
+    try:
+        location, computed, size = upload.run()
+        # Checked before the closing PUT: nothing is stored under the wrong digest.
+        if src.size is not None and size != src.size:
+            raise size_mismatch(client, expected, src.size, size)
+        if expected is not None and computed != expected:
+            raise digest_mismatch(client, expected, computed)
+    except (DigestMismatchError, SizeMismatchError):
+        client.cancel_upload(upload.location)
+        raise
     _finish(client, location, computed, size=size)
     return computed, size
 
@@ -400,66 +412,6 @@ def _after_failure(
     return status
 
 
-# --- Copying from another repository --------------------------------------------------------
-
-
-class _SourceFailed(Exception):
-    """The source of a copy failed while its bytes were being sent on: not the target's
-    request failing (which would restart the upload), the source's own error."""
-
-    def __init__(self, cause: OCIError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _from_source(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks``, with the source's errors marked so that the target does not take them
-    for its own (a source that stopped answering already spent its retries)."""
-    try:
-        yield from chunks
-    except OCIError as exc:
-        raise _SourceFailed(exc) from exc
-
-
-def copy_by_streaming(
-    client: RegistryClient,
-    source: RegistryClient,
-    digest: Digest,
-    size: int | None,
-    progress: ProgressCallback | None,
-) -> tuple[Digest, int]:
-    """Stream blob ``digest`` from ``source`` into ``client``'s repository, verified on the
-    way, starting over (see _restarting) when the session is lost or a transfer fails."""
-    return _restarting(
-        client,
-        lambda: _stream_from(client, source, digest, size, progress),
-        also=(TransportError,),
-    )
-
-
-def _stream_from(
-    client: RegistryClient,
-    source: RegistryClient,
-    digest: Digest,
-    expected_size: int | None,
-    progress: ProgressCallback | None,
-) -> tuple[Digest, int]:
-    location, _minimum = _new_session(client)
-    try:
-        with open_blob(source, digest, progress, size=expected_size) as download:
-            size = download.size
-            chunks = _from_source(download.chunks())
-            if size is None:  # no length: stream it through a PATCH
-                location, offset = _patch(client, location, chunks, 0, None)
-                _finish(client, location, digest, size=offset or 0)
-                size = client.blob_size(digest) or 0
-            else:
-                _finish(client, location, digest, chunks, length=size, size=size)
-    except _SourceFailed as failed:
-        raise failed.cause from failed.cause.__cause__
-    return digest, size
-
-
 # --- PATCH strategies -----------------------------------------------------------------------
 
 
@@ -478,6 +430,7 @@ class _PatchUpload:
         self.location = location
         self.algorithm = algorithm
         self.progress: ProgressCallback | None = None
+        self.expected: Digest | None = None  # the digest stated, for errors
         self.failures = 0
         self.done = 0
 
@@ -568,8 +521,9 @@ class _StreamedUpload(_PatchUpload):
                 if remaining == 0:
                     return self.location, Digest(self.algorithm, hasher.hexdigest()), offset
                 try:
+                    body = self._body(reader, hasher, offset, remaining)
                     self.location, reported = _patch(
-                        self.client, self.location, self._body(reader, hasher), offset, remaining
+                        self.client, self.location, body, offset, remaining
                     )
                 except (TransportError, RegistryError) as failure:
                     if isinstance(failure, RegistryError) and not is_retryable(failure):
@@ -594,11 +548,17 @@ class _StreamedUpload(_PatchUpload):
             hashed += len(block)
         return hasher
 
-    def _body(self, reader: _Reader, hasher: _Hasher) -> Iterator[bytes]:
-        while True:
-            block = reader.read(_READ_SIZE)
-            if not block:
-                return
+    def _body(
+        self, reader: _Reader, hasher: _Hasher, offset: int, remaining: int | None
+    ) -> Iterator[bytes]:
+        blocks: Iterator[bytes]
+        if remaining is None:
+            blocks = iter(lambda: reader.read(_READ_SIZE), b"")
+        else:  # held to the size stated: a source that ends elsewhere fails the PATCH
+            blocks = checked_chunks(
+                self.client, reader, remaining, None, start=offset, named=self.expected
+            )
+        for block in blocks:
             hasher.update(block)
             self.done += len(block)
             yield block
