@@ -9,11 +9,11 @@ import json
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pants_oci.core import cli
+from tests.core.cli_support import Capture, cli_bytes, cli_json, cli_text
 from tests.harness import tools
 from tests.harness.busybox import ImageBlobs, PushedImage, push_image_to
 from tests.harness.json_handler import JsonHandler
@@ -65,26 +65,6 @@ def pushed(busybox_image_blobs: ImageBlobs, registry: Registry, unique_repo: str
     return image
 
 
-Capture = pytest.CaptureFixture[bytes]  # stdout may be a blob's bytes
-
-
-def _bytes(capsys: Capture, *argv: str) -> bytes:
-    status = cli.main(["-q", *argv])
-    out, err = capsys.readouterr()
-    assert status == 0, err.decode()
-    return out
-
-
-def _run(capsys: Capture, *argv: str) -> str:
-    return _bytes(capsys, *argv).decode()
-
-
-def _json(capsys: Capture, *argv: str) -> Any:
-    out = _run(capsys, *argv, "--json")
-    assert out.endswith("\n") and out.count("\n") == 1  # a single JSON object
-    return json.loads(out)
-
-
 def _fails(capsys: Capture, *argv: str) -> str:
     """Run a command that must fail (exit 1): its stderr."""
     status = cli.main(list(argv))
@@ -103,8 +83,8 @@ def test_ls_lists_the_tags_skopeo_lists(
     repository = f"{registry.host}/{pushed.repository}"
     expected = tools.skopeo_list_tags(repository, registry=registry)
     assert sorted(expected) == ["1", "multi"]
-    assert _run(capsysbinary, "ls", repository).splitlines() == expected
-    assert _json(capsysbinary, "ls", repository) == {"repository": repository, "tags": expected}
+    assert cli_text(capsysbinary, "ls", repository).splitlines() == expected
+    assert cli_json(capsysbinary, "ls", repository) == {"repository": repository, "tags": expected}
     # A tag is not a repository.
     assert "without a tag or digest" in _fails(capsysbinary, "ls", f"{repository}:1")
 
@@ -126,10 +106,10 @@ def _registry_catalog(registry: Registry) -> list[str]:
 def test_catalog_lists_the_repositories_of_a_registry(
     capsysbinary: Capture, registry: Registry, pushed: PushedImage
 ) -> None:
-    listed = _run(capsysbinary, "catalog", registry.host).splitlines()
+    listed = cli_text(capsysbinary, "catalog", registry.host).splitlines()
     assert pushed.repository in listed
     assert listed == _registry_catalog(registry)
-    document = _json(capsysbinary, "catalog", registry.host)
+    document = cli_json(capsysbinary, "catalog", registry.host)
     assert document["registry"] == registry.host
     assert pushed.repository in document["repositories"]
     assert f"invalid registry '{registry.host}/{pushed.repository}'" in _fails(
@@ -151,22 +131,22 @@ def test_digest_manifest_and_config_are_what_skopeo_sees(
     image_digest = tools.skopeo_inspect(image_ref, registry=registry)["Digest"]
     assert image_digest == pushed.manifest_digest == _sha256(raw_image)
 
-    assert _run(capsysbinary, "digest", image_ref) == f"{image_digest}\n"
-    assert _json(capsysbinary, "digest", image_ref) == {
+    assert cli_text(capsysbinary, "digest", image_ref) == f"{image_digest}\n"
+    assert cli_json(capsysbinary, "digest", image_ref) == {
         "reference": image_ref,
         "digest": image_digest,
     }
-    assert _json(capsysbinary, "digest", index_ref)["digest"] == _sha256(raw_index)
-    with_platform = _json(capsysbinary, "digest", index_ref, "--platform", platform)
+    assert cli_json(capsysbinary, "digest", index_ref)["digest"] == _sha256(raw_index)
+    with_platform = cli_json(capsysbinary, "digest", index_ref, "--platform", platform)
     assert with_platform == {"reference": index_ref, "digest": image_digest}
 
-    assert _bytes(capsysbinary, "manifest", image_ref) == raw_image
-    assert _bytes(capsysbinary, "manifest", index_ref) == raw_index
-    assert _bytes(capsysbinary, "manifest", index_ref, "--platform", platform) == raw_image
+    assert cli_bytes(capsysbinary, "manifest", image_ref) == raw_image
+    assert cli_bytes(capsysbinary, "manifest", index_ref) == raw_index
+    assert cli_bytes(capsysbinary, "manifest", index_ref, "--platform", platform) == raw_image
     assert json.loads(raw_index)["mediaType"] == OCI_INDEX
 
-    assert _bytes(capsysbinary, "config", image_ref) == raw_config
-    assert _bytes(capsysbinary, "config", index_ref, "--platform", platform) == raw_config
+    assert cli_bytes(capsysbinary, "config", image_ref) == raw_config
+    assert cli_bytes(capsysbinary, "config", index_ref, "--platform", platform) == raw_config
     assert _sha256(raw_config) == pushed.config_digest
 
     assert "linux/s390x" in _fails(capsysbinary, "digest", index_ref, "--platform", "linux/s390x")
@@ -181,14 +161,14 @@ def test_blob_streams_or_writes_the_verified_bytes(
     manifest = json.loads(tools.skopeo_inspect(pushed.tag_ref, raw=True, registry=registry))
     [layer] = manifest["layers"]
     layer_ref = registry.ref(pushed.repository, layer["digest"])
-    streamed = _bytes(capsysbinary, "blob", layer_ref)
+    streamed = cli_bytes(capsysbinary, "blob", layer_ref)
     assert _sha256(streamed) == layer["digest"] and len(streamed) == layer["size"]
 
     output = tmp_path / "layer.tar.gz"
-    assert _run(capsysbinary, "blob", layer_ref, "-o", str(output)) == ""
+    assert cli_text(capsysbinary, "blob", layer_ref, "-o", str(output)) == ""
     assert output.read_bytes() == streamed
     output.unlink()
-    written = _json(capsysbinary, "blob", layer_ref, "-o", str(output))
+    written = cli_json(capsysbinary, "blob", layer_ref, "-o", str(output))
     assert written == {
         "reference": layer_ref,
         "digest": layer["digest"],
@@ -211,7 +191,7 @@ def test_tag_puts_the_same_manifest_under_another_tag(
     capsysbinary: Capture, registry: Registry, pushed: PushedImage
 ) -> None:
     new = registry.ref(pushed.repository, "2")
-    assert _json(capsysbinary, "tag", pushed.tag_ref, "2") == {
+    assert cli_json(capsysbinary, "tag", pushed.tag_ref, "2") == {
         "reference": pushed.tag_ref,
         "tagged": new,
         "digest": pushed.manifest_digest,
@@ -221,7 +201,7 @@ def test_tag_puts_the_same_manifest_under_another_tag(
     index_ref = registry.ref(pushed.repository, "multi")
     index_digest = _sha256(tools.skopeo_inspect(index_ref, raw=True, registry=registry))
     by_digest = registry.ref(pushed.repository, index_digest)
-    assert _run(capsysbinary, "tag", by_digest, "multi-2") == (
+    assert cli_text(capsysbinary, "tag", by_digest, "multi-2") == (
         f"{registry.ref(pushed.repository, 'multi-2')}@{index_digest}\n"
     )
     raw = tools.skopeo_inspect(
@@ -237,7 +217,7 @@ def test_delete_removes_the_manifest(
     index_ref = registry.ref(pushed.repository, "multi")
     index_digest = _sha256(tools.skopeo_inspect(index_ref, raw=True, registry=registry))
     deleted = f"{registry.host}/{pushed.repository}@{index_digest}"
-    assert _json(capsysbinary, "delete", index_ref) == {
+    assert cli_json(capsysbinary, "delete", index_ref) == {
         "reference": index_ref,
         "deleted": deleted,
         "digest": index_digest,
@@ -248,7 +228,7 @@ def test_delete_removes_the_manifest(
     assert "MANIFEST_UNKNOWN" in _fails(capsysbinary, "digest", deleted)
 
     by_digest = registry.ref(pushed.repository, pushed.manifest_digest)
-    assert _run(capsysbinary, "delete", by_digest) == f"{by_digest}\n"
+    assert cli_text(capsysbinary, "delete", by_digest) == f"{by_digest}\n"
     with pytest.raises(tools.ToolError):
         tools.skopeo_inspect(pushed.tag_ref, raw=True, registry=registry)
     assert tools.skopeo_list_tags(f"{registry.host}/{pushed.repository}", registry=registry) == []

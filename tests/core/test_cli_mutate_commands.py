@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from pants_oci.core import cli
+from tests.core.cli_support import Capture, cli_bytes, cli_json, cli_text
 from tests.harness import tools
 from tests.harness.busybox import PushedImage
 from tests.harness.registry import Registry
-
-Capture = pytest.CaptureFixture[bytes]
 
 
 @pytest.fixture(autouse=True)
@@ -26,18 +25,6 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tests.core.registry_support import hermetic_cli_environment
 
     hermetic_cli_environment(monkeypatch, tmp_path)
-
-
-def _run(capsys: Capture, *argv: str) -> str:
-    status = cli.main(["-q", *argv])
-    out, err = capsys.readouterr()
-    assert status == 0, err.decode()
-    return out.decode()
-
-
-def _json(capsys: Capture, *argv: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(_run(capsys, *argv, "--json"))
-    return document
 
 
 def _fails(capsys: Capture, *argv: str) -> str:
@@ -107,7 +94,7 @@ def layered(
         gzip=True,
     )
     ref = f"{registry_anonymous.host}/{unique_repo}/layered:1"
-    document = _json(
+    document = cli_json(
         capsysbinary,
         "append",
         busybox_image.tag_ref,
@@ -144,7 +131,7 @@ def test_append_puts_tar_and_directory_layers_on_the_base(
     # An uncompressed tar goes in as it is; plain output is the digest alone.
     plain = _tar(tmp_path / "plain.tar", {"opt": None, "opt/x": b"x\n"})
     again = layered.replace(":1", ":2")
-    digest = _run(capsysbinary, "append", layered, "--new-layer", str(plain), "-t", again)
+    digest = cli_text(capsysbinary, "append", layered, "--new-layer", str(plain), "-t", again)
     top = _manifest(again, registry_anonymous)["layers"][-1]
     assert top["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
     assert top["size"] == plain.stat().st_size
@@ -182,7 +169,7 @@ def test_mutate_edits_the_config_skopeo_sees(
 ) -> None:
     registry = busybox_image.registry
     target = f"{registry.host}/{unique_repo}/mutated:1"
-    document = _json(
+    document = cli_json(
         capsysbinary,
         "mutate",
         busybox_image.tag_ref,
@@ -220,7 +207,7 @@ def test_mutate_edits_the_config_skopeo_sees(
     # Without -t, the image's own tag moves; an entrypoint alone keeps the cmd, as crane does.
     # An edit keeps the image's manifest annotations and its `created`, whatever the epoch.
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    digest = _run(capsysbinary, "mutate", target, "--entrypoint", "/bin/sh")
+    digest = cli_text(capsysbinary, "mutate", target, "--entrypoint", "/bin/sh")
     config = _config(target, registry)["config"]
     assert config["Entrypoint"] == ["/bin/sh"]
     assert config["Cmd"] == ["echo $GREETING", "ignored"]
@@ -237,7 +224,7 @@ def test_flatten_squashes_the_layers_into_the_same_filesystem(
     capsysbinary: Capture, layered: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     flat = layered.replace(":1", ":flat")
-    document = _json(capsysbinary, "flatten", layered, "-t", flat)
+    document = cli_json(capsysbinary, "flatten", layered, "-t", flat)
     assert document["digest"] == tools.skopeo_inspect(flat, registry=registry_anonymous)["Digest"]
     manifest = _manifest(flat, registry_anonymous)
     config = _config(flat, registry_anonymous)
@@ -259,7 +246,7 @@ def test_export_writes_the_filesystem_as_one_tar(
     capsysbinary: Capture, layered: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     output = tmp_path / "fs.tar"
-    assert _run(capsysbinary, "export", layered, str(output)) == ""
+    assert cli_text(capsysbinary, "export", layered, str(output)) == ""
     with tarfile.open(output) as tar:
         members = {member.name.rstrip("/"): member for member in tar.getmembers()}
         assert tar.extractfile(members["app/old.txt"]).read() == b"new\n"  # type: ignore[union-attr]
@@ -269,19 +256,12 @@ def test_export_writes_the_filesystem_as_one_tar(
     assert set(members) == _files(original)
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".fs.tar")] == []
 
-    streamed = _bytes_of(capsysbinary, "export", layered, "-")
+    streamed = cli_bytes(capsysbinary, "export", layered, "-")
     with tarfile.open(fileobj=io.BytesIO(streamed)) as tar:
         assert {member.name.rstrip("/") for member in tar.getmembers()} == set(members)
 
     err = _fails(capsysbinary, "export", layered, str(tmp_path / "no/such/dir/fs.tar"))
     assert "no/such/dir" in err
-
-
-def _bytes_of(capsys: Capture, *argv: str) -> bytes:
-    status = cli.main(["-q", *argv])
-    out, err = capsys.readouterr()
-    assert status == 0, err.decode()
-    return out
 
 
 def test_rebase_moves_the_image_onto_a_new_base(
@@ -296,12 +276,12 @@ def test_rebase_moves_the_image_onto_a_new_base(
     own = _tar(tmp_path / "app.tar.gz", {"app": None, "app/run": b"app\n"}, gzip=True)
     extra = _tar(tmp_path / "base.tar.gz", {"base": None, "base/v2": b"v2\n"}, gzip=True)
     old = busybox_image.tag_ref
-    _run(capsysbinary, "append", old, "--new-layer", str(own), "-t", app)
-    _run(capsysbinary, "mutate", app, "--env", "APP=1")
-    _run(capsysbinary, "append", old, "--new-layer", str(extra), "-t", new_base)
+    cli_text(capsysbinary, "append", old, "--new-layer", str(own), "-t", app)
+    cli_text(capsysbinary, "mutate", app, "--env", "APP=1")
+    cli_text(capsysbinary, "append", old, "--new-layer", str(extra), "-t", new_base)
 
     rebased = f"{host}/{unique_repo}/rebased:1"
-    document = _json(
+    document = cli_json(
         capsysbinary, "rebase", app, "--old-base", old, "--new-base", new_base, "-t", rebased
     )
     assert (
@@ -352,7 +332,7 @@ def test_export_and_flatten_keep_hardlinks_whose_target_an_upper_layer_removed(
     (data/a) or replaced (data/keep) keeps the content it had, as unpacking the layers gives."""
     upper = _tar(tmp_path / "upper.tar", {"data/.wh.a": None, "data/keep": b"keep-new\n"})
     ref = f"{registry_anonymous.host}/{unique_repo}/links:1"
-    _run(
+    cli_text(
         capsysbinary, "append", busybox_image.tag_ref, "--new-layer",
         str(_linked_tar(tmp_path / "links.tar")), "--new-layer", str(upper), "-t", ref,
     )  # fmt: skip
@@ -362,7 +342,7 @@ def test_export_and_flatten_keep_hardlinks_whose_target_an_upper_layer_removed(
     assert not (unpacked / "data/a").exists()
 
     output = tmp_path / "fs.tar"
-    _run(capsysbinary, "export", ref, str(output))
+    cli_text(capsysbinary, "export", ref, str(output))
     with tarfile.open(output) as tar:
         members = {member.name: member for member in tar.getmembers()}
         assert "data/a" not in members
@@ -375,6 +355,6 @@ def test_export_and_flatten_keep_hardlinks_whose_target_an_upper_layer_removed(
     assert (exported / "b").stat().st_ino == (exported / "c").stat().st_ino
 
     flat = ref.replace(":1", ":flat")
-    _run(capsysbinary, "flatten", ref, "-t", flat)
+    cli_text(capsysbinary, "flatten", ref, "-t", flat)
     squashed = _rootfs(flat, registry_anonymous, tmp_path / "flat") / "rootfs/data"
     assert {name: (squashed / name).read_bytes() for name in expected} == expected

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pants_oci.core import cli
+from tests.core.cli_support import Capture, cli_bytes, cli_json, cli_text
 from tests.harness import tools
 from tests.harness.busybox import (
     PATH_ENV,
@@ -32,7 +33,6 @@ from tests.harness.busybox import (
 from tests.harness.registry import Registry
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-Capture = pytest.CaptureFixture[bytes]
 HOST_ARCH = host_architecture()
 OTHER_ARCH = "arm64" if HOST_ARCH == "amd64" else "amd64"
 HOST, OTHER = f"linux/{HOST_ARCH}", f"linux/{OTHER_ARCH}"
@@ -130,23 +130,6 @@ def two_platforms(
     return TwoPlatforms(registry, unique_repo, pushed, index)
 
 
-def _bytes(capsys: Capture, *argv: str) -> bytes:
-    status = cli.main(["-q", *argv])
-    out, err = capsys.readouterr()
-    assert status == 0, err.decode()
-    return out
-
-
-def _run(capsys: Capture, *argv: str) -> str:
-    return _bytes(capsys, *argv).decode()
-
-
-def _json(capsys: Capture, *argv: str) -> Any:
-    out = _run(capsys, *argv, "--json")
-    assert out.endswith("\n") and out.count("\n") == 1  # a single JSON object
-    return json.loads(out)
-
-
 def _fails(capsys: Capture, *argv: str) -> tuple[str, str]:
     """Run a command that must fail (exit 1): its stdout and stderr."""
     status = cli.main(["-q", *argv])
@@ -183,17 +166,17 @@ def test_pull_an_image_to_a_layout_and_to_a_docker_archive(
     assert digest == image.manifest_digest == _sha256(raw)
 
     layout = tmp_path / "layout"
-    assert _run(capsysbinary, "pull", ref, str(layout)) == f"{digest}\n"
+    assert cli_text(capsysbinary, "pull", ref, str(layout)) == f"{digest}\n"
     assert tools.skopeo_inspect(f"oci:{layout}:{image.tag}", raw=True) == raw
     assert tools.skopeo_inspect(f"oci:{layout}:{image.tag}", raw=True, config=True) == raw_config
     for layer in json.loads(raw)["layers"]:
         blob = layout / "blobs/sha256" / layer["digest"].removeprefix("sha256:")
         assert _sha256(blob.read_bytes()) == layer["digest"]
-    validated = _json(capsysbinary, "validate", str(layout))
+    validated = cli_json(capsysbinary, "validate", str(layout))
     assert validated["ok"] is True, validated
 
     archive = tmp_path / "image.tar"
-    document = _json(capsysbinary, "pull", ref, str(archive), "--format", "docker-archive")
+    document = cli_json(capsysbinary, "pull", ref, str(archive), "--format", "docker-archive")
     assert document == {
         "reference": ref,
         "digest": digest,
@@ -210,10 +193,10 @@ def test_pull_an_image_to_a_layout_and_to_a_docker_archive(
     # By digest: the layout lists the image unnamed; the archive gives it no name.
     by_digest = image.ref
     pinned = tmp_path / "pinned"
-    assert _json(capsysbinary, "pull", by_digest, str(pinned))["digest"] == digest
+    assert cli_json(capsysbinary, "pull", by_digest, str(pinned))["digest"] == digest
     assert tools.skopeo_inspect(f"oci:{pinned}", raw=True) == raw
     pinned_archive = tmp_path / "pinned.tar"
-    _run(capsysbinary, "pull", by_digest, str(pinned_archive), "--format", "docker-archive")
+    cli_text(capsysbinary, "pull", by_digest, str(pinned_archive), "--format", "docker-archive")
     assert [entry["RepoTags"] for entry in _archive_manifest(pinned_archive)] == [[]]
     assert _hidden(tmp_path) == []
 
@@ -227,7 +210,7 @@ def test_pull_a_two_platform_index(
 
     # Every platform: the index as the registry has it, each image whole.
     layout = tmp_path / "all"
-    document = _json(capsysbinary, "pull", index_ref, str(layout))
+    document = cli_json(capsysbinary, "pull", index_ref, str(layout))
     assert document == {
         "reference": index_ref,
         "digest": _sha256(raw_index),
@@ -245,17 +228,17 @@ def test_pull_a_two_platform_index(
         f"oci:{layout}:multi", copied, "t", extra_args=["--override-arch", OTHER_ARCH]
     )
     assert tools.skopeo_inspect(f"oci:{copied}:t", raw=True) == two_platforms.images[OTHER].manifest
-    assert _json(capsysbinary, "validate", str(layout))["ok"] is True
+    assert cli_json(capsysbinary, "validate", str(layout))["ok"] is True
 
     # One platform: that image alone, in the layout and in an archive.
     other = two_platforms.images[OTHER]
     one = tmp_path / "one"
-    document = _json(capsysbinary, "pull", index_ref, str(one), "--platform", OTHER)
+    document = cli_json(capsysbinary, "pull", index_ref, str(one), "--platform", OTHER)
     assert (document["digest"], document["platforms"]) == (other.manifest_digest, [OTHER])
     assert tools.skopeo_inspect(f"oci:{one}:multi", raw=True) == other.manifest
     assert tools.skopeo_inspect(f"oci:{one}:multi", raw=True, config=True) == other.config
     archive = tmp_path / "other.tar"
-    out = _run(
+    out = cli_text(
         capsysbinary,
         "pull",
         index_ref,
@@ -294,13 +277,13 @@ def test_pull_refuses_a_multi_platform_archive_and_leaves_nothing_behind(
         )
         assert response.status_code == 201, response.text
     single_ref = two_platforms.registry.ref(two_platforms.repository, "single")
-    out = _run(capsysbinary, "pull", single_ref, str(archive), "--format", "docker-archive")
+    out = cli_text(capsysbinary, "pull", single_ref, str(archive), "--format", "docker-archive")
     assert out == f"{other.manifest_digest}\n"
     assert tools.skopeo_inspect(f"docker-archive:{archive}", raw=True, config=True) == other.config
 
     # A pull that fails leaves the layout that was there as it was.
     layout = tmp_path / "layout"
-    _run(capsysbinary, "pull", two_platforms.images[HOST].tag_ref, str(layout))
+    cli_text(capsysbinary, "pull", two_platforms.images[HOST].tag_ref, str(layout))
     before = sorted(str(path) for path in layout.rglob("*"))
     _, err = _fails(capsysbinary, "pull", index_ref, str(layout), "--platform", "linux/s390x")
     assert "linux/s390x" in err and "--platform" in err
@@ -330,13 +313,15 @@ def test_push_a_docker_archive(
     registry = two_platforms.registry
     source = two_platforms.images[OTHER]
     archive = tmp_path / "image.tar"
-    _run(capsysbinary, "pull", source.tag_ref, str(archive), "--format", "docker-archive")
+    cli_text(capsysbinary, "pull", source.tag_ref, str(archive), "--format", "docker-archive")
     archive_config = tools.skopeo_inspect(f"docker-archive:{archive}", raw=True, config=True)
     archive_layers = tools.skopeo_inspect(f"docker-archive:{archive}")["Layers"]
 
     target = registry.ref(two_platforms.repository, "from-archive")
     other = registry.ref(f"{two_platforms.repository}/copy", "2")
-    document = json.loads(_run(capsysbinary, "push", str(archive), "--to", target, "--to", other))
+    document = json.loads(
+        cli_text(capsysbinary, "push", str(archive), "--to", target, "--to", other)
+    )
     digest = tools.skopeo_inspect(target, registry=registry)["Digest"]
     assert document == {
         "pushed": [{"reference": target, "digest": digest}, {"reference": other, "digest": digest}]
@@ -345,7 +330,7 @@ def test_push_a_docker_archive(
         pushed_config = tools.skopeo_inspect(ref, raw=True, config=True, registry=registry)
         assert pushed_config == archive_config == source.config
         assert json.loads(pushed_config)["rootfs"]["diff_ids"] == archive_layers
-        assert _json(capsysbinary, "validate", ref)["ok"] is True
+        assert cli_json(capsysbinary, "validate", ref)["ok"] is True
 
     # An archive of two images: push says which it cannot choose between.
     two = tmp_path / "two.tar"
@@ -371,7 +356,7 @@ def test_copy_one_platform_of_an_index(capsysbinary: Capture, two_platforms: Two
     registry = two_platforms.registry
     other = two_platforms.images[OTHER]
     destination = registry.ref(f"{two_platforms.repository}/one", "1")
-    out = _run(capsysbinary, "copy", two_platforms.index_ref, destination, "--platform", OTHER)
+    out = cli_text(capsysbinary, "copy", two_platforms.index_ref, destination, "--platform", OTHER)
     assert json.loads(out) == {
         "source": two_platforms.index_ref,
         "destination": destination,
@@ -383,7 +368,7 @@ def test_copy_one_platform_of_an_index(capsysbinary: Capture, two_platforms: Two
     )
 
     every = registry.ref(f"{two_platforms.repository}/every", "1")
-    _run(capsysbinary, "copy", two_platforms.index_ref, every)
+    cli_text(capsysbinary, "copy", two_platforms.index_ref, every)
     assert tools.skopeo_inspect(every, raw=True, registry=registry) == two_platforms.index
     _, err = _fails(
         capsysbinary, "copy", two_platforms.index_ref, every, "--platform", "linux/s390x"
@@ -411,14 +396,16 @@ def test_platform_picks_the_image_of_a_two_platform_index(
         by_digest = registry.ref(two_platforms.repository, digest)
         raw = tools.skopeo_inspect(by_digest, raw=True, registry=registry)
         raw_config = tools.skopeo_inspect(by_digest, raw=True, config=True, registry=registry)
-        assert _json(capsysbinary, "digest", index_ref, "--platform", platform) == {
+        assert cli_json(capsysbinary, "digest", index_ref, "--platform", platform) == {
             "reference": index_ref,
             "digest": digest,
         }
-        assert _bytes(capsysbinary, "manifest", index_ref, "--platform", platform) == raw
-        assert _bytes(capsysbinary, "config", index_ref, "--platform", platform) == raw_config
+        assert cli_bytes(capsysbinary, "manifest", index_ref, "--platform", platform) == raw
+        assert cli_bytes(capsysbinary, "config", index_ref, "--platform", platform) == raw_config
         output = tmp_path / f"{pushed.image.architecture}.tar"
-        assert _run(capsysbinary, "export", index_ref, str(output), "--platform", platform) == ""
+        assert (
+            cli_text(capsysbinary, "export", index_ref, str(output), "--platform", platform) == ""
+        )
         with tarfile.open(output) as tar:
             marker = tar.extractfile("etc/platform")
             assert marker is not None
@@ -433,10 +420,10 @@ def test_validate_a_docker_archive(
 ) -> None:
     image = two_platforms.images[HOST]
     archive = tmp_path / "good.tar"
-    _run(capsysbinary, "pull", image.tag_ref, str(archive), "--format", "docker-archive")
-    assert _run(capsysbinary, "validate", str(archive)) == f"OK {archive}\n"
+    cli_text(capsysbinary, "pull", image.tag_ref, str(archive), "--format", "docker-archive")
+    assert cli_text(capsysbinary, "validate", str(archive)) == f"OK {archive}\n"
     for target in (str(archive), f"docker-archive:{archive}"):
-        assert _json(capsysbinary, "validate", target) == {
+        assert cli_json(capsysbinary, "validate", target) == {
             "reference": target,
             "ok": True,
             "problems": [],

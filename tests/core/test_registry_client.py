@@ -184,6 +184,7 @@ def test_index_is_followed_to_the_wanted_platform(
     assert missing.value.wanted == "linux/s390x"
     assert missing.value.available == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
     assert "linux/amd64, linux/arm64/v8, linux/arm/v7" in str(missing.value)
+    assert str(missing.value).startswith(f"{client.registry}/{client.repository}:multi: ")
 
 
 # --- Blobs ----------------------------------------------------------------------------------

@@ -362,7 +362,7 @@ class RegistryClient(RepositorySession):
             self.get_manifest(reference),
             platform,
             lambda entry: self.get_manifest(entry.digest, size=entry.size),
-            f"{self.registry}/{self.repository}@{reference}",
+            f"{self.registry}/{self.repository}{'@' if ':' in str(reference) else ':'}{reference}",
         )
 
     # --- Blob downloads --------------------------------------------------------------------

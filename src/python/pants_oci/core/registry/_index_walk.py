@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Union
 
-from pants_oci.core.errors import DocumentError
+from pants_oci.core.errors import DocumentError, PlatformNotFoundError
 from pants_oci.core.models import (
     AnyManifest,
     Descriptor,
@@ -39,15 +39,21 @@ def walk_to_image_manifest(
     """The image manifest ``document`` means for ``platform`` (default: this machine's Linux).
 
     An image manifest is returned as it is. An index is followed to its entry for
-    ``platform`` (:class:`~pants_oci.core.errors.PlatformNotFoundError` lists the platforms
-    there are), which ``fetch`` gets (verified against the entry's digest and size), and so
-    on down nested indexes; more than ``MAX_INDEX_DEPTH`` of them is a DocumentError naming
-    ``where``.
+    ``platform`` (else :class:`~pants_oci.core.errors.PlatformNotFoundError`, naming ``where``
+    and the platforms there are), which ``fetch`` gets (verified against the entry's digest
+    and size), and so on down nested indexes; more than ``MAX_INDEX_DEPTH`` of them is a
+    DocumentError naming ``where``.
     """
     for _depth in range(MAX_INDEX_DEPTH):
         if isinstance(document, (OCIManifest, DockerManifest)):
             return document
-        document = fetch(resolve_platform(document, platform))
+        try:
+            entry = resolve_platform(document, platform)
+        except PlatformNotFoundError as error:  # name what the user asked for, not a digest
+            raise PlatformNotFoundError(
+                f"{where}: {error}", wanted=error.wanted, available=error.available
+            ) from None
+        document = fetch(entry)
     if isinstance(document, (OCIManifest, DockerManifest)):
         return document
     raise DocumentError(f"{where}: indexes nested more than {MAX_INDEX_DEPTH} deep")
