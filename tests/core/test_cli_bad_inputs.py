@@ -186,6 +186,15 @@ CASES = {
         ("--output /no/such/dir/x", "/no/such/dir does not exist"),
         setup=_layer_spec(),
     ),
+    "layer output that is a directory": Case(
+        ("layer", "build", "--spec", "spec.json", "--output", "."),
+        ("--output . is a directory", "give the path of a file to write"),
+        setup=_layer_spec(),
+    ),
+    "push of a path that does not exist": Case(
+        ("push", "no-such-layout", "--to", "127.0.0.1:9/app:1"),
+        ("no-such-layout: no such file or directory", "an OCI layout directory"),
+    ),
     "empty tag": Case(
         (
             *("image", "assemble", "--base", "scratch", "--config", "config.json"),

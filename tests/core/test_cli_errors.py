@@ -157,18 +157,29 @@ def test_a_connection_that_breaks_off_is_still_retried() -> None:
 
 
 def test_hints_name_the_pants_options_under_pants(
-    refusing_host: str, capsys: pytest.CaptureFixture[str]
+    refusing_host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pants = " ".join(_fails(capsys, "--hints-for", PANTS, "inspect", f"{refusing_host}/app:1"))
-    assert f'add "{refusing_host}" to `[oci].insecure_registries`' in pants
+    def no_such_name(host: str, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    host = "registry.invalid"
+    pants = " ".join(_fails(capsys, "--hints-for", PANTS, "inspect", f"{host}/app:1"))
+    assert f'add "{host}" to `[oci].insecure_registries`' in pants
     assert "set `[oci].ca_bundle` to the CA's PEM file" in pants
     assert "--insecure-registry" not in pants and "--ca-bundle" not in pants
 
     # The command line's own users read its flags.
-    standalone = " ".join(_fails(capsys, "inspect", f"{refusing_host}/app:1"))
-    assert f"pass --insecure-registry {refusing_host}" in standalone
+    standalone = " ".join(_fails(capsys, "inspect", f"{host}/app:1"))
+    assert f"pass --insecure-registry {host}" in standalone
     assert "pass --ca-bundle PATH" in standalone
     assert "[oci]" not in standalone
+    monkeypatch.undo()
+
+    # A loopback registry is plain HTTP already: neither setting would help.
+    loopback = " ".join(_fails(capsys, "inspect", f"{refusing_host}/app:1"))
+    assert f"hint: check that {refusing_host} is up and listening" in loopback
+    assert "--insecure-registry" not in loopback and "--ca-bundle" not in loopback
 
 
 def test_option_errors_name_the_pants_option_under_pants(

@@ -16,7 +16,7 @@ import pytest
 from pants_oci.core import cli
 from tests.core.cli_support import Capture, cli_bytes, cli_json, cli_text
 from tests.harness import tools
-from tests.harness.busybox import PushedImage
+from tests.harness.busybox import ImageBlobs, PushedImage, host_architecture, write_oci_layout
 from tests.harness.registry import Registry
 
 
@@ -262,6 +262,8 @@ def test_export_writes_the_filesystem_as_one_tar(
 
     err = _fails(capsysbinary, "export", layered, str(tmp_path / "no/such/dir/fs.tar"))
     assert "no/such/dir" in err
+    err = _fails(capsysbinary, "export", layered, str(tmp_path))
+    assert f"OUTPUT {tmp_path} is a directory; give the path of a file to write" in err
 
 
 def test_rebase_moves_the_image_onto_a_new_base(
@@ -358,3 +360,38 @@ def test_export_and_flatten_keep_hardlinks_whose_target_an_upper_layer_removed(
     cli_text(capsysbinary, "flatten", ref, "-t", flat)
     squashed = _rootfs(flat, registry_anonymous, tmp_path / "flat") / "rootfs/data"
     assert {name: (squashed / name).read_bytes() for name in expected} == expected
+
+
+def test_append_starts_from_scratch_or_a_local_base_and_other_commands_say_registry_only(
+    capsysbinary: Capture,
+    busybox_image_blobs: ImageBlobs,
+    registry_anonymous: Registry,
+    unique_repo: str,
+    tmp_path: Path,
+) -> None:
+    """A first image without docker: `append scratch`, as `crane append` without a base; and
+    a base from an OCI layout. Commands that read registry images refuse local ones clearly."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/motd").write_text("from scratch\n")
+    first = f"{registry_anonymous.host}/{unique_repo}/tiny:1"
+    cli_text(capsysbinary, "append", "scratch", "--new-layer", str(tree), "-t", first)
+    manifest = _manifest(first, registry_anonymous)
+    assert len(manifest["layers"]) == 1
+    config = _config(first, registry_anonymous)
+    assert (config["os"], config["architecture"]) == ("linux", host_architecture())
+    unpacked = _rootfs(first, registry_anonymous, tmp_path / "tiny") / "rootfs"
+    assert _files(unpacked) == {"etc", "etc/motd"}
+
+    layout = write_oci_layout(busybox_image_blobs, tmp_path / "layout")
+    on_layout = f"{registry_anonymous.host}/{unique_repo}/on-layout:1"
+    cli_text(
+        capsysbinary, "append", f"oci-layout:{layout}", "--new-layer", str(tree), "-t", on_layout
+    )
+    layers = _manifest(on_layout, registry_anonymous)["layers"]
+    assert [layer["digest"] for layer in layers][:1] == [busybox_image_blobs.layer_digest]
+    assert len(layers) == 2
+
+    err = _fails(capsysbinary, "mutate", f"oci-layout:{layout}", "--env", "A=1")
+    assert f"invalid image reference 'oci-layout:{layout}'" in err
+    assert "reads registry images only" in err

@@ -467,3 +467,19 @@ def test_validate_a_docker_archive(
     document = json.loads(capsysbinary.readouterr().out)
     assert status == 1
     assert sorted(problem["kind"] for problem in document["problems"]) == ["digest", "missing"]
+
+
+def test_editing_an_index_without_platform_says_the_others_are_left_out(
+    capsysbinary: Capture, two_platforms: TwoPlatforms
+) -> None:
+    index_ref = two_platforms.index_ref
+    target = two_platforms.registry.ref(two_platforms.repository, "edited")
+    assert cli.main(["-q", "mutate", index_ref, "-t", target, "--env", "A=1"]) == 0
+    err = capsysbinary.readouterr().err.decode()
+    assert f"{index_ref} is an index: only the image for {HOST} (this machine's) is edited" in err
+    manifest = json.loads(tools.skopeo_inspect(target, raw=True, registry=two_platforms.registry))
+    assert manifest["mediaType"] != OCI_INDEX  # the one image, as the warning said
+
+    args = ["-q", "mutate", index_ref, "-t", target, "--env", "A=1", "--platform", OTHER]
+    assert cli.main(args) == 0
+    assert capsysbinary.readouterr().err == b""  # chosen: nothing to warn about

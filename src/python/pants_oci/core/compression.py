@@ -39,13 +39,23 @@ import zstandard
 
 from pants_oci.core import media_types
 from pants_oci.core.digest import Digest, HashingReader
-from pants_oci.core.errors import LayerError
+from pants_oci.core.errors import CorruptLayerError, LayerError
 
+# What decompressing damaged bytes raises: gzip's, zlib's, zstandard's and isal's own types
+# (isal's and zstandard's are plain Exceptions), and EOFError for a stream cut short.
+_DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    zstandard.ZstdError,
+)
 try:
     from isal import igzip as _igzip
     from isal import isal_zlib as _isal_zlib
+    from isal.igzip_lib import IsalError
 
     HAVE_ISAL = True
+    _DECOMPRESSION_ERRORS += (cast("type[Exception]", IsalError),)
 except ImportError:  # pragma: no cover - python-isal is a dependency; this is the fallback
     HAVE_ISAL = False
 
@@ -317,11 +327,44 @@ def decompressed(blob: BinaryIO) -> BinaryIO:
             if HAVE_ISAL
             else gzip.GzipFile(fileobj=stream, mode="rb")
         )
-        return cast(BinaryIO, reader)
+        return cast(BinaryIO, _Decompressing(reader, compression))
     if compression == "zstd":
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return cast(BinaryIO, reader)
+        return cast(BinaryIO, _Decompressing(reader, compression))
     return cast(BinaryIO, stream)
+
+
+class _Decompressing(io.RawIOBase):
+    """A decompressing reader whose errors on damaged bytes are one type, CorruptLayerError,
+    whichever library found them."""
+
+    def __init__(self, reader: Any, compression: Compression) -> None:
+        super().__init__()
+        self._reader = reader
+        self._compression = compression
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._reader.read(size)
+        except _DECOMPRESSION_ERRORS as exc:
+            raise CorruptLayerError(
+                f"not a readable {self._compression} layer: its compressed bytes are damaged or "
+                f"cut short ({type(exc).__name__}: {exc})"
+            ) from None
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+        super().close()
 
 
 @dataclass(frozen=True)

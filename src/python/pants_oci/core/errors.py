@@ -11,6 +11,8 @@
     │   └── UnsupportedMediaTypeError     e.g. Docker schema1 manifests
     ├── PlatformNotFoundError         no manifest in an index matches the wanted platform
     ├── LayerError                    a layer's inputs cannot be read, or contradict each other
+    │   └── CorruptLayerError             a layer blob whose gzip or zstd bytes are damaged or
+    │                                         cut short (an OSError too, as gzip's own errors are)
     ├── ImageArchiveError             an OCI image layout or docker-archive tar we cannot use
     │   └── RefNotFoundError              it holds no image under the name asked for
     ├── ImageBuildError               an image cannot be built, written or pushed as asked
@@ -142,6 +144,12 @@ class PlatformNotFoundError(OCIError):
 class LayerError(OCIError):
     """A layer cannot be built: a missing or unreadable source, a file that changed while it
     was read, two sources for one path, a symlink loop, a path that leaves the layer root."""
+
+
+class CorruptLayerError(LayerError, OSError):
+    """A layer blob whose compressed bytes cannot be decompressed: damaged, cut short, or not
+    the compression its magic bytes say. An OSError too, as gzip's BadGzipFile is, so that
+    code reading files handles it with their other read errors."""
 
 
 class ImageArchiveError(OCIError):

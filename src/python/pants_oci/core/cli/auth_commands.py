@@ -126,9 +126,10 @@ def login_command(args: argparse.Namespace, options: TransportOptions) -> None:
         try:
             client.ping()
         except (UnauthorizedError, DeniedError) as error:
+            answer = f"HTTP {error.status} {error.code}" if error.code else f"HTTP {error.status}"
             raise CredentialError(
-                f"{registry} refused the credentials of user {args.username!r}: "
-                f"nothing saved ({error})"
+                f"{registry} refused the credentials of user {args.username!r} ({answer}): "
+                "nothing saved"
             ) from None
     saved = docker_login(registry, args.username, password)
     print_result(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import (
-    check_output_directory,
+    check_output_file,
     platform_argument,
     reference_argument,
     registry_argument,
@@ -124,7 +124,7 @@ def pull_command(args: argparse.Namespace, options: TransportOptions) -> None:
                 f"OUTPUT {args.output} is a directory; --format docker-archive writes a tar "
                 "file: give its path (or pull --format oci into a directory)"
             )
-        check_output_directory(args.output, "OUTPUT")
+        check_output_file(args.output, "OUTPUT")
         pulled = pull_docker_archive(
             reference, args.output, platform=platform, options=options, progress=progress
         )
@@ -160,7 +160,7 @@ def blob_command(args: argparse.Namespace, options: TransportOptions) -> None:
             f"({reference.name}@sha256:...)"
         )
     if args.output:
-        check_output_directory(args.output, "-o")
+        check_output_file(args.output, "-o")
     elif args.json:
         raise InputFileError("blob --json needs -o FILE: without it, stdout holds the blob")
     progress = args.progress(f"downloading {reference}")

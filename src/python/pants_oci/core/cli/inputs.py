@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pants_oci.core.base_spec import DOCKER_ARCHIVE_PREFIX, OCI_LAYOUT_PREFIX, SCRATCH
 from pants_oci.core.errors import InputFileError, InvalidReferenceError, InvalidValueError
 from pants_oci.core.validation import check_id, check_image_tag
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from pants_oci.core.reference import Reference
 
 __all__ = [
-    "check_output_directory",
+    "base_argument",
+    "check_output_file",
     "checked_id",
     "input_values",
     "json_object",
@@ -133,6 +135,14 @@ def or_default(value: int | None, default: int) -> int:
 _SUPPORTED_DIGEST_ALGORITHMS = ("sha256", "sha384", "sha512")  # what can verify content
 
 
+def base_argument(text: str) -> str:
+    """The base of a new image (``append``): ``scratch``, ``oci-layout:DIR[:REF]``,
+    ``docker-archive:FILE[:NAME:TAG]`` as given, else a registry reference, checked."""
+    if text == SCRATCH or text.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+        return text
+    return str(reference_argument(text))
+
+
 def reference_argument(text: str, what: str = "") -> Reference:
     """An image reference from the command line, refused here (before any request) when it
     could never be pulled or pushed: a URL, a port out of range, a digest we cannot verify."""
@@ -143,6 +153,11 @@ def reference_argument(text: str, what: str = "") -> Reference:
     def invalid(reason: str) -> InvalidReferenceError:
         return InvalidReferenceError(f"{prefix}invalid image reference {text!r}: {reason}")
 
+    if text == SCRATCH or text.startswith((OCI_LAYOUT_PREFIX, DOCKER_ARCHIVE_PREFIX)):
+        raise invalid(
+            "this names a local image, and this command reads registry images only (give "
+            "host/repository:tag); `validate` reads layouts and archives, `push` pushes them"
+        )
     scheme, separator, rest = text.partition("://")
     if separator and scheme and "/" not in scheme:
         return_to = rest.rstrip("/") or "host/repo"
@@ -163,16 +178,23 @@ def reference_argument(text: str, what: str = "") -> Reference:
 
 def registry_argument(text: str) -> str:
     """A registry from the command line: a host, with its port if it has one (no repository,
-    tag or digest); its canonical name (``docker.io`` for Docker Hub's)."""
+    tag or digest; an ``http(s)://`` URL of it, as docker takes); its canonical name
+    (``docker.io`` for Docker Hub's)."""
     from pants_oci.core.reference import Reference
 
     problem = "give its host, with the port if it has one (e.g. localhost:5000)"
+    given = text
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme in ("http", "https"):  # as `docker login` takes it
+        host, _, path = rest.partition("/")
+        if path.strip("/") in ("", "v1", "v2"):
+            text = host
     if any(character in text for character in "/@"):
-        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}")
+        raise InvalidReferenceError(f"invalid registry {given!r}: {problem}")
     try:
         return Reference(text, "any").registry  # checks the host's grammar
     except InvalidReferenceError:
-        raise InvalidReferenceError(f"invalid registry {text!r}: {problem}") from None
+        raise InvalidReferenceError(f"invalid registry {given!r}: {problem}") from None
 
 
 def platform_argument(text: str | None) -> Platform | None:
@@ -197,11 +219,14 @@ def tag_arguments(tags: Sequence[str]) -> list[str]:
     return list(tags)
 
 
-def check_output_directory(path: str, flag: str = "--output") -> None:
-    """Refuse an output path whose directory does not exist, naming the path given (the
-    writer would otherwise fail on the temporary file it writes next to it)."""
+def check_output_file(path: str, flag: str = "--output") -> None:
+    """Refuse, before any work, an output file path that could not be written: its directory
+    does not exist, or it is a directory itself (the writer would otherwise fail at the end,
+    on the temporary file it writes next to it)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InputFileError(
             f"{flag} {path}: the directory {directory} does not exist; create it first"
         )
+    if os.path.isdir(path):
+        raise InputFileError(f"{flag} {path} is a directory; give the path of a file to write")

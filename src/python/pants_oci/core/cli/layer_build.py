@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import (
-    check_output_directory,
+    check_output_file,
     checked_id,
     input_values,
     json_object,
@@ -81,7 +81,7 @@ def layer_build_command(args: argparse.Namespace, _options: TransportOptions) ->
             entry_where = f"{where}: entries[{number}]"
             _add_entry(builder, venvs, raw_entry, entry_where, root=root, ignore=ignore)
         venvs.add_to(builder)
-        check_output_directory(args.output)
+        check_output_file(args.output)
         blob = builder.write_file(args.output, compression=compression, level=level)
         distributions = venvs.distributions()
     emit(

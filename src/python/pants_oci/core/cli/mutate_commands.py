@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -19,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pants_oci.core._transport_options import TransportOptions
-from pants_oci.core.cli.inputs import check_output_directory, platform_argument, reference_argument
+from pants_oci.core.cli.inputs import (
+    base_argument,
+    check_output_file,
+    platform_argument,
+    reference_argument,
+)
 from pants_oci.core.cli.output import print_result
 from pants_oci.core.errors import InputFileError
 
@@ -36,6 +42,31 @@ __all__ = [
     "mutate_command",
     "rebase_command",
 ]
+
+_log = logging.getLogger(__name__)
+
+
+def _warn_if_index(
+    args: argparse.Namespace, options: TransportOptions, reference: Reference
+) -> None:
+    """An edit of an index without ``--platform`` edits one platform's image, and the new
+    reference gets that image alone: say so, as it may drop the others from a tag."""
+    from pants_oci.core import media_types
+    from pants_oci.core.models import Platform
+    from pants_oci.core.registry import RegistryClient
+
+    if args.platform is not None:
+        return
+    with RegistryClient.from_reference(reference, options=options) as client:
+        found = client.head_manifest(reference.identifier)
+    if found is not None and media_types.is_index(found.media_type):
+        _log.warning(
+            "%s is an index: only the image for %s (this machine's) is edited, and the new "
+            "image is that one alone, without the index's other platforms; pass --platform to "
+            "choose the image",
+            reference,
+            Platform.host_linux(),
+        )
 
 
 def _pushed(args: argparse.Namespace, reference: Reference, digest: Digest) -> None:
@@ -92,7 +123,7 @@ def append_command(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.image_edits import layer_tarball
 
     target = reference_argument(args.target)
-    with _image(args, options, str(reference_argument(args.reference)), target) as image:
+    with _image(args, options, base_argument(args.reference), target) as image:
         for source in args.new_layer:
             if os.path.isdir(source):
                 image.add_files({"/": source})
@@ -139,6 +170,7 @@ def mutate_command(args: argparse.Namespace, options: TransportOptions) -> None:
     env = _pairs(args.env, "--env")
     labels = _pairs(args.label, "--label")
     annotations = _pairs(args.annotation, "--annotation")
+    _warn_if_index(args, options, reference)
     with _image(args, options, str(reference), target) as image:
         image.keep_base_metadata()
         if args.entrypoint is not None:
@@ -165,6 +197,7 @@ def flatten_command(args: argparse.Namespace, options: TransportOptions) -> None
     from pants_oci.core.image_edits import squashed_layer
 
     target = reference_argument(args.target)
+    _warn_if_index(args, options, reference_argument(args.reference))
     with _pulled(args, options) as layout:
         blob = layout.parent / "flat.tar.gz"
         layer = squashed_layer(layout, blob)
@@ -183,7 +216,7 @@ def export_command(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.outputs import replacing
 
     if args.output != "-":
-        check_output_directory(args.output, "OUTPUT")
+        check_output_file(args.output, "OUTPUT")
     with _pulled(args, options) as layout:
         if args.output == "-":
             sys.stdout.flush()

@@ -437,7 +437,12 @@ def _mutate_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         )
         return sub
 
-    append = command("append", append_command, "push a base with layers (tar files, dirs) on top")
+    append = command(
+        "append",
+        append_command,
+        "push a base (a registry image, scratch, oci-layout:DIR[:REF] or "
+        "docker-archive:FILE) with layers (tar files, dirs) on top",
+    )
     append.add_argument(
         "--new-layer",
         action="append",

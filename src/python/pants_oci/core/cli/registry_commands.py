@@ -17,7 +17,7 @@ from pants_oci.core import wire
 from pants_oci.core._transport_options import TransportOptions
 from pants_oci.core.cli.inputs import platform_argument, reference_argument
 from pants_oci.core.cli.output import emit, write_exact, write_raw
-from pants_oci.core.errors import DocumentError, ImageArchiveError, PartialPushError
+from pants_oci.core.errors import DocumentError, ImageArchiveError, InputFileError, PartialPushError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -93,6 +93,11 @@ def push_command(args: argparse.Namespace, options: TransportOptions) -> None:
     from pants_oci.core.remote import push_layout
 
     references = [reference_argument(text, "--to") for text in args.to]
+    if not os.path.exists(args.layout):
+        raise InputFileError(
+            f"{args.layout}: no such file or directory; push takes an OCI layout directory "
+            "(the output of `image assemble`, `pull` or `base pull`) or a docker-archive tar"
+        )
     doing = f"pushing {', '.join(map(_displayed, references))}"
     # An error names the push it ended (see report.py): under `pants publish` the output of
     # every push of every image comes one after the other.

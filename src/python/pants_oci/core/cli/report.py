@@ -34,10 +34,12 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     hints_for = getattr(args, "hints_for", CLI)
     if isinstance(error, InsecureTokenServiceError):
         return None  # its message names the fix: logging in again would not help
+    command = getattr(args, "command", None)
     if isinstance(error, UnauthorizedError):
-        return f"log in to {error.registry} (e.g. `docker login {error.registry}`); " + (
-            _CREDENTIAL_SOURCES
-        )
+        login = f"`docker login {error.registry}`"
+        if hints_for == CLI:
+            login = f"`{PROGRAM} auth login {error.registry} -u USER --password-stdin` or {login}"
+        return f"log in to {error.registry} (e.g. {login}); {_CREDENTIAL_SOURCES}"
     if isinstance(error, DeniedError):
         where = f"{error.registry}/{error.repository}" if error.repository else error.registry
         return f"the credentials used for {where} lack permission for this; {_CREDENTIAL_SOURCES}"
@@ -45,23 +47,11 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
         where = f"{error.registry}/{error.repository}" if error.repository else error.registry
         return f"check the reference: does {where} exist, with that tag or digest?"
     if isinstance(error, TransportError):
-        if error.tls:  # its message says how to trust the CA, or to use plain HTTP
-            return None
-        if error.timeout:  # its message names the setting that waits longer
-            return f"check that {error.registry} is up and answering requests"
-        if error.dropped:  # it was reached: neither plain HTTP nor a CA would help
-            return (
-                f"{error.registry} was reached, then cut the connection: check that it is up "
-                "and healthy, and whether a proxy or load balancer between cuts long "
-                "transfers; running the command again resumes where it can"
-            )
-        return (
-            f"check that {error.registry} is up and reachable; for a registry that only speaks "
-            f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "
-            f"for a private CA {how_to_set(Setting.CA_BUNDLE, hints_for)}"
-        )
+        return _transport_hint(error, hints_for)
     if isinstance(error, PlatformNotFoundError):
         return f"choose one of the available platforms with {name_of(Setting.PLATFORM, hints_for)}"
+    if isinstance(error, CredentialError) and command == "auth":
+        return "check the user name and the password (or access token) for this registry"
     if isinstance(error, CredentialError):
         return _CREDENTIAL_SOURCES
     if isinstance(error, ImageArchiveError) and args is not None and args.command == "push":
@@ -69,7 +59,6 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
             "push takes the output directory of `image assemble` (an OCI layout), or a "
             "docker-archive tar of one image"
         )
-    command = getattr(args, "command", None)
     if isinstance(error, RegistryError) and error.status == 405 and command == "delete":
         return (
             f"{error.registry} does not allow deleting manifests (a docker-registry needs "
@@ -112,3 +101,26 @@ def report(error: BaseException, args: argparse.Namespace | None, stream: IO[str
         lines.append(f"{PROGRAM}: hint: {advice}")
     stream.write("\n".join(" ".join(line.split()) for line in lines) + "\n")
     stream.flush()
+
+
+def _transport_hint(error: TransportError, hints_for: str) -> str | None:
+    """What to check when a registry could not be reached, or stopped answering."""
+    if error.tls:  # its message says how to trust the CA, or to use plain HTTP
+        return None
+    if error.timeout:  # its message names the setting that waits longer
+        return f"check that {error.registry} is up and answering requests"
+    if error.dropped:  # it was reached: neither plain HTTP nor a CA would help
+        return (
+            f"{error.registry} was reached, then cut the connection: check that it is up "
+            "and healthy, and whether a proxy or load balancer between cuts long "
+            "transfers; running the command again resumes where it can"
+        )
+    from pants_oci.core.transport import is_loopback_registry
+
+    if is_loopback_registry(error.registry):  # plain HTTP already: no setting would help
+        return f"check that {error.registry} is up and listening"
+    return (
+        f"check that {error.registry} is up and reachable; for a registry that only speaks "
+        f"plain HTTP {how_to_set(Setting.INSECURE_REGISTRY, hints_for, error.registry)}, "
+        f"for a private CA {how_to_set(Setting.CA_BUNDLE, hints_for)}"
+    )
