@@ -280,13 +280,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream with bytes already read from it put back in front."""
-
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
-        super().__init__()
-        self._prefix = prefix
-        self._rest = rest
+class _ReadOnly(io.RawIOBase):
+    """A readable raw stream whose subclass defines ``read``."""
 
     def readable(self) -> bool:
         return True
@@ -295,6 +290,15 @@ class _Prefixed(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class _Prefixed(_ReadOnly):
+    """A stream with bytes already read from it put back in front."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._rest = rest
 
     def read(self, size: int = -1) -> bytes:
         if not self._prefix:
@@ -334,7 +338,7 @@ def decompressed(blob: BinaryIO) -> BinaryIO:
     return cast(BinaryIO, stream)
 
 
-class _Decompressing(io.RawIOBase):
+class _Decompressing(_ReadOnly):
     """A decompressing reader whose errors on damaged bytes are one type, CorruptLayerError,
     whichever library found them."""
 
@@ -342,14 +346,6 @@ class _Decompressing(io.RawIOBase):
         super().__init__()
         self._reader = reader
         self._compression = compression
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def read(self, size: int = -1) -> bytes:
         try:
