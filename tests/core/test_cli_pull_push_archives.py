@@ -483,3 +483,13 @@ def test_editing_an_index_without_platform_says_the_others_are_left_out(
     args = ["-q", "mutate", index_ref, "-t", target, "--env", "A=1", "--platform", OTHER]
     assert cli.main(args) == 0
     assert capsysbinary.readouterr().err == b""  # chosen: nothing to warn about
+
+
+def test_a_platform_an_image_is_not_for_names_the_one_it_is_for(
+    capsysbinary: Capture, two_platforms: TwoPlatforms
+) -> None:
+    image = two_platforms.images[HOST].tag_ref
+    assert cli.main(["-q", "digest", image, "--platform", OTHER]) == 1
+    err = capsysbinary.readouterr().err.decode()
+    assert f"is an image for {HOST}, not {OTHER}" in err
+    assert f"hint: the image is for {HOST} only: give that with --platform" in err

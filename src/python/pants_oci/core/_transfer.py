@@ -194,8 +194,14 @@ def transfer_blobs(
                 "reference)"
             )
 
-    if wanted:
-        _log.info("putting %d blobs in %s/%s", len(wanted), target.registry, target.repository)
+    if wanted:  # each is sent only if the repository lacks it (and cannot mount it)
+        _log.info(
+            "making sure %s/%s has %d blob%s",
+            target.registry,
+            target.repository,
+            len(wanted),
+            "" if len(wanted) == 1 else "s",
+        )
     map_bounded(put, list(enumerate(wanted)), target.options.max_concurrency)
 
 

@@ -49,7 +49,10 @@ def hint(error: BaseException, args: argparse.Namespace | None) -> str | None:
     if isinstance(error, TransportError):
         return _transport_hint(error, hints_for)
     if isinstance(error, PlatformNotFoundError):
-        return f"choose one of the available platforms with {name_of(Setting.PLATFORM, hints_for)}"
+        setting = name_of(Setting.PLATFORM, hints_for)
+        if len(error.available) == 1:  # an image, not an index: there is nothing to choose
+            return f"the image is for {error.available[0]} only: give that with {setting}"
+        return f"choose one of the available platforms with {setting}"
     if isinstance(error, CredentialError) and command == "auth":
         return "check the user name and the password (or access token) for this registry"
     if isinstance(error, CredentialError):
