@@ -117,6 +117,31 @@ def test_round_trip_keeps_config_and_diff_ids(
     assert gz.diff_ids == image.diff_ids
 
 
+def test_reads_archives_made_with_tar_c_dir_dot(
+    tmp_path: Path, busybox_image_blobs: ImageBlobs
+) -> None:
+    """`tar -C DIR -cf x.tar .` names members `./manifest.json`: docker and skopeo read such
+    archives, and so do read_docker_archive and validate."""
+    from pants_oci.core.image_check import check_docker_archive
+
+    image, _ = _image(tmp_path, busybox_image_blobs)
+    archive = tmp_path / "image.tar"
+    write_docker_archive(archive, image, ["app:1"])
+    dotted = tmp_path / "dotted.tar"
+    with tarfile.open(archive) as tar, tarfile.open(dotted, "w") as out:
+        for member in tar.getmembers():
+            data = tar.extractfile(member)
+            member.name = f"./{member.name}"
+            out.addfile(member, data)
+    assert tools.skopeo_inspect(f"docker-archive:{dotted}")["Layers"] == [
+        str(d) for d in image.diff_ids
+    ]
+    read = read_docker_archive(dotted, ImageLayout.create(tmp_path / "read"))
+    assert read.config_descriptor.digest == image.config_descriptor.digest
+    assert read.diff_ids == image.diff_ids
+    assert check_docker_archive(dotted) == []
+
+
 def test_reads_archives_skopeo_writes(tmp_path: Path, busybox_image_blobs: ImageBlobs) -> None:
     image, _ = _image(tmp_path, busybox_image_blobs)
     archive = tmp_path / "skopeo.tar"

@@ -55,6 +55,7 @@ from pants_oci.core.models import (
 )
 from pants_oci.core.platforms import platform_matches
 from pants_oci.core.reference import parse_reference
+from pants_oci.core.tarball import archive_member
 
 if TYPE_CHECKING:
     from pants_oci.core._transport_options import TransportOptions
@@ -376,7 +377,8 @@ class _ArchiveChecker:
     def member(self, member: str, subject: str) -> BinaryIO | None:
         """The member's bytes to read; None (a problem recorded) when the archive lacks it."""
         try:
-            stream = self.archive.extractfile(member)  # follows links, as docker's saves use
+            # Follows links, as docker's saves use; `./NAME` too, as `tar -C DIR .` writes.
+            stream = self.archive.extractfile(archive_member(self.archive, member))
         except (KeyError, tarfile.TarError) as exc:
             self._problem(MISSING, subject, f"{self.name} has no member {member!r} ({exc})")
             return None
@@ -481,7 +483,9 @@ class _ArchiveChecker:
 
     def repositories(self, tagged: set[str]) -> None:
         """The legacy ``repositories`` file, if any: each repository's tags are RepoTags."""
-        if _ARCHIVE_REPOSITORIES not in self.archive.getnames():
+        try:
+            archive_member(self.archive, _ARCHIVE_REPOSITORIES)
+        except KeyError:
             return
         subject = f"{_ARCHIVE_REPOSITORIES} of {self.name}"
         stream = self.member(_ARCHIVE_REPOSITORIES, subject)

@@ -52,6 +52,7 @@ from pants_oci.core.reference import DEFAULT_TAG
 
 __all__ = [
     "ArchiveImage",
+    "archive_member",
     "list_docker_archive",
     "read_docker_archive",
     "write_docker_archive",
@@ -233,9 +234,18 @@ def _read_member(archive: tarfile.TarFile, name: str, path: str | os.PathLike[st
         return stream.read()
 
 
+def archive_member(archive: tarfile.TarFile, name: str) -> tarfile.TarInfo:
+    """The member ``name`` of a docker-archive, also when the archive was made with ``tar -C
+    DIR .`` (``./manifest.json``), as docker and skopeo read them too (KeyError: no such)."""
+    try:
+        return archive.getmember(name)
+    except KeyError:
+        return archive.getmember(f"./{name}")
+
+
 def _member_stream(archive: tarfile.TarFile, name: str, path: str | os.PathLike[str]) -> BinaryIO:
     try:
-        member = archive.getmember(name)
+        member = archive_member(archive, name)
         stream = archive.extractfile(member)  # follows the links older docker saves use
     except (KeyError, tarfile.TarError) as exc:
         raise ImageArchiveError(f"{os.fspath(path)} has no usable member {name!r}: {exc}") from None

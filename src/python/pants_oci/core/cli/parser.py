@@ -372,6 +372,9 @@ def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sbom.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
 
 
+_REF_HELP = "an image in a registry: host/repository:tag or host/repository@sha256:..."
+
+
 def _crane_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """crane's everyday commands: plain output for people, ``--json`` for scripts."""
 
@@ -393,7 +396,7 @@ def _crane_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         ("config", config_command, "print the exact bytes of the image config"),
     ):
         sub = command(name, handler, help_text, json=name == "digest")
-        sub.add_argument("reference", metavar="REF")
+        sub.add_argument("reference", metavar="REF", help=_REF_HELP)
         sub.add_argument(
             "--platform", metavar="OS/ARCH[/VARIANT]", help="that platform's image, of an index"
         )
@@ -426,10 +429,21 @@ def _mutate_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
     def command(name: str, handler: Handler, help_text: str, target: bool = True) -> Any:
         sub = _command(common, commands, name, handler, help_text)
-        sub.add_argument("reference", metavar="REF")
+        base_help = (
+            "the base: " + _REF_HELP + ", scratch, oci-layout:DIR[:REF] or docker-archive:FILE"
+        )
+        sub.add_argument(
+            "reference", metavar="REF", help=base_help if name == "append" else _REF_HELP
+        )
         if target:
             sub.add_argument(
-                "-t", "--tag", dest="target", required=name != "mutate", metavar="NEW_REF"
+                "-t",
+                "--tag",
+                dest="target",
+                required=name != "mutate",
+                metavar="NEW_REF",
+                help="where to push the new image (host/repository:tag)"
+                + ("; default: REF itself" if name == "mutate" else ""),
             )
             sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.add_argument(
@@ -458,16 +472,20 @@ def _mutate_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         mutate.add_argument(
             flag, action="append", default=[], metavar="NAME=VALUE", help=f"set a {what}"
         )
-    mutate.add_argument("--user", metavar="USER[:GROUP]")
-    mutate.add_argument("--workdir", metavar="DIR")
+    mutate.add_argument("--user", metavar="USER[:GROUP]", help="the user to run as (name or id)")
+    mutate.add_argument("--workdir", metavar="DIR", help="the working directory")
     command("flatten", flatten_command, "push an image with its layers squashed into one")
     export = command(
         "export", export_command, "write an image's filesystem as one tar", target=False
     )
     export.add_argument("output", metavar="OUTPUT.tar", help="written atomically; - for stdout")
     rebase = command("rebase", rebase_command, "push an image moved onto another base")
-    rebase.add_argument("--old-base", required=True, metavar="OLD_REF")
-    rebase.add_argument("--new-base", required=True, metavar="NEW_REF")
+    rebase.add_argument(
+        "--old-base", "--old_base", required=True, metavar="OLD_REF", help="the base REF is on"
+    )
+    rebase.add_argument(
+        "--new-base", "--new_base", required=True, metavar="NEW_REF", help="the base to put it on"
+    )
 
 
 def _auth_commands(commands: Any, common: argparse.ArgumentParser) -> None:
