@@ -58,6 +58,7 @@ PUBLIC_API = {
     "read_sbom",
 }
 ERROR_TREE = {
+    "CorruptLayerError",
     "CredentialError",
     "CredentialHelperError",
     "DeniedError",

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from pants_oci.core.base_spec import BaseKind, BaseSpec, parse_base
     from pants_oci.core.digest import Digest
     from pants_oci.core.errors import (
+        CorruptLayerError,
         CredentialError,
         CredentialHelperError,
         DeniedError,
@@ -95,6 +96,7 @@ _EXPORTS: Dict[str, str] = {
     "UnsupportedMediaTypeError": "errors",
     "PlatformNotFoundError": "errors",
     "LayerError": "errors",
+    "CorruptLayerError": "errors",
     "ImageArchiveError": "errors",
     "RefNotFoundError": "errors",
     "ImageBuildError": "errors",
@@ -156,6 +158,7 @@ __all__ = [
     "BaseSpec",
     "ChainKeychain",
     "ContainerConfig",
+    "CorruptLayerError",
     "Credential",
     "CredentialError",
     "CredentialHelperError",
